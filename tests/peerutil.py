@@ -1,0 +1,72 @@
+"""Helpers for tests that drive real outside programs (rdate, xinetd, nginx, httpbin, htpdate)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
+
+
+def require_program(name: str) -> str:
+    """Path of an outside program; skip without it locally, fail without it in CI."""
+    path = shutil.which(name) or shutil.which(name, path=os.pathsep.join(_SBIN))
+    if path is None:
+        message = f"{name} is not installed (run: bash .ci/run, or apt-get install it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def unused_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
+    """A port the OS just handed out on ``host`` (for programs that cannot take port 0)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, kind) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_tcp(host: str, port: int, proc: subprocess.Popen[bytes] | None = None,
+                 deadline: float = 15.0) -> None:
+    """Bounded connect-retry until an outside server accepts (a deadline, not a fixed sleep)."""
+    end = time.monotonic() + deadline
+    delay = 0.005
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with status {proc.returncode} before listening")
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > end:
+                raise
+        time.sleep(delay)  # back-off between connection attempts, bounded by the deadline
+        delay = min(delay * 2, 0.1)
+
+
+@contextmanager
+def running(cmd: list[str], *, cwd: str | None = None,
+            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run an outside server for the duration of a ``with`` block, and always stop it."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

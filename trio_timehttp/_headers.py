@@ -1,0 +1,5 @@
+"""Placeholder: being written (see the issues)."""
+
+from typing import Any
+
+Headers: Any = None

@@ -1,0 +1,5 @@
+"""Placeholder: being written (see the issues)."""
+
+from typing import Any
+
+query_http_time: Any = None
