@@ -12,8 +12,8 @@ from ._errors import (
     ProtocolError,
     RedirectError,
     TimeHTTPError,
-    TimeProtocolError,
     Timeout,
+    TimeProtocolError,
     TooManyRedirects,
 )
 from ._headers import Headers

@@ -1,5 +1,109 @@
-"""Placeholder: being written (see the issues)."""
+"""A small case-insensitive, multi-valued header collection (pure).
 
-from typing import Any
+Names are stored lower-case (as h11 hands them to us); repeated fields keep
+their order, which matters for ``Set-Cookie`` and for what a user prints.
+"""
 
-Headers: Any = None
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TypeAlias, Union
+
+__all__ = ["Headers", "HeadersLike"]
+
+HeadersLike: TypeAlias = Union[
+    "Headers", Mapping[str, str], Iterable[tuple[str | bytes, str | bytes]]
+]
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes | bytearray) else value
+
+
+class Headers:
+    """Case-insensitive header fields that keep repeats in order.
+
+    ``h["name"]`` joins repeated fields with ``", "`` (RFC 9110 section 5.3);
+    use ``get_list`` where that is wrong (``Set-Cookie``). Immutable: build a
+    new one with ``replace()``/``remove()``.
+    """
+
+    __slots__ = ("_fields",)
+
+    _fields: tuple[tuple[str, str], ...]
+
+    def __init__(self, headers: HeadersLike | None = None) -> None:
+        if headers is None:
+            self._fields = ()
+        elif isinstance(headers, Headers):
+            self._fields = headers._fields
+        else:
+            pairs = headers.items() if isinstance(headers, Mapping) else headers
+            self._fields = tuple((_text(k).lower(), _text(v)) for k, v in pairs)
+
+    @classmethod
+    def _from_lower(cls, fields: Iterable[tuple[str, str]]) -> Headers:
+        """Build from pairs whose names are already lower-case (no copying work)."""
+        new = cls.__new__(cls)
+        new._fields = tuple(fields)
+        return new
+
+    def __getitem__(self, name: str) -> str:
+        values = self.get_list(name)
+        if not values:
+            raise KeyError(name)
+        return ", ".join(values)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The joined value of ``name``, or ``default`` when absent."""
+        values = self.get_list(name)
+        return ", ".join(values) if values else default
+
+    def get_list(self, name: str) -> list[str]:
+        """Every value of ``name``, in the order received."""
+        key = name.lower()
+        return [v for k, v in self._fields if k == key]
+
+    def items(self) -> list[tuple[str, str]]:
+        """All ``(name, value)`` fields, names lower-case, repeats kept in order."""
+        return list(self._fields)
+
+    def keys(self) -> list[str]:
+        """Distinct names, lower-case, in order of first appearance."""
+        return list(dict.fromkeys(k for k, _ in self._fields))
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = name.lower()
+        return any(k == key for k, _ in self._fields)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __bool__(self) -> bool:
+        return bool(self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return self._fields == other._fields
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._fields)
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self._fields)!r})"
+
+    def remove(self, *names: str) -> Headers:
+        """A copy without any field called one of ``names``."""
+        drop = {n.lower() for n in names}
+        return Headers._from_lower((k, v) for k, v in self._fields if k not in drop)
+
+    def replace(self, name: str, value: str) -> Headers:
+        """A copy where ``name`` has exactly one field, ``value`` (appended last)."""
+        key = name.lower()
+        return Headers._from_lower([*((k, v) for k, v in self._fields if k != key), (key, value)])

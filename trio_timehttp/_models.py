@@ -1,6 +1,60 @@
-"""Placeholder: being written (see the issues)."""
+"""``Request`` and ``Response``: what the requester sends and what it reports (pure)."""
 
-from typing import Any
+from __future__ import annotations
 
-Request: Any = None
-Response: Any = None
+from dataclasses import dataclass, field
+
+from ._headers import Headers, HeadersLike
+
+__all__ = ["Request", "Response"]
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Request:
+    """One HTTP request: method, absolute URL, extra header fields, optional body.
+
+    ``headers`` is normalised to a ``Headers``; ``Host``, ``Content-Length``
+    and the defaults (``User-Agent``, ``Accept-Encoding``) are added on the
+    wire by the requester, so a redirect never carries a stale ``Host``.
+    """
+
+    method: str
+    url: str
+    headers: Headers
+    body: bytes | None
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        headers: HeadersLike | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        object.__setattr__(self, "method", method.upper())
+        object.__setattr__(self, "url", url)
+        object.__setattr__(self, "headers", Headers(headers))
+        object.__setattr__(self, "body", None if body is None else bytes(body))
+
+
+@dataclass(slots=True, eq=False)
+class Response:
+    """The status line and headers of a response (the body goes to the consumer).
+
+    A connection that failed before any response arrived is reported as a
+    ``Response`` with ``status_code`` None and ``error`` set, as the seed's
+    requester reported a failed connection with ``status`` None.
+    """
+
+    url: str
+    request: Request
+    status_code: int | None = None
+    reason: str = ""
+    http_version: str = "1.1"
+    headers: Headers = field(default_factory=Headers)
+    history: list[Response] = field(default_factory=list)
+    error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        if self.status_code is None:
+            return f"<Response [failed: {self.error!r}] {self.url}>"
+        return f"<Response [{self.status_code} {self.reason}] {self.url}>"

@@ -1,0 +1,149 @@
+"""URL parsing, validation and RFC 3986 resolution for the requester (pure).
+
+We are strict where a lenient parser would put attacker bytes on the wire: no
+control characters or spaces, a real host, a port in range, http or https only.
+Non-ASCII is made wire-safe (IDNA for the host, percent-encoding elsewhere).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, urljoin, urlsplit
+
+from ._errors import InvalidURL
+
+__all__ = ["DEFAULT_PORTS", "URL", "parse_url", "resolve_location"]
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# Control characters, space, DEL, and the characters RFC 3986 never allows raw.
+_FORBIDDEN = re.compile(r"[\x00-\x20\x7f<>\"\\^`{|}]")
+_REG_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_.])?$")
+# Everything RFC 3986 allows in a URL, plus '%' (keep existing escapes).
+_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
+
+@dataclass(frozen=True, slots=True)
+class URL:
+    """An absolute http(s) URL, split into what the requester needs."""
+
+    scheme: str
+    host: str  # lower-case; an IPv6 literal without brackets
+    port: int
+    target: str  # request-target: path and query, never the fragment
+    fragment: str | None = None
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        """``(scheme, host, port)``, default ports made explicit (RFC 6454)."""
+        return (self.scheme, self.host, self.port)
+
+    @property
+    def authority(self) -> str:
+        """``host[:port]`` as sent in ``Host``: the port only when not the default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port == DEFAULT_PORTS[self.scheme]:
+            return host
+        return f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        frag = "" if self.fragment is None else f"#{self.fragment}"
+        return f"{self.scheme}://{self.authority}{self.target}{frag}"
+
+
+def _encode_host(raw: str, url: str) -> str:
+    if raw.startswith("["):
+        if not raw.endswith("]"):
+            raise InvalidURL(f"unterminated IPv6 literal in {url!r}")
+        try:
+            return str(ipaddress.IPv6Address(raw[1:-1]))
+        except ValueError as exc:
+            raise InvalidURL(f"bad IPv6 literal in {url!r}") from exc
+    host = raw.lower().rstrip(".") if raw.endswith(".") and len(raw) > 1 else raw.lower()
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise InvalidURL(f"host {raw!r} cannot be IDNA-encoded in {url!r}") from exc
+    if not _REG_NAME.match(host):
+        raise InvalidURL(f"bad host {raw!r} in {url!r}")
+    return host
+
+
+def _ascii(part: str) -> str:
+    """Percent-encode non-ASCII (as UTF-8), leaving existing escapes alone."""
+    return part if part.isascii() else quote(part, safe=_SAFE)
+
+
+def parse_url(url: str) -> URL:
+    """Split and validate an absolute http(s) URL; anything unusable is ``InvalidURL``."""
+    if not isinstance(url, str):
+        raise InvalidURL(f"a URL must be a str, not {type(url).__name__}")
+    if _FORBIDDEN.search(url):
+        raise InvalidURL(f"control characters or spaces in URL {url!r}")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. "http://[::1" (unterminated bracket)
+        raise InvalidURL(f"malformed URL {url!r}: {exc}") from exc
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise InvalidURL(f"only http and https URLs are supported, not {url!r}")
+    netloc = parts.netloc
+    if "@" in netloc:
+        raise InvalidURL(
+            f"credentials in the URL are not supported ({scheme}://...@...); "
+            "send an Authorization header instead"
+        )
+    if not netloc:
+        raise InvalidURL(f"no host in URL {url!r}")
+    # Split host and port ourselves: urlsplit().port is lenient with odd input.
+    if netloc.startswith("["):
+        end = netloc.find("]")
+        if end < 0:
+            raise InvalidURL(f"unterminated IPv6 literal in {url!r}")
+        raw_host, rest = netloc[: end + 1], netloc[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise InvalidURL(f"junk after the IPv6 literal in {url!r}")
+        raw_port = rest[1:] if rest else None
+    else:
+        raw_host, sep, raw_port_str = netloc.partition(":")
+        raw_port = raw_port_str if sep else None
+    host = _encode_host(raw_host, url)
+    if raw_port is None or raw_port == "":
+        port = DEFAULT_PORTS[scheme]
+    elif raw_port.isdigit() and raw_port.isascii() and len(raw_port) <= 5:
+        port = int(raw_port)
+        if not 0 < port < 65536:
+            raise InvalidURL(f"port {port} out of range in {url!r}")
+    else:
+        raise InvalidURL(f"bad port {raw_port!r} in {url!r}")
+    target = _ascii(parts.path) or "/"
+    if not target.startswith("/"):
+        target = "/" + target
+    if parts.query or url.split("#", 1)[0].endswith("?"):
+        target = f"{target}?{_ascii(parts.query)}"
+    fragment = _ascii(parts.fragment) if "#" in url else None
+    return URL(scheme, host, port, target, fragment)
+
+
+def resolve_location(base: URL, location: str) -> URL:
+    """Resolve a ``Location`` against the URL that answered with it (RFC 3986 section 5).
+
+    ``http:/path`` (same scheme, no authority) resolves against the base's
+    origin; when the Location has no fragment, the base's is kept (RFC 9110
+    section 10.2.2). Raises ``InvalidURL`` for anything unusable.
+    """
+    if _FORBIDDEN.search(location):
+        raise InvalidURL(f"control characters or spaces in Location {location!r}")
+    try:
+        joined = urljoin(str(URL(base.scheme, base.host, base.port, base.target)), location)
+    except ValueError as exc:
+        raise InvalidURL(f"malformed Location {location!r}: {exc}") from exc
+    resolved = parse_url(joined)
+    if resolved.fragment is None and base.fragment is not None:
+        resolved = URL(
+            resolved.scheme, resolved.host, resolved.port, resolved.target, base.fragment
+        )
+    return resolved
