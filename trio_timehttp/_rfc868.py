@@ -52,7 +52,7 @@ def decode_time(data: bytes, *, now: float | None = None) -> int:
         raise TimeProtocolError(f"an RFC 868 time is 4 bytes, got {len(data)}")
     if now is None:
         now = max(time.time(), MIN_NOW)
-    (value,) = _PACK.unpack(data)
+    value: int = _PACK.unpack(data)[0]
     # Reference point in seconds-since-1900; choose k so that
     # value + k * 2**32 is nearest to it (ties go to the later era).
     reference = math.floor(now) + TIME1970
