@@ -1,6 +1,366 @@
-"""Placeholder: being written (see the issues)."""
+"""The RFC 868 time client: one reading over TCP or UDP, a precise reading, many sources.
 
-from typing import Any
+Every call has one total deadline (resolve + connect + read, and all probes of
+a precise reading), done with one cancel scope, so an outer cancel scope works
+as usual. Errors are mapped once, at the edge: ``OSError`` -> ``ConnectError``,
+short reply -> ``TimeProtocolError``, expiry -> ``Timeout``; ``Cancelled`` is
+never caught.
+"""
 
-query_many: Any = None
-query_time: Any = None
+from __future__ import annotations
+
+import math
+import socket
+import statistics
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import trio
+
+from ._errors import ConnectError, TimeHTTPError, Timeout, TimeProtocolError
+from ._rfc868 import MIN_NOW, decode_time
+from ._sample import OffsetEstimator, TimeSample, plain_sample
+
+__all__ = ["query_many", "query_time"]
+
+#: Default total deadlines: a plain reading, and a precise one (its probes
+#: must fall in successive seconds of the server's clock).
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_PRECISE_TIMEOUT = 15.0
+
+#: Precise mode: at most this many readings in all (the first included),
+#: spaced at least ``_MIN_GAP`` apart (polite: never a burst), stopping early
+#: once the offset is known to within ``_TARGET_UNCERTAINTY``.
+_MAX_PROBES = 8
+_MIN_GAP = 0.15
+_TARGET_UNCERTAINTY = 0.01
+
+#: Bytes read per receive: the first 4 count, more are read only so that a
+#: chatty server (inetutils sends 8) gets a clean close rather than a reset.
+_RECV_SIZE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """One whole-second reading and the local wall times around it.
+
+    ``start`` is the earliest local time at which the server can have read
+    its clock for this reading (used for the interval maths), ``sent`` the
+    start of the round trip the API reports as ``rtt``, ``end`` the arrival
+    of the 4th byte.
+    """
+
+    second: int
+    start: float
+    sent: float
+    end: float
+    address: tuple[int, tuple[object, ...]]
+
+
+def _split_host(host: str, port: int) -> tuple[str, int]:
+    """``"name"``, ``"name:port"``, ``"[v6]:port"``, ``"[v6]"`` or a bare IPv6 literal.
+
+    A port inside ``host`` wins over the ``port`` argument. An unusable
+    host or port raises ``ConnectError`` (the address cannot be reached as
+    given; it keeps every failure to reach a source in one exception type).
+    """
+    name, port_text = host, ""
+    if host.startswith("["):
+        inside, bracket, rest = host[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ConnectError(f"malformed host {host!r} (expected [IPv6]:port)")
+        name, port_text = inside, rest[1:]
+        if rest and not port_text:
+            raise ConnectError(f"malformed host {host!r}: empty port")
+    elif host.count(":") == 1:
+        name, _, port_text = host.partition(":")
+        if not port_text:
+            raise ConnectError(f"malformed host {host!r}: empty port")
+    if not name:
+        raise ConnectError(f"malformed host {host!r}: empty name")
+    if port_text:
+        if not (port_text.isascii() and port_text.isdigit()):
+            raise ConnectError(f"malformed port {port_text!r} in {host!r}")
+        port = int(port_text)
+    if not 0 < port < 65536:
+        raise ConnectError(f"port {port} of {name!r} is out of range (1-65535)")
+    return name, port
+
+
+def _label(name: str, port: int) -> str:
+    return f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+
+
+def _decode(data: bytes, label: str) -> int:
+    if len(data) < 4:
+        raise TimeProtocolError(f"{label} sent {len(data)} byte(s); an RFC 868 time is 4 bytes")
+    # The era nearest our clock at receipt, but never before MIN_NOW (see
+    # _rfc868: a clock reset to 1970 must still decode post-2036 replies).
+    return decode_time(data[:4], now=max(time.time(), MIN_NOW))
+
+
+async def _resolve(
+    name: str, port: int, kind: int, label: str
+) -> list[tuple[int, tuple[object, ...]]]:
+    try:
+        infos = await trio.socket.getaddrinfo(name, port, type=kind)
+    except OSError as exc:
+        raise ConnectError(f"cannot resolve {label}: {exc}") from exc
+    if not infos:  # pragma: no cover - getaddrinfo raises rather than return nothing
+        raise ConnectError(f"cannot resolve {label}: no addresses")
+    return [(int(family), tuple(sockaddr)) for family, _, _, _, sockaddr in infos]
+
+
+# --------------------------------------------------------------------------
+# TCP
+
+
+async def _read_tcp(stream: trio.SocketStream, label: str) -> tuple[bytes, float]:
+    """Read until 4 bytes or EOF; return the bytes and the local time the 4th arrived."""
+    data = b""
+    while len(data) < 4:
+        try:
+            chunk = await stream.receive_some(_RECV_SIZE)
+        except trio.BrokenResourceError as exc:
+            raise TimeProtocolError(
+                f"{label} broke the connection after {len(data)} byte(s): {exc.__cause__ or exc}"
+            ) from exc
+        if not chunk:
+            break
+        data += chunk
+    return data, time.time()
+
+
+async def _tcp_reading(
+    name: str, port: int, label: str, address: tuple[int, tuple[object, ...]] | None
+) -> _Reading:
+    """One reading over a new connection: to ``address``, or by name (Happy Eyeballs)."""
+    begin = time.time()
+    try:
+        if address is None:
+            stream = await trio.open_tcp_stream(name, port)
+        else:
+            family, sockaddr = address
+            sock = trio.socket.socket(family, socket.SOCK_STREAM)
+            try:
+                await sock.connect(sockaddr)
+            except BaseException:
+                sock.close()
+                raise
+            stream = trio.SocketStream(sock)
+    except OSError as exc:
+        raise ConnectError(f"cannot connect to {label}: {exc}") from exc
+    async with stream:
+        connected = time.time()
+        try:
+            peer = stream.socket.getpeername()
+        except OSError as exc:  # reset between connect and here
+            raise ConnectError(f"connection to {label} lost: {exc}") from exc
+        data, end = await _read_tcp(stream, label)
+    second = _decode(data, label)
+    return _Reading(
+        second,
+        start=begin,
+        sent=connected,
+        end=end,
+        address=(int(stream.socket.family), tuple(peer)),
+    )
+
+
+# --------------------------------------------------------------------------
+# UDP
+
+
+def _same_address(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    # IPv6 tuples carry flowinfo and scope id; host and port decide.
+    return a[:2] == b[:2]
+
+
+async def _udp_reading(
+    name: str,
+    port: int,
+    label: str,
+    address: tuple[int, tuple[object, ...]] | None,
+    retransmit_at: float,
+) -> _Reading:
+    """One reading: an empty datagram, one retransmit at ``retransmit_at`` (Trio time).
+
+    The socket is connected, so the kernel drops datagrams from any other
+    address and reports ICMP "port unreachable" as ECONNREFUSED; we still
+    check the source of what arrives.
+    """
+    if address is None:
+        address = (await _resolve(name, port, socket.SOCK_DGRAM, label))[0]
+    family, sockaddr = address
+    with trio.socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            await sock.connect(sockaddr)
+            first = sent = time.time()
+            await sock.send(b"")
+            retransmitted = False
+            while True:
+                with trio.move_on_at(math.inf if retransmitted else retransmit_at):
+                    data, source = await sock.recvfrom(_RECV_SIZE)
+                    end = time.time()
+                    if _same_address(tuple(source), sockaddr):
+                        break
+                    continue
+                # No reply by half the deadline: the datagram or its answer
+                # may have been lost; ask once more.
+                retransmitted = True
+                sent = time.time()
+                await sock.send(b"")
+        except OSError as exc:
+            raise ConnectError(f"no time service at {label} (udp): {exc}") from exc
+    second = _decode(data, label)
+    # A late answer to the first datagram may arrive after the retransmit:
+    # the interval maths must start at the first send to stay correct.
+    return _Reading(second, start=first, sent=sent, end=end, address=address)
+
+
+# --------------------------------------------------------------------------
+# public
+
+
+async def _reading(
+    name: str,
+    port: int,
+    label: str,
+    udp: bool,
+    address: tuple[int, tuple[object, ...]] | None,
+    deadline: float,
+) -> _Reading:
+    if udp:
+        now = trio.current_time()
+        return await _udp_reading(name, port, label, address, now + (deadline - now) / 2)
+    return await _tcp_reading(name, port, label, address)
+
+
+async def _precise(
+    name: str,
+    port: int,
+    label: str,
+    udp: bool,
+    scope: trio.CancelScope,
+    estimator: OffsetEstimator,
+    readings: list[_Reading],
+) -> None:
+    """Probe at the instants that bisect the offset interval (see ``_sample``).
+
+    Fills ``estimator`` and ``readings`` in place, so that what was learnt
+    before the deadline survives its cancellation.
+    """
+    address = None
+    while len(readings) < _MAX_PROBES:
+        if readings:
+            if estimator.uncertainty <= _TARGET_UNCERTAINTY:
+                break
+            last = readings[-1]
+            # The server reads its clock about half-way through a probe.
+            lead = (last.end - last.start) / 2
+            at = estimator.next_probe_at(time.time(), lead, _MIN_GAP)
+            await trio.sleep(max(0.0, at - time.time()))
+        # Each probe gets the rest of the deadline; the retransmit of a UDP
+        # probe comes at half of what is left of it.
+        reading = await _reading(name, port, label, udp, address, scope.deadline)
+        # Later probes go straight to the address the first one used: no
+        # DNS lookup or Happy Eyeballs race inside the timed interval.
+        address = reading.address
+        readings.append(reading)
+        estimator.add(reading.second, reading.start, reading.end)
+
+
+async def query_time(
+    host: str,
+    port: int = 37,
+    *,
+    udp: bool = False,
+    timeout: float | None = None,
+    precise: bool = False,
+) -> TimeSample:
+    """Read an RFC 868 server's clock and measure its offset from ours.
+
+    ``host`` is ``"name"``, ``"name:port"`` or ``"[v6]:port"`` (a port there
+    wins over ``port``). ``timeout`` (default 5 s, 15 s if ``precise``) is
+    one deadline over everything. Raises ``ConnectError`` (unresolvable,
+    refused, unreachable, or an unusable host/port string), ``Timeout`` (no
+    answer in time) or ``TimeProtocolError`` (fewer than 4 bytes).
+
+    ``precise=True`` takes up to 8 readings timed so the server's second
+    ticks over during them, and returns the intersection of their offset
+    intervals (``uncertainty`` is its half-width, usually a few ms). If the
+    deadline passes after at least one reading, the estimate so far is returned.
+    """
+    name, port = _split_host(host, port)
+    label = _label(name, port)
+    if timeout is None:
+        timeout = DEFAULT_PRECISE_TIMEOUT if precise else DEFAULT_TIMEOUT
+    estimator = OffsetEstimator()
+    readings: list[_Reading] = []
+    with trio.move_on_after(timeout) as scope:
+        if not precise:
+            reading = await _reading(name, port, label, udp, None, scope.deadline)
+            return plain_sample(name, port, reading.second, reading.sent, reading.end)
+        await _precise(name, port, label, udp, scope, estimator, readings)
+    if not readings:
+        raise Timeout(f"no answer from {label} ({'udp' if udp else 'tcp'}) within {timeout:g} s")
+    return _precise_sample(name, port, estimator, readings)
+
+
+def _precise_sample(
+    name: str, port: int, estimator: OffsetEstimator, readings: list[_Reading]
+) -> TimeSample:
+    last = readings[-1]
+    local = (last.sent + last.end) / 2
+    offset = estimator.offset
+    return TimeSample(
+        host=name,
+        port=port,
+        server_time=local + offset,
+        local_time=local,
+        offset=offset,
+        rtt=statistics.median(r.end - r.sent for r in readings),
+        uncertainty=estimator.uncertainty,
+    )
+
+
+async def query_many(
+    sources: Iterable[str],
+    port: int = 37,
+    *,
+    udp: bool = False,
+    timeout: float | None = None,
+    precise: bool = False,
+) -> list[TimeSample | TimeHTTPError]:
+    """Query every source at once (one task each, one nursery); results in the order given.
+
+    A source starting with ``http://`` or ``https://`` is read with
+    ``query_http_time``; the others are RFC 868 hosts (``port``/``udp``
+    apply). A failed source yields its ``TimeHTTPError`` in its place; each
+    has its own deadline, so a dead one never delays the rest past it.
+    """
+    from ._httptime import query_http_time
+
+    source_list = list(sources)
+    results: list[TimeSample | TimeHTTPError | None] = [None] * len(source_list)
+
+    async def one(index: int, source: str) -> None:
+        try:
+            if source.lower().startswith(("http://", "https://")):
+                results[index] = await query_http_time(source, timeout=timeout, precise=precise)
+            else:
+                results[index] = await query_time(
+                    source, port, udp=udp, timeout=timeout, precise=precise
+                )
+        except TimeHTTPError as exc:
+            results[index] = exc
+
+    async with trio.open_nursery() as nursery:
+        for index, source in enumerate(source_list):
+            nursery.start_soon(one, index, source)
+    done: list[TimeSample | TimeHTTPError] = []
+    for result in results:
+        assert result is not None  # every task stored something or raised
+        done.append(result)
+    return done
