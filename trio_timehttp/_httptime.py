@@ -1,5 +1,127 @@
-"""Placeholder: being written (see the issues)."""
+"""Reading a web server's clock from its ``Date`` header, as htpdate does.
 
-from typing import Any
+A ``HEAD`` request (``GET`` when HEAD is refused or carries no Date) through
+our own requester, following no redirects: the first response's Date is that
+server's clock, whatever its status. Precise mode takes more readings on the
+same keep-alive connection, timed to bisect the server's second (``_probing``).
+"""
 
-query_http_time: Any = None
+from __future__ import annotations
+
+import logging
+import time
+
+import trio
+
+from ._errors import ProtocolError, Timeout
+from ._http import Client
+from ._httpdate import parse_http_date
+from ._models import Response
+from ._probing import Reading, precise_sample, refine
+from ._sample import OffsetEstimator, TimeSample, plain_sample
+from ._urls import parse_url
+
+__all__ = ["query_http_time"]
+
+log = logging.getLogger("trio_timehttp.httptime")
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_PRECISE_TIMEOUT = 15.0
+
+#: A GET fallback reads at most this much of the body before dropping the
+#: connection: we want the head, not the page.
+_MAX_GET_BODY = 64 * 1024
+
+
+class _EnoughBody(Exception):
+    """Raised from our own consumer to stop reading a GET body we do not need."""
+
+
+class _DateConsumer:
+    """Notes when the head arrived and what it said; counts (and bounds) the body."""
+
+    def __init__(self) -> None:
+        self.response: Response | None = None
+        self.arrived = 0.0
+        self.size = 0
+
+    def http_header(self, response: Response) -> None:
+        self.arrived = time.time()
+        self.response = response
+
+    def feed(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > _MAX_GET_BODY:
+            raise _EnoughBody
+
+    def close(self) -> None:
+        pass
+
+
+async def _read_once(client: Client, url: str, method: str) -> tuple[Response, float, float]:
+    """One request; returns the response and the local times around it."""
+    consumer = _DateConsumer()
+    start = time.time()
+    try:
+        await client.fetch(url, consumer, method=method, timeout=None)
+    except _EnoughBody:
+        pass
+    assert consumer.response is not None  # fetch raised otherwise
+    return consumer.response, start, consumer.arrived
+
+
+def _date_of(response: Response, url: str) -> int:
+    value = response.headers.get("date")
+    if value is None:
+        raise ProtocolError(f"{url}: the response ({response.status_code}) has no Date header")
+    try:
+        return parse_http_date(value, now=time.time())
+    except ValueError as exc:
+        raise ProtocolError(f"{url}: unparsable Date header {value!r}") from exc
+
+
+async def _first_reading(client: Client, url: str) -> tuple[str, Reading]:
+    """HEAD, or GET when HEAD is refused (405/501) or answered without a Date."""
+    response, start, end = await _read_once(client, url, "HEAD")
+    method = "HEAD"
+    if response.status_code in (405, 501) or "date" not in response.headers:
+        log.debug("%s: HEAD gave %s without a usable Date; trying GET", url, response.status_code)
+        method = "GET"
+        response, start, end = await _read_once(client, url, method)
+    second = _date_of(response, url)
+    return method, Reading(second, start, start, end)
+
+
+async def query_http_time(
+    url: str, *, timeout: float | None = None, precise: bool = False
+) -> TimeSample:
+    """Read a web server's clock from its ``Date`` header; offset = server - local.
+
+    ``timeout`` (default 10 s, 15 s if ``precise``) is one deadline over all
+    of it. Raises ``InvalidURL``, ``ConnectError``, ``Timeout``, or
+    ``ProtocolError`` when there is no usable ``Date``. With ``precise=True``
+    further HEAD (or GET) requests on the same connection bisect the server's
+    second; if the deadline passes after the first reading, the estimate so
+    far is returned.
+    """
+    target = parse_url(url)
+    if timeout is None:
+        timeout = DEFAULT_PRECISE_TIMEOUT if precise else DEFAULT_TIMEOUT
+    estimator = OffsetEstimator()
+    readings: list[Reading] = []
+    async with Client(timeout=None, max_connections=1) as client:
+        with trio.move_on_after(timeout):
+            method, first = await _first_reading(client, url)
+            readings.append(first)
+            estimator.add(first.second, first.start, first.end)
+            if not precise:
+                return plain_sample(target.host, target.port, first.second, first.sent, first.end)
+
+            async def probe() -> Reading:
+                response, start, end = await _read_once(client, url, method)
+                return Reading(_date_of(response, url), start, start, end)
+
+            await refine(probe, estimator, readings)
+    if not readings:
+        raise Timeout(f"no answer from {url} within {timeout:g} s")
+    return precise_sample(target.host, target.port, estimator, readings)

@@ -1,0 +1,68 @@
+"""Developer tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``examples``, ``bench``, ``soak``.
+
+``tests`` installs what the suite needs: the package with its test extra, and
+(when run as root on Debian) the real outside peers from apt.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+
+
+def _install_peers(session: nox.Session) -> None:
+    """Debian peers (nginx, rdate, xinetd, htpdate) via apt when we are root."""
+    session.run("bash", ".ci/install-peers", external=True)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The whole test suite, real peers included (they fail, not skip, under CI=true)."""
+    _install_peers(session)
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs, env={"PYTHONFAULTHANDLER": "1"})
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over everything."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package (configured in pyproject.toml)."""
+    session.install("mypy>=1.10", "-e", ".")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def examples(session: nox.Session) -> None:
+    """Run the examples against local servers (the same tests the suite runs)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "-q", "tests/test_examples_time.py",
+                "tests/test_examples_http.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks beside the peers (asyncio, asyncore, uvloop, aiohttp, urllib3, httpx, nginx)."""
+    _install_peers(session)
+    session.install("-e", ".", "-r", "bench/requirements.txt")
+    session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """Long-running mixed good/evil load; reports errors, fds and RSS (not in the test run)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "bench.soak", *session.posargs,
+                env={"PYTHONPATH": os.getcwd()})
