@@ -8,6 +8,7 @@ same keep-alive connection, timed to bisect the server's second (``_probing``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -62,10 +63,8 @@ async def _read_once(client: Client, url: str, method: str) -> tuple[Response, f
     """One request; returns the response and the local times around it."""
     consumer = _DateConsumer()
     start = time.time()
-    try:
+    with contextlib.suppress(_EnoughBody):
         await client.fetch(url, consumer, method=method, timeout=None)
-    except _EnoughBody:
-        pass
     assert consumer.response is not None  # fetch raised otherwise
     return consumer.response, start, consumer.arrived
 
