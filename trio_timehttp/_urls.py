@@ -21,6 +21,8 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # Control characters, space, DEL, and the characters RFC 3986 never allows raw.
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f<>\"\\^`{|}]")
 _REG_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_.])?$")
+# A reference with an authority part: optional scheme, then "//".
+_NETWORK_PATH = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:)?//")
 # Everything RFC 3986 allows in a URL, plus '%' (keep existing escapes).
 _SAFE = "!#$%&'()*+,/:;=?@[]~"
 
@@ -67,7 +69,7 @@ def _encode_host(raw: str, url: str) -> str:
             host = host.encode("idna").decode("ascii")
         except UnicodeError as exc:
             raise InvalidURL(f"host {raw!r} cannot be IDNA-encoded in {url!r}") from exc
-    if not _REG_NAME.match(host):
+    if not _REG_NAME.match(host) or ".." in host:  # ".." is an empty DNS label
         raise InvalidURL(f"bad host {raw!r} in {url!r}")
     return host
 
@@ -138,6 +140,10 @@ def resolve_location(base: URL, location: str) -> URL:
     if _FORBIDDEN.search(location):
         raise InvalidURL(f"control characters or spaces in Location {location!r}")
     try:
+        if _NETWORK_PATH.match(location) and not urlsplit(location).netloc:
+            # "http:///x": urljoin would quietly read it as the relative "http:/x";
+            # RFC 9110 section 4.2.1: an http URI with an empty host is invalid.
+            raise InvalidURL(f"empty host in Location {location!r}")
         joined = urljoin(str(URL(base.scheme, base.host, base.port, base.target)), location)
     except ValueError as exc:
         raise InvalidURL(f"malformed Location {location!r}: {exc}") from exc

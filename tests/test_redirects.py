@@ -1,0 +1,655 @@
+"""RedirectingConsumer's policy, one rule per test, by calling its methods directly.
+
+No sockets here: each test builds the ``Response`` a requester would hand over
+and checks the ``Request`` that comes back (or the error). The end-to-end
+runs through ``fetch`` are in ``test_consumers.py`` (local h11 server) and
+``tests/peers/test_peer_httpbin.py`` (httpbin under gunicorn).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from trio_timehttp import (
+    RedirectError,
+    RedirectingConsumer,
+    Request,
+    Response,
+    TooManyRedirects,
+)
+from trio_timehttp._consumers import next_redirect
+from trio_timehttp._headers import Headers
+
+BASE = "http://example.com/a/b?q=1"
+
+
+def make_response(
+    status: int | None,
+    location: str | Sequence[str] | None = None,
+    *,
+    url: str = BASE,
+    method: str = "GET",
+    req_headers: Any = (),
+    body: bytes | None = None,
+    history: list[Response] | None = None,
+    request_url: str | None = None,
+) -> Response:
+    fields: list[tuple[str, str]] = []
+    if isinstance(location, str):
+        fields.append(("location", location))
+    elif location is not None:
+        fields.extend(("location", loc) for loc in location)
+    request = Request(method, request_url or url, req_headers, body)
+    return Response(
+        url=url,
+        request=request,
+        status_code=status,
+        reason="",
+        headers=Headers(fields),
+        history=history or [],
+    )
+
+
+class Recorder:
+    """A plain (sync) consumer that records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def http_header(self, response: Response) -> None:
+        self.calls.append(("http_header", response))
+
+    def feed(self, data: bytes) -> None:
+        self.calls.append(("feed", data))
+
+    def http_error(self, exc: BaseException) -> None:
+        self.calls.append(("http_error", exc))
+
+    def close(self) -> str:
+        self.calls.append(("close", None))
+        return "closed"
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+
+class AsyncRecorder(Recorder):
+    """The same, with ``async def`` methods."""
+
+    async def http_header(self, response: Response) -> None:  # type: ignore[override]
+        super().http_header(response)
+
+    async def feed(self, data: bytes) -> None:  # type: ignore[override]
+        super().feed(data)
+
+    async def close(self) -> str:  # type: ignore[override]
+        return super().close()
+
+
+async def follow(response: Response, **kwargs: Any) -> Request:
+    """The Request a fresh RedirectingConsumer returns for ``response``."""
+    rc = RedirectingConsumer(Recorder(), **kwargs)
+    result = await rc.http_header(response)
+    assert isinstance(result, Request)
+    return result
+
+
+# --------------------------------------------------------------------------
+# Status codes and methods
+
+# (status, method) -> (method sent next, body kept?)
+METHOD_RULES = [
+    (status, method, expected)
+    for status, rules in {
+        301: {"GET": "GET", "HEAD": "HEAD", "POST": "GET", "PUT": "PUT", "DELETE": "DELETE"},
+        302: {"GET": "GET", "HEAD": "HEAD", "POST": "GET", "PUT": "PUT", "DELETE": "DELETE"},
+        303: {"GET": "GET", "HEAD": "HEAD", "POST": "GET", "PUT": "GET", "DELETE": "GET"},
+        307: {"GET": "GET", "HEAD": "HEAD", "POST": "POST", "PUT": "PUT", "DELETE": "DELETE"},
+        308: {"GET": "GET", "HEAD": "HEAD", "POST": "POST", "PUT": "PUT", "DELETE": "DELETE"},
+    }.items()
+    for method, expected in rules.items()
+]
+
+
+@pytest.mark.parametrize(("status", "method", "expected"), METHOD_RULES)
+async def test_method_rule(status: int, method: str, expected: str) -> None:
+    body = b"payload"
+    rewritten = (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST")
+    nxt = await follow(
+        make_response(
+            status,
+            "/next",
+            method=method,
+            body=body,
+            req_headers=[
+                ("Content-Type", "text/plain"),
+                ("Content-Length", "7"),
+                ("Transfer-Encoding", "chunked"),
+                ("X-Keep", "yes"),
+            ],
+        )
+    )
+    assert nxt.method == expected
+    assert nxt.url == "http://example.com/next"
+    assert nxt.headers.get("x-keep") == "yes"
+    if rewritten:
+        assert nxt.body is None
+        for name in ("content-type", "content-length", "transfer-encoding"):
+            assert name not in nxt.headers
+    else:
+        assert nxt.body == body
+        assert nxt.headers.get("content-type") == "text/plain"
+
+
+async def test_303_drops_every_content_header() -> None:
+    nxt = await follow(
+        make_response(
+            303,
+            "/x",
+            method="POST",
+            body=b"a=1",
+            req_headers={
+                "Content-Encoding": "gzip",
+                "Content-Language": "en",
+                "Content-Location": "/y",
+                "Accept": "*/*",
+            },
+        )
+    )
+    assert nxt.method == "GET"
+    assert nxt.body is None
+    assert [k for k, _ in nxt.headers.items()] == ["accept"]
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 303, 304, 305, 306, 307, 308, 200, 404])
+async def test_only_the_five_redirect_codes_with_location_are_followed(status: int) -> None:
+    inner = Recorder()
+    rc = RedirectingConsumer(inner)
+    response = make_response(status, "/elsewhere")
+    result = await rc.http_header(response)
+    if status in (301, 302, 303, 307, 308):
+        assert isinstance(result, Request)
+        assert inner.calls == []
+    else:
+        assert result is None
+        assert inner.calls == [("http_header", response)]
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_redirect_without_location_is_delivered(status: int) -> None:
+    inner = Recorder()
+    rc = RedirectingConsumer(inner)
+    response = make_response(status)
+    assert await rc.http_header(response) is None
+    assert inner.calls == [("http_header", response)]
+
+
+async def test_304_is_delivered_even_with_location() -> None:
+    inner = Recorder()
+    response = make_response(304, "/x")
+    assert await RedirectingConsumer(inner).http_header(response) is None
+    assert inner.names() == ["http_header"]
+
+
+# --------------------------------------------------------------------------
+# Resolving the Location (RFC 3986 section 5)
+
+
+@pytest.mark.parametrize(
+    ("base", "location", "expected"),
+    [
+        (BASE, "/abs/path", "http://example.com/abs/path"),
+        (BASE, "rel", "http://example.com/a/rel"),
+        (BASE, "../up", "http://example.com/up"),
+        (BASE, "./here?x=2", "http://example.com/a/here?x=2"),
+        (BASE, "?only=query", "http://example.com/a/b?only=query"),
+        (BASE, "http://other.example/p", "http://other.example/p"),
+        (BASE, "https://other.example/p", "https://other.example/p"),
+        (BASE, "//other.example:8080/p", "http://other.example:8080/p"),
+        ("https://example.com/a", "//other.example/p", "https://other.example/p"),
+        # http:/path (scheme, no authority) keeps the current origin and port
+        ("http://example.com:8080/a/b", "http:/path", "http://example.com:8080/path"),
+        ("http://example.com:8080/a/b", "HTTP:/path", "http://example.com:8080/path"),
+        ("http://example.com:8080/a/b", "http:rel", "http://example.com:8080/a/rel"),
+        ("http://[::1]:8080/a", "/b", "http://[::1]:8080/b"),
+        ("http://example.com/a", "http://EXAMPLE.com:80/b", "http://example.com/b"),
+        (BASE, "http://例え.jp/", "http://xn--r8jz45g.jp/"),
+        # UTF-8 on the wire, as h11 hands it over (each byte a Latin-1 char)
+        (
+            BASE,
+            "http://bücher.example/".encode().decode("latin-1"),
+            "http://xn--bcher-kva.example/",
+        ),
+    ],
+)
+async def test_location_resolution(base: str, location: str, expected: str) -> None:
+    assert (await follow(make_response(302, location, url=base))).url == expected
+
+
+async def test_scheme_relative_to_other_scheme_without_host_is_refused() -> None:
+    with pytest.raises(RedirectError):
+        await follow(make_response(302, "https:/path"))
+
+
+async def test_fragment_inherited_when_location_has_none() -> None:
+    r = make_response(302, "/next", url="http://example.com/a#frag")
+    assert (await follow(r)).url == "http://example.com/next#frag"
+
+
+async def test_fragment_of_location_wins() -> None:
+    r = make_response(302, "/next#new", url="http://example.com/a#frag")
+    assert (await follow(r)).url == "http://example.com/next#new"
+
+
+async def test_fragment_taken_from_request_when_response_url_lacks_it() -> None:
+    r = make_response(
+        302, "/next", url="http://example.com/a", request_url="http://example.com/a#frag"
+    )
+    assert (await follow(r)).url == "http://example.com/next#frag"
+
+
+async def test_non_ascii_location_is_percent_encoded() -> None:
+    # Text beyond Latin-1 (a Response built by hand, not off the wire) is UTF-8 encoded.
+    nxt = await follow(make_response(302, "/日本?q=€#§"))
+    assert nxt.url == "http://example.com/%E6%97%A5%E6%9C%AC?q=%E2%82%AC#%C2%A7"
+
+
+async def test_utf8_bytes_decoded_as_latin1_are_reencoded() -> None:
+    # What h11 hands over for the raw bytes b"/caf\xc3\xa9": each byte a Latin-1 char.
+    wire = "/café".encode().decode("latin-1")
+    assert (await follow(make_response(302, wire))).url == "http://example.com/caf%C3%A9"
+
+
+async def test_non_utf8_bytes_are_percent_encoded_as_is() -> None:
+    wire = b"/caf\xe9".decode("latin-1")
+    assert (await follow(make_response(302, wire))).url == "http://example.com/caf%E9"
+
+
+async def test_existing_escapes_are_kept() -> None:
+    nxt = await follow(make_response(302, "/a%20b?x=%2F"))
+    assert nxt.url == "http://example.com/a%20b?x=%2F"
+
+
+async def test_unwise_characters_are_percent_encoded() -> None:
+    nxt = await follow(make_response(302, '/p?a=|{x}^"<>`'))
+    assert nxt.url == "http://example.com/p?a=%7C%7Bx%7D%5E%22%3C%3E%60"
+
+
+async def test_duplicate_identical_locations_are_fine() -> None:
+    assert (await follow(make_response(302, ["/x", "/x"]))).url == "http://example.com/x"
+
+
+async def test_conflicting_locations_are_refused() -> None:
+    with pytest.raises(RedirectError, match="conflicting"):
+        await follow(make_response(302, ["/x", "/y"]))
+
+
+# --------------------------------------------------------------------------
+# Locations that must not be followed
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "file:///etc/passwd",
+        "ftp://example.com/file",
+        "javascript:alert(1)",
+        "data:text/html,<h1>hi</h1>",
+        "mailto:root@example.com",
+        "gopher://example.com/",
+        "ws://example.com/",
+    ],
+)
+async def test_other_schemes_are_refused(location: str) -> None:
+    with pytest.raises(RedirectError, match="http"):
+        await follow(make_response(302, location))
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://[::1",  # unterminated IPv6 literal
+        "http://[::1]x/",  # junk after it
+        "http://[nope]/",
+        "http:///nohost",
+        "http://exa mple.com/",
+        "/a b",
+        "/a\tb",
+        "/a\x00b",
+        "/a\x01b",
+        "/a\x1fb",
+        "/a\x7fb",
+        "/a\r\nSet-Cookie: evil=1",
+        "/a\rb",
+        "/a\nb",
+        "http://example.com:99999/",
+        "http://example.com:0/",
+        "http://example.com:-1/",
+        "http://example.com:8o/",
+        "http://example.com:+80/",
+        "http://example.com:١٢/",  # non-ASCII digits
+        "http://user:pass@example.com/",
+        "http://ex_ample..com/",
+        "http://-bad-.com/",
+        "http:\\\\evil.example\\",
+        "http://" + "a" * 300 + "/",
+    ],
+)
+async def test_malformed_locations_raise_redirect_error(location: str) -> None:
+    with pytest.raises(RedirectError) as info:
+        await follow(make_response(302, location))
+    # never an InvalidURL (that is for the caller's own URL)
+    assert type(info.value) is RedirectError
+
+
+async def test_crlf_in_location_never_reaches_a_request() -> None:
+    inner = Recorder()
+    rc = RedirectingConsumer(inner)
+    with pytest.raises(RedirectError):
+        await rc.http_header(make_response(302, "/x\r\nHost: evil"))
+    assert inner.names() == ["http_header"]
+    assert inner.calls[0][1].status_code is None
+
+
+# --------------------------------------------------------------------------
+# https -> http
+
+
+async def test_downgrade_refused_by_default() -> None:
+    with pytest.raises(RedirectError, match="https to http"):
+        await follow(make_response(301, "http://example.com/", url="https://example.com/"))
+
+
+async def test_downgrade_allowed_when_asked() -> None:
+    r = make_response(301, "http://example.com/", url="https://example.com/")
+    assert (await follow(r, allow_downgrade=True)).url == "http://example.com/"
+
+
+async def test_upgrade_is_always_fine() -> None:
+    r = make_response(301, "https://example.com/", url="http://example.com/")
+    assert (await follow(r)).url == "https://example.com/"
+
+
+# --------------------------------------------------------------------------
+# Credentials and Host
+
+CREDENTIALS = ["Authorization", "Cookie", "Proxy-Authorization"]
+
+
+@pytest.mark.parametrize("name", CREDENTIALS)
+@pytest.mark.parametrize(
+    ("url", "location"),
+    [
+        ("http://example.com/", "http://other.example/"),  # host
+        ("http://example.com/", "http://example.com:8080/"),  # port
+        ("http://example.com/", "https://example.com/"),  # scheme
+        ("https://example.com/", "https://example.com:8443/"),  # port, https
+        ("http://example.com/", "http://sub.example.com/"),  # subdomain is another host
+        ("http://127.0.0.1:8000/", "http://localhost:8000/"),
+    ],
+)
+async def test_credentials_dropped_on_origin_change(name: str, url: str, location: str) -> None:
+    r = make_response(302, location, url=url, req_headers=[(name, "secret"), ("X-Other", "1")])
+    nxt = await follow(r)
+    assert name.lower() not in nxt.headers
+    assert nxt.headers.get("x-other") == "1"
+
+
+@pytest.mark.parametrize("name", CREDENTIALS)
+@pytest.mark.parametrize(
+    ("url", "location"),
+    [
+        ("http://example.com/a", "/b"),
+        ("http://example.com/a", "http://EXAMPLE.COM/b"),
+        ("http://example.com/a", "http://example.com:80/b"),  # default port normalised
+        ("https://example.com:443/a", "https://example.com/b"),
+        ("http://example.com:8080/a", "http:/b"),
+    ],
+)
+async def test_credentials_kept_on_same_origin(name: str, url: str, location: str) -> None:
+    nxt = await follow(make_response(307, location, url=url, req_headers=[(name, "secret")]))
+    assert nxt.headers.get(name) == "secret"
+
+
+async def test_credentials_stay_dropped_after_coming_back() -> None:
+    rc = RedirectingConsumer(Recorder())
+    creds = [(n, "secret") for n in CREDENTIALS]
+    first = await rc.http_header(
+        make_response(302, "http://other.example/", url="http://example.com/", req_headers=creds)
+    )
+    assert isinstance(first, Request)
+    # A caller-side wrapper could re-add them; the flag keeps them out anyway.
+    second = await rc.http_header(
+        make_response(302, "http://example.com/back", url=first.url, req_headers=creds)
+    )
+    assert isinstance(second, Request)
+    assert second.url == "http://example.com/back"
+    for name in CREDENTIALS:
+        assert name not in second.headers
+
+
+async def test_pure_policy_reports_stripping() -> None:
+    result = next_redirect(make_response(302, "http://other.example/"))
+    assert result is not None
+    assert result[1] is True
+    same = next_redirect(make_response(302, "/x"))
+    assert same is not None
+    assert same[1] is False
+    assert next_redirect(make_response(200, "/x")) is None
+
+
+async def test_host_is_never_forwarded() -> None:
+    for location in ("/same", "http://other.example/"):
+        nxt = await follow(make_response(302, location, req_headers=[("Host", "example.com")]))
+        assert "host" not in nxt.headers
+
+
+async def test_other_headers_are_forwarded_in_order() -> None:
+    fields = [("Accept", "a"), ("X-One", "1"), ("X-One", "2")]
+    nxt = await follow(make_response(302, "/x", req_headers=fields))
+    assert nxt.headers.items() == [("accept", "a"), ("x-one", "1"), ("x-one", "2")]
+
+
+# --------------------------------------------------------------------------
+# Counting, loops
+
+
+async def chain(rc: RedirectingConsumer, hops: int, *, loop: bool = False) -> None:
+    """Feed ``hops`` redirect responses through ``rc``."""
+    url = BASE
+    history: list[Response] = []
+    for i in range(hops):
+        location = BASE if loop else f"/hop{i + 1}"
+        response = make_response(302, location, url=url, history=list(history))
+        nxt = await rc.http_header(response)
+        assert isinstance(nxt, Request)
+        history.append(response)
+        url = nxt.url
+
+
+async def test_max_redirects_zero_raises_on_first() -> None:
+    inner = Recorder()
+    rc = RedirectingConsumer(inner, max_redirects=0)
+    with pytest.raises(TooManyRedirects):
+        await rc.http_header(make_response(302, "/x"))
+    assert inner.names() == ["http_header"]
+
+
+@pytest.mark.parametrize("limit", [1, 3, 10])
+async def test_exactly_max_redirects_are_followed(limit: int) -> None:
+    rc = RedirectingConsumer(Recorder(), max_redirects=limit)
+    await chain(rc, limit)
+    assert rc.redirects == limit
+    with pytest.raises(TooManyRedirects, match=f"more than {limit} redirects"):
+        await rc.http_header(make_response(302, "/one-more"))
+
+
+async def test_final_response_after_max_redirects_is_delivered() -> None:
+    inner = Recorder()
+    rc = RedirectingConsumer(inner, max_redirects=2)
+    await chain(rc, 2)
+    final = make_response(200)
+    assert await rc.http_header(final) is None
+    assert inner.calls == [("http_header", final)]
+
+
+async def test_default_is_ten() -> None:
+    rc = RedirectingConsumer(Recorder())
+    await chain(rc, 10)
+    with pytest.raises(TooManyRedirects):
+        await chain(rc, 1)
+
+
+async def test_self_loop_ends_in_too_many_redirects() -> None:
+    rc = RedirectingConsumer(Recorder())
+    with pytest.raises(TooManyRedirects, match="loop"):
+        await chain(rc, 100, loop=True)
+
+
+async def test_hundred_hop_chain() -> None:
+    inner = Recorder()
+    rc = RedirectingConsumer(inner)
+    with pytest.raises(TooManyRedirects):
+        await chain(rc, 100)
+    assert rc.redirects == 10
+    assert inner.names() == ["http_header"]
+
+
+async def test_negative_max_redirects_is_a_caller_error() -> None:
+    with pytest.raises(ValueError, match="max_redirects"):
+        RedirectingConsumer(Recorder(), max_redirects=-1)
+
+
+# --------------------------------------------------------------------------
+# What the wrapped consumer sees
+
+
+@pytest.mark.parametrize("cls", [Recorder, AsyncRecorder])
+async def test_wrapped_sees_only_final_response(cls: type[Recorder]) -> None:
+    inner = cls()
+    rc = RedirectingConsumer(inner)
+    await chain(rc, 3)
+    final = make_response(200)
+    await rc.http_header(final)
+    await rc.feed(b"ab")
+    await rc.feed(b"c")
+    assert await rc.close() == "closed"
+    assert await rc.close() is None  # once only
+    assert inner.calls == [
+        ("http_header", final),
+        ("feed", b"ab"),
+        ("feed", b"c"),
+        ("close", None),
+    ]
+
+
+@pytest.mark.parametrize("cls", [Recorder, AsyncRecorder])
+@pytest.mark.parametrize(
+    ("kwargs", "location", "error"),
+    [
+        ({"max_redirects": 0}, "/x", TooManyRedirects),
+        ({}, "ftp://example.com/", RedirectError),
+        ({}, "http://[::1", RedirectError),
+    ],
+)
+async def test_wrapped_learns_of_a_failed_chain(
+    cls: type[Recorder], kwargs: dict[str, Any], location: str, error: type[Exception]
+) -> None:
+    inner = cls()
+    rc = RedirectingConsumer(inner, **kwargs)
+    earlier = make_response(301, "/a/b")
+    response = make_response(302, location, history=[earlier])
+    with pytest.raises(error) as info:
+        await rc.http_header(response)
+    await rc.close()
+    assert inner.names() == ["http_header", "close"]
+    failure = inner.calls[0][1]
+    assert failure.status_code is None
+    assert failure.error is info.value
+    assert failure.url == response.url
+    assert failure.request is response.request
+    assert failure.history == [earlier, response]
+
+
+async def test_failed_connection_on_a_later_hop_is_delivered() -> None:
+    inner = Recorder()
+    rc = RedirectingConsumer(inner)
+    await chain(rc, 1)
+    failed = make_response(None)
+    failed.error = OSError("refused")
+    assert await rc.http_header(failed) is None
+    assert inner.calls == [("http_header", failed)]
+
+
+async def test_http_error_after_delivery_is_passed_on() -> None:
+    inner = Recorder()
+    rc = RedirectingConsumer(inner)
+    await rc.http_header(make_response(200))
+    exc = RuntimeError("truncated")
+    await rc.http_error(exc)
+    assert inner.calls[-1] == ("http_error", exc)
+
+
+async def test_http_error_during_a_hop_becomes_a_failure_header() -> None:
+    inner = Recorder()
+    rc = RedirectingConsumer(inner)
+    await chain(rc, 1)
+    exc = RuntimeError("broke while dropping the redirect body")
+    await rc.http_error(exc)
+    assert inner.names() == ["http_header"]
+    assert inner.calls[0][1].status_code is None
+    assert inner.calls[0][1].error is exc
+
+
+async def test_http_error_without_a_wrapped_http_error() -> None:
+    class Minimal:
+        def __init__(self) -> None:
+            self.data = b""
+
+        def feed(self, data: bytes) -> None:
+            self.data += data
+
+        def close(self) -> None:
+            pass
+
+    inner = Minimal()
+    rc = RedirectingConsumer(inner)
+    assert await rc.http_header(make_response(200)) is None  # no http_header: skipped
+    await rc.feed(b"x")
+    await rc.http_error(RuntimeError())
+    with pytest.raises(TooManyRedirects):  # failure path with no http_header either
+        await RedirectingConsumer(inner, max_redirects=0).http_header(make_response(302, "/"))
+    assert inner.data == b"x"
+
+
+async def test_wrapped_consumer_exception_propagates_unchanged() -> None:
+    class Boom(Recorder):
+        def http_header(self, response: Response) -> None:
+            raise KeyError("mine")
+
+    with pytest.raises(KeyError, match="mine"):
+        await RedirectingConsumer(Boom()).http_header(make_response(200))
+
+
+async def test_a_nested_wrapper_may_ask_for_another_request() -> None:
+    again = Request("GET", "http://example.com/retry")
+
+    class Retry(Recorder):
+        def http_header(self, response: Response) -> Request:  # type: ignore[override]
+            super().http_header(response)
+            return again
+
+    assert await RedirectingConsumer(Retry()).http_header(make_response(200)) is again
+
+
+async def test_each_redirect_is_logged_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="trio_timehttp.http")
+    await follow(make_response(301, "/moved"))
+    records = [r for r in caplog.records if r.name == "trio_timehttp.http"]
+    assert len(records) == 1
+    assert records[0].levelno == logging.DEBUG
+    assert "http://example.com/moved" in records[0].getMessage()
