@@ -224,6 +224,7 @@ class _ErrorLog:
 
 async def _accept_loop(
     sock: socket.socket,
+    where: str,
     nursery: trio.Nursery,
     clock: Clock,
     slots: _Slots,
@@ -235,7 +236,6 @@ async def _accept_loop(
     # Looked up once per server start, so tests can observe the bound by
     # substituting a slower answer (see tests/test_timeserver.py).
     answer = _answer_connection
-    where = _names([sock])
     debug = logger.isEnabledFor(logging.DEBUG)
     while True:
         if slots.active >= slots.limit:
@@ -282,7 +282,8 @@ async def _run_tcp(
     try:
         async with trio.open_nursery() as nursery:
             for sock in socks:
-                nursery.start_soon(_accept_loop, sock, nursery, clock, slots, errors)
+                where = _names([sock])
+                nursery.start_soon(_accept_loop, sock, where, nursery, clock, slots, errors)
     finally:
         for sock in socks:
             sock.close()
