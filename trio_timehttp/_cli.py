@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 import trio
 
@@ -38,6 +38,13 @@ log = logging.getLogger("trio_timehttp.cli")
 
 class UsageError(Exception):
     """A mistake in the command line that argparse cannot see (one line to stderr)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line on stderr (with a pointer to --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _positive_float(text: str) -> float:
@@ -81,7 +88,7 @@ def _header(text: str) -> tuple[str, str]:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="RFC 868 time service and client, and a streaming HTTP/1.1 requester.",
     )
@@ -89,7 +96,9 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv for debug)"
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     serve = sub.add_parser(
         "serve",
@@ -429,7 +438,14 @@ def _setup_logging(verbose: int, command: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Sources may come after options (``time --port 8037 a b``): argparse
+    # leaves those positionals over; anything else left over is a mistake.
+    if args.command == "time" and extra and not any(e.startswith("-") for e in extra):
+        args.sources.extend(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _setup_logging(args.verbose, args.command)
     out = sys.stdout
     try:
