@@ -1,0 +1,550 @@
+"""The ready-made consumers: BytesConsumer, TextConsumer, FileConsumer.
+
+The unit tests call the consumer methods directly with hand-built responses
+(pure and fast); the ``fetch`` tests at the end run them, and stdlib
+incremental parsers used as consumers, against the local h11 test server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import stat
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trio_timehttp import (
+    BodyTooLarge,
+    BytesConsumer,
+    FileConsumer,
+    Request,
+    Response,
+    TextConsumer,
+)
+from trio_timehttp._consumers import content_type_charset
+from trio_timehttp._headers import Headers
+
+URL = "http://example.com/doc"
+
+
+def make_response(
+    status: int | None = 200, headers: Any = (), *, method: str = "GET", url: str = URL
+) -> Response:
+    return Response(
+        url=url,
+        request=Request(method, url),
+        status_code=status,
+        reason="OK" if status else "",
+        headers=Headers(headers),
+    )
+
+
+def failure(exc: BaseException | None = None) -> Response:
+    response = make_response(None)
+    response.error = exc or ConnectionRefusedError("refused")
+    return response
+
+
+class TextSink:
+    """A text target that records what it gets."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.closed = 0
+
+    def feed(self, text: str) -> None:
+        assert isinstance(text, str)
+        self.parts.append(text)
+
+    def close(self) -> str:
+        self.closed += 1
+        return "".join(self.parts)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+# --------------------------------------------------------------------------
+# BytesConsumer
+
+
+def test_bytes_collects_the_body() -> None:
+    c = BytesConsumer()
+    response = make_response()
+    c.http_header(response)
+    for piece in (b"ab", b"", b"cd", b"e"):
+        c.feed(piece)
+    assert c.body == b"abcde"  # readable before close too
+    c.feed(b"f")
+    c.close()
+    assert c.body == b"abcdef"
+    assert c.response is response
+    assert c.closed
+
+
+def test_bytes_empty_body() -> None:
+    c = BytesConsumer()
+    c.http_header(make_response(204))
+    c.close()
+    assert c.body == b""
+
+
+def test_bytes_accepts_bytearray_and_memoryview() -> None:
+    c = BytesConsumer()
+    c.feed(bytearray(b"ab"))
+    c.feed(memoryview(b"cd"))
+    c.close()
+    assert c.body == b"abcd"
+    assert type(c.body) is bytes
+
+
+def test_bytes_max_size_exactly_is_fine() -> None:
+    c = BytesConsumer(max_size=4)
+    c.http_header(make_response(headers={"content-length": "4"}))
+    c.feed(b"ab")
+    c.feed(b"cd")
+    c.close()
+    assert c.body == b"abcd"
+
+
+def test_bytes_over_max_size_raises_from_feed() -> None:
+    c = BytesConsumer(max_size=4)
+    c.http_header(make_response())
+    c.feed(b"abc")
+    with pytest.raises(BodyTooLarge, match="limit of 4 bytes"):
+        c.feed(b"de")
+    assert len(c.body) <= 4
+
+
+def test_bytes_announced_too_large_raises_from_http_header() -> None:
+    c = BytesConsumer(max_size=10)
+    with pytest.raises(BodyTooLarge, match="Content-Length 11"):
+        c.http_header(make_response(headers={"content-length": "11"}))
+
+
+@pytest.mark.parametrize(
+    ("status", "method", "headers"),
+    [
+        (200, "HEAD", {"content-length": "999"}),  # HEAD: the length of a body not sent
+        (304, "GET", {"content-length": "999"}),
+        (200, "GET", {"content-length": "999", "content-encoding": "gzip"}),
+        (200, "GET", {"content-length": "lots"}),
+    ],
+)
+def test_bytes_content_length_not_checked_when_it_does_not_frame(
+    status: int, method: str, headers: dict[str, str]
+) -> None:
+    c = BytesConsumer(max_size=10)
+    c.http_header(make_response(status, headers, method=method))
+
+
+def test_bytes_failure_response_is_recorded() -> None:
+    c = BytesConsumer(max_size=1)
+    response = failure()
+    c.http_header(response)
+    c.close()
+    assert c.response is response
+    assert c.body == b""
+
+
+def test_bytes_negative_max_size() -> None:
+    with pytest.raises(ValueError, match="max_size"):
+        BytesConsumer(max_size=-1)
+
+
+# --------------------------------------------------------------------------
+# Content-Type charset
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("text/html", None),
+        ("text/html; charset=utf-8", "utf-8"),
+        ("text/html;charset=ISO-8859-1", "ISO-8859-1"),
+        ("text/html ; CharSet = koi8-r ", "koi8-r"),
+        ('text/html; charset="utf-8"', "utf-8"),
+        ('text/html; charset="ut\\f-8"', "utf-8"),  # quoted-pair
+        ("text/html; charset='windows-1252'", "windows-1252"),
+        ('text/html; foo="a;charset=latin1"; charset=utf-16', "utf-16"),
+        ('text/html; foo="a;charset=latin1"', None),
+        ("text/html; format=flowed; charset=shift_jis", "shift_jis"),
+        ("text/html; charset=", None),
+        ("text/html; ;; charset=cp1251", "cp1251"),
+        ("text/html; bogus; charset=cp1251", "cp1251"),
+        ("text/html; charset=utf-8; charset=latin1", "utf-8"),  # the first one counts
+    ],
+)
+def test_content_type_charset(value: str | None, expected: str | None) -> None:
+    assert content_type_charset(value) == expected
+
+
+# --------------------------------------------------------------------------
+# TextConsumer
+
+
+async def decode_all(
+    chunks: list[bytes], content_type: str | None = None, encoding: str | None = None
+) -> tuple[str, TextConsumer, TextSink]:
+    sink = TextSink()
+    c = TextConsumer(sink, encoding=encoding)
+    headers = {"content-type": content_type} if content_type else {}
+    await c.http_header(make_response(headers=headers))
+    for chunk in chunks:
+        await c.feed(chunk)
+    result = await c.close()
+    assert result == sink.text
+    assert sink.closed == 1
+    return sink.text, c, sink
+
+
+def one_byte_at_a_time(data: bytes) -> list[bytes]:
+    return [data[i : i + 1] for i in range(len(data))]
+
+
+TEXT = "naïve café — 日本語 😀 ok"
+
+
+@pytest.mark.parametrize(
+    ("charset", "codec"),
+    [
+        (None, "utf-8"),
+        ("utf-8", "utf-8"),
+        ("UTF8", "utf-8"),
+        ("utf-16", "utf-16"),
+        ("utf-16-le", "utf-16-le"),
+        ("shift_jis", "shift_jis"),
+        ("gb18030", "gb18030"),
+        ("utf-32", "utf-32"),
+    ],
+)
+async def test_text_multibyte_split_byte_at_a_time(charset: str | None, codec: str) -> None:
+    text = TEXT if codec not in ("shift_jis",) else "日本語のテキスト"
+    content_type = f"text/plain; charset={charset}" if charset else "text/plain"
+    decoded, c, _ = await decode_all(one_byte_at_a_time(text.encode(codec)), content_type)
+    assert decoded == text
+    assert c.encoding is not None
+
+
+async def test_text_whole_body_at_once() -> None:
+    assert (await decode_all([TEXT.encode()]))[0] == TEXT
+
+
+async def test_text_feeds_nothing_while_a_character_is_incomplete() -> None:
+    sink = TextSink()
+    c = TextConsumer(sink)
+    await c.http_header(make_response())
+    await c.feed("😀".encode()[:2])
+    assert sink.parts == []
+    await c.feed("😀".encode()[2:])
+    assert sink.parts == ["😀"]
+
+
+@pytest.mark.parametrize(
+    ("charset", "data", "expected"),
+    [
+        ("iso-8859-1", "café".encode("latin-1"), "café"),
+        ("latin1", b"\xe9", "é"),
+        ("windows-1252", b"\x80", "€"),
+        ("koi8-r", "привет".encode("koi8-r"), "привет"),
+    ],
+)
+async def test_text_charset_from_content_type(charset: str, data: bytes, expected: str) -> None:
+    assert (await decode_all([data], f"text/html; charset={charset}"))[0] == expected
+
+
+@pytest.mark.parametrize("charset", ["no-such-charset", "base64", "zlib", "rot13", "hex", ""])
+async def test_text_unknown_or_non_text_charset_falls_back_to_utf8(charset: str) -> None:
+    decoded, c, _ = await decode_all(["é€".encode()], f"text/plain; charset={charset}")
+    assert decoded == "é€"
+    assert c.encoding == "utf-8"
+
+
+async def test_text_undecodable_bytes_are_replaced() -> None:
+    assert (await decode_all([b"a\xffb\xc3"]))[0] == "a\ufffdb\ufffd"
+
+
+async def test_text_truncated_character_flushed_at_close() -> None:
+    assert (await decode_all(["é".encode()[:1]]))[0] == "\ufffd"
+
+
+async def test_text_utf8_bom_is_not_text() -> None:
+    assert (await decode_all([b"\xef\xbb", b"\xbfhi"], "text/plain; charset=utf-8"))[0] == "hi"
+
+
+async def test_text_explicit_encoding_wins() -> None:
+    decoded, c, _ = await decode_all(
+        ["é".encode("latin-1")], "text/plain; charset=utf-8", "latin-1"
+    )
+    assert decoded == "é"
+    assert c.encoding == "iso8859-1"
+
+
+def test_text_explicit_unknown_encoding_is_a_caller_error() -> None:
+    with pytest.raises(LookupError):
+        TextConsumer(TextSink(), encoding="no-such")
+    with pytest.raises(LookupError):
+        TextConsumer(TextSink(), encoding="base64")
+
+
+async def test_text_without_http_header_defaults_to_utf8() -> None:
+    sink = TextSink()
+    c = TextConsumer(sink)
+    await c.feed("é".encode())
+    await c.close()
+    assert sink.text == "é"
+
+
+async def test_text_close_only_once() -> None:
+    sink = TextSink()
+    c = TextConsumer(sink)
+    await c.close()
+    assert await c.close() is None
+    assert sink.closed == 1
+
+
+async def test_text_passes_head_and_errors_to_a_target_that_wants_them() -> None:
+    class Target(TextSink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head: Response | None = None
+            self.error: BaseException | None = None
+
+        async def http_header(self, response: Response) -> None:
+            self.head = response
+
+        async def http_error(self, exc: BaseException) -> None:
+            self.error = exc
+
+    target = Target()
+    c = TextConsumer(target)
+    response = make_response()
+    assert await c.http_header(response) is None
+    exc = RuntimeError("cut")
+    await c.http_error(exc)
+    await TextConsumer(TextSink()).http_error(exc)  # a target without http_error: fine
+    assert target.head is response
+    assert target.error is exc
+
+
+async def test_text_async_target() -> None:
+    class AsyncSink:
+        def __init__(self) -> None:
+            self.text = ""
+
+        async def feed(self, text: str) -> None:
+            self.text += text
+
+        async def close(self) -> int:
+            return len(self.text)
+
+    sink = AsyncSink()
+    c = TextConsumer(sink)
+    await c.http_header(make_response())
+    for b in one_byte_at_a_time(TEXT.encode()):
+        await c.feed(b)
+    assert await c.close() == len(TEXT)
+    assert sink.text == TEXT
+
+
+class LinkParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.title = ""
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.links.extend(v for k, v in attrs if k == "href" and v)
+        self._in_title = tag == "title"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_title = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
+
+
+HTML = (
+    "<html><head><title>Café 😀</title></head><body>"
+    '<a href="/one">1</a> <A HREF="two.html">2</A> <a name="x">no</a>'
+    "<a href='https://example.org/ü'>3</a></body></html>"
+)
+
+
+async def test_html_parser_through_text_consumer_byte_at_a_time() -> None:
+    parser = LinkParser()
+    c = TextConsumer(parser)
+    await c.http_header(make_response(headers={"content-type": "text/html; charset=utf-8"}))
+    for b in one_byte_at_a_time(HTML.encode()):
+        await c.feed(b)
+    await c.close()
+    assert parser.title == "Café 😀"
+    assert parser.links == ["/one", "two.html", "https://example.org/ü"]
+
+
+@given(
+    text=st.text(max_size=200),
+    codec=st.sampled_from(["utf-8", "utf-16", "utf-32", "gb18030"]),
+    cuts=st.lists(st.integers(min_value=0, max_value=1000), max_size=20),
+)
+async def test_text_any_split_decodes_like_the_whole(
+    text: str, codec: str, cuts: list[int]
+) -> None:
+    data = text.encode(codec, errors="surrogatepass")
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    chunks = [data[a:b] for a, b in itertools.pairwise(points)]
+    decoded, _, _ = await decode_all(chunks, f"text/plain; charset={codec}")
+    expected = data.decode(codec if codec != "utf-8" else "utf-8-sig", errors="replace")
+    assert decoded == expected
+
+
+# --------------------------------------------------------------------------
+# FileConsumer
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+def test_file_written_and_renamed_on_close(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    c = FileConsumer(target)
+    c.http_header(make_response(headers={"content-length": "6"}))
+    c.feed(b"abc")
+    # Mid-transfer: nothing at the final path, one hidden temporary beside it.
+    assert not target.exists()
+    (tmp,) = leftovers(tmp_path)
+    assert tmp.startswith(".out.bin.")
+    assert tmp.endswith(".part")
+    c.feed(b"def")
+    assert c.bytes_written == 6
+    c.close()
+    assert target.read_bytes() == b"abcdef"
+    assert leftovers(tmp_path) == ["out.bin"]
+    assert c.complete
+
+
+def test_file_accepts_str_path_and_replaces_an_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    target.write_bytes(b"old")
+    c = FileConsumer(str(target))
+    c.http_header(make_response())
+    c.feed(b"new")
+    c.close()
+    assert target.read_bytes() == b"new"
+
+
+def test_file_empty_body(tmp_path: Path) -> None:
+    target = tmp_path / "empty"
+    c = FileConsumer(target)
+    c.http_header(make_response(204))
+    c.close()
+    assert target.read_bytes() == b""
+
+
+def test_file_head_response_with_content_length_completes(tmp_path: Path) -> None:
+    target = tmp_path / "head"
+    c = FileConsumer(target)
+    c.http_header(make_response(headers={"content-length": "100"}, method="HEAD"))
+    c.close()
+    assert target.exists()
+
+
+def test_file_permissions_follow_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        c = FileConsumer(tmp_path / "perm")
+        c.http_header(make_response())
+        c.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "perm").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("how", ["http_error", "failure_response", "no_response", "short_body"])
+def test_file_failed_transfer_leaves_nothing_new(tmp_path: Path, how: str) -> None:
+    target = tmp_path / "out"
+    target.write_bytes(b"previous")
+    c = FileConsumer(target)
+    if how == "failure_response":
+        c.http_header(failure())
+    elif how != "no_response":
+        c.http_header(make_response(headers={"content-length": "10"}))
+        c.feed(b"12345")
+        if how == "http_error":
+            c.http_error(RuntimeError("connection reset"))
+    c.close()
+    c.close()  # idempotent
+    assert target.read_bytes() == b"previous"
+    assert leftovers(tmp_path) == ["out"]
+    assert not c.complete
+
+
+def test_file_failed_transfer_with_no_previous_file(tmp_path: Path) -> None:
+    c = FileConsumer(tmp_path / "out")
+    c.http_header(make_response())
+    c.feed(b"part")
+    c.http_error(RuntimeError("cut"))
+    c.feed(b"ignored after a failure")
+    c.close()
+    assert leftovers(tmp_path) == []
+
+
+def test_file_write_error_fails_the_transfer(tmp_path: Path) -> None:
+    c = FileConsumer(tmp_path / "out")
+    c.http_header(make_response())
+    with pytest.raises(TypeError):
+        c.feed("not bytes")  # type: ignore[arg-type]
+    c.close()
+    assert leftovers(tmp_path) == []
+
+
+def test_file_missing_directory_raises(tmp_path: Path) -> None:
+    c = FileConsumer(tmp_path / "missing" / "out")
+    with pytest.raises(FileNotFoundError):
+        c.http_header(make_response())
+    c.close()
+
+
+def test_file_second_head_starts_over(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    c = FileConsumer(target)
+    c.http_header(make_response())
+    c.feed(b"first")
+    c.http_header(make_response())
+    c.feed(b"second")
+    c.close()
+    assert target.read_bytes() == b"second"
+    assert leftovers(tmp_path) == ["out"]
+
+
+def test_file_without_http_header_is_not_complete(tmp_path: Path) -> None:
+    c = FileConsumer(tmp_path / "out")
+    c.feed(b"data")
+    c.close()
+    assert leftovers(tmp_path) == []
+
+
+# --------------------------------------------------------------------------
+# XMLParser as a consumer (pure part; the fetch run is below)
+
+
+def test_xml_parser_is_a_consumer_as_is() -> None:
+    parser = ET.XMLParser()
+    data = "<root><item>é</item><item>😀</item></root>".encode()
+    for b in one_byte_at_a_time(data):
+        parser.feed(b)
+    root = parser.close()
+    assert [i.text for i in root] == ["é", "😀"]
