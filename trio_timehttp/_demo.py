@@ -8,6 +8,7 @@ them, then everything is cancelled. Nothing leaves the machine.
 from __future__ import annotations
 
 import email.utils
+import http
 import logging
 from functools import partial
 from typing import TextIO
@@ -47,8 +48,10 @@ class DummyConsumer:
         if response.status_code is None:
             print("connection failed", file=self.out)
             return
-        for hop in response.history:
-            print(f"redirecting to {hop.headers.get('location')} ...", file=self.out)
+        # Each earlier hop was a redirect to the URL of the hop after it.
+        if response.history:
+            for hop in [*response.history[1:], response]:
+                print(f"redirecting to {hop.url} ...", file=self.out)
         print(
             f"status => HTTP/{response.http_version} {response.status_code} {response.reason}",
             file=self.out,
@@ -98,7 +101,8 @@ async def _answer(stream: trio.SocketStream) -> None:
                 status, body = 404, b"not found\n"
                 headers.append((b"content-type", b"text/plain"))
             headers.append((b"content-length", str(len(body)).encode()))
-            data = conn.send(h11.Response(status_code=status, headers=headers))
+            reason = http.HTTPStatus(status).phrase.encode()
+            data = conn.send(h11.Response(status_code=status, headers=headers, reason=reason))
             if event.method != b"HEAD":
                 data += conn.send(h11.Data(data=body))
             data += conn.send(h11.EndOfMessage())
