@@ -8,18 +8,24 @@ runs through ``fetch`` are in ``test_consumers.py`` (local h11 server) and
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import trio
+from helpers import EvilConnection, ServerRequest, count_open_sockets, serve_evil, serve_http
 
 from trio_timehttp import (
+    BytesConsumer,
     RedirectError,
     RedirectingConsumer,
     Request,
     Response,
     TooManyRedirects,
+    fetch,
 )
 from trio_timehttp._consumers import next_redirect
 from trio_timehttp._headers import Headers
@@ -653,3 +659,189 @@ async def test_each_redirect_is_logged_at_debug(caplog: pytest.LogCaptureFixture
     assert len(records) == 1
     assert records[0].levelno == logging.DEBUG
     assert "http://example.com/moved" in records[0].getMessage()
+
+
+# --------------------------------------------------------------------------
+# Through fetch, against the local h11 test server
+
+
+def redirect_handler(request: ServerRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+    """``/hops/N`` counts down; ``/to?url=..&status=..``; ``/loop``; ``/echo`` says what it got."""
+    parts = urlsplit(request.target)
+    query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    if parts.path.startswith("/hops/"):
+        n = int(parts.path.rsplit("/", 1)[1])
+        if n == 0:
+            return 200, [("content-type", "text/plain")], b"done"
+        return 302, [("location", f"/hops/{n - 1}")], b"moved"
+    if parts.path == "/to":
+        return int(query.get("status", "302")), [("location", query["url"])], b"go there"
+    if parts.path == "/loop":
+        return 307, [("location", "/loop")], b""
+    echo = {
+        "method": request.method,
+        "target": request.target,
+        "headers": dict(request.headers),
+        "body": request.body.decode("latin-1"),
+    }
+    return 200, [("content-type", "application/json")], json.dumps(echo).encode()
+
+
+async def test_fetch_follows_a_chain() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http, redirect_handler)
+        inner = BytesConsumer()
+        response = await fetch(server.url("/hops/3"), RedirectingConsumer(inner))
+        nursery.cancel_scope.cancel()
+    assert response.status_code == 200
+    assert inner.body == b"done"
+    assert inner.response is response
+    assert [r.status_code for r in response.history] == [302, 302, 302]
+    assert [r.url for r in response.history] == [server.url(f"/hops/{n}") for n in (3, 2, 1)]
+    assert response.url == server.url("/hops/0")
+
+
+async def test_fetch_wrapped_consumer_sees_only_the_final_response() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http, redirect_handler)
+        inner = AsyncRecorder()
+        await fetch(server.url("/hops/2"), RedirectingConsumer(inner))
+        nursery.cancel_scope.cancel()
+    assert inner.names() == ["http_header", "feed", "close"]
+    assert inner.calls[0][1].status_code == 200
+    assert inner.calls[1][1] == b"done"
+
+
+@pytest.mark.parametrize(
+    ("status", "method", "sent_method", "body_kept"),
+    [
+        (301, "POST", "GET", False),
+        (302, "POST", "GET", False),
+        (303, "POST", "GET", False),
+        (303, "PUT", "GET", False),
+        (307, "POST", "POST", True),
+        (308, "PUT", "PUT", True),
+        (302, "PUT", "PUT", True),
+    ],
+)
+async def test_fetch_method_rules(
+    status: int, method: str, sent_method: str, body_kept: bool
+) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http, redirect_handler)
+        inner = BytesConsumer()
+        await fetch(
+            server.url(f"/to?status={status}&url=/echo"),
+            RedirectingConsumer(inner),
+            method=method,
+            body=b"a=1",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        nursery.cancel_scope.cancel()
+    echo = json.loads(inner.body)
+    assert echo["method"] == sent_method
+    if body_kept:
+        assert echo["body"] == "a=1"
+        assert echo["headers"]["content-type"] == "application/x-www-form-urlencoded"
+    else:
+        assert echo["body"] == ""
+        assert "content-type" not in echo["headers"]
+        assert "content-length" not in echo["headers"] or echo["headers"]["content-length"] == "0"
+
+
+async def test_fetch_credentials_do_not_cross_to_another_origin() -> None:
+    creds = {"Authorization": "Bearer x", "Cookie": "s=1", "Proxy-Authorization": "Basic y"}
+    async with trio.open_nursery() as nursery:
+        first = await nursery.start(serve_http, redirect_handler)
+        second = await nursery.start(serve_http, redirect_handler)  # another port
+        inner = BytesConsumer()
+        target = second.url("/echo")
+        await fetch(first.url(f"/to?url={target}"), RedirectingConsumer(inner), headers=creds)
+        nursery.cancel_scope.cancel()
+    assert first.requests[0].header("authorization") == "Bearer x"
+    seen = second.requests[0]
+    for name in creds:
+        assert seen.header(name) is None
+    assert seen.header("host") == f"127.0.0.1:{second.port}"
+
+
+async def test_fetch_credentials_kept_on_the_same_origin() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http, redirect_handler)
+        await fetch(
+            server.url("/hops/1"),
+            RedirectingConsumer(BytesConsumer()),
+            headers={"Authorization": "Bearer x"},
+        )
+        nursery.cancel_scope.cancel()
+    assert [r.header("authorization") for r in server.requests] == ["Bearer x", "Bearer x"]
+
+
+async def test_fetch_loop_ends_in_too_many_redirects_and_closes_once() -> None:
+    before = count_open_sockets()
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http, redirect_handler)
+        inner = Recorder()
+        with pytest.raises(TooManyRedirects, match="loop"):
+            await fetch(server.url("/loop"), RedirectingConsumer(inner, max_redirects=5))
+        nursery.cancel_scope.cancel()
+    assert len(server.requests) == 6
+    assert inner.names() == ["http_header", "close"]
+    assert isinstance(inner.calls[0][1].error, TooManyRedirects)
+    assert count_open_sockets() == before
+
+
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "http://[::1", "javascript:x"])
+async def test_fetch_bad_location_is_a_redirect_error(location: str) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http, redirect_handler)
+        inner = Recorder()
+        with pytest.raises(RedirectError):
+            await fetch(server.url(f"/to?url={location}"), RedirectingConsumer(inner))
+        nursery.cancel_scope.cancel()
+    assert inner.names() == ["http_header", "close"]
+    assert len(server.requests) == 1
+
+
+async def test_fetch_http_slash_path_keeps_origin_and_port() -> None:
+    heads: list[bytes] = []
+
+    async def redirect(conn: EvilConnection) -> None:
+        heads.append(await conn.recv_request())
+        await conn.send(
+            b"HTTP/1.1 302 Found\r\nLocation: http:/hop?x=1\r\n"
+            b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+
+    async def final(conn: EvilConnection) -> None:
+        heads.append(await conn.recv_request())
+        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_evil, [redirect, final])
+        inner = BytesConsumer()
+        response = await fetch(server.url("/start#frag"), RedirectingConsumer(inner))
+        nursery.cancel_scope.cancel()
+    assert inner.body == b"ok"
+    assert response.url == server.url("/hop?x=1#frag")
+    assert heads[1].startswith(b"GET /hop?x=1 HTTP/1.1\r\n")  # the fragment is never sent
+    assert f"host: 127.0.0.1:{server.port}\r\n".encode() in heads[1].lower()
+
+
+async def test_fetch_control_byte_in_location_never_reaches_the_wire() -> None:
+    script = [
+        ("recv",),
+        (
+            "send",
+            b"HTTP/1.1 302 Found\r\nLocation: /a\x01b\r\nContent-Length: 0\r\n\r\n",
+        ),
+        ("recv",),
+    ]
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_evil, script)
+        inner = Recorder()
+        with pytest.raises(RedirectError):
+            await fetch(server.url("/"), RedirectingConsumer(inner))
+        nursery.cancel_scope.cancel()
+    assert server.connections == 1
+    assert inner.names() == ["http_header", "close"]
