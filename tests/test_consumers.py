@@ -16,16 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+from helpers import ServerRequest, serve_evil, serve_http
 from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_timehttp import (
     BodyTooLarge,
     BytesConsumer,
+    ConnectError,
     FileConsumer,
+    ProtocolError,
     Request,
     Response,
     TextConsumer,
+    fetch,
 )
 from trio_timehttp._consumers import content_type_charset
 from trio_timehttp._headers import Headers
@@ -548,3 +553,123 @@ def test_xml_parser_is_a_consumer_as_is() -> None:
         parser.feed(b)
     root = parser.close()
     assert [i.text for i in root] == ["é", "😀"]
+
+
+# --------------------------------------------------------------------------
+# Through fetch, against the local h11 test server
+
+XML = "<feed><entry id='1'>é</entry><entry id='2'>😀</entry></feed>".encode()
+
+
+def content_handler(request: ServerRequest) -> Any:
+    """``/html`` and ``/xml`` sent chunked one byte per chunk; ``/big`` 100 kB."""
+
+    async def bytewise(data: bytes) -> Any:
+        for i in range(len(data)):
+            yield data[i : i + 1]
+
+    if request.target == "/html":
+        return 200, [("content-type", "text/html; charset=utf-8")], bytewise(HTML.encode())
+    if request.target == "/latin1":
+        body = "<a href='/café'>x</a>".encode("latin-1")
+        return 200, [("content-type", 'text/html; charset="ISO-8859-1"')], body
+    if request.target == "/xml":
+        return 200, [("content-type", "application/xml")], bytewise(XML)
+    if request.target == "/big":
+        return 200, [], bytes(range(256)) * 400
+    return 404, [], b"not found"
+
+
+async def test_fetch_html_parser_through_text_consumer() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http, content_handler)
+        parser = LinkParser()
+        await fetch(server.url("/html"), TextConsumer(parser))
+        latin = LinkParser()
+        await fetch(server.url("/latin1"), TextConsumer(latin))
+        nursery.cancel_scope.cancel()
+    assert parser.title == "Café 😀"
+    assert parser.links == ["/one", "two.html", "https://example.org/ü"]
+    assert latin.links == ["/café"]
+
+
+async def test_fetch_xml_parser_as_a_consumer_directly() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http, content_handler)
+        # fetch drops what close() returns, so let the parser build into a
+        # target we keep (the stdlib's TreeBuilder, wrapped to remember the root).
+        builder = RootKeeper()
+        await fetch(server.url("/xml"), ET.XMLParser(target=builder))
+        nursery.cancel_scope.cancel()
+    assert builder.root is not None
+    assert [(e.get("id"), e.text) for e in builder.root] == [("1", "é"), ("2", "😀")]
+
+
+class RootKeeper(ET.TreeBuilder):
+    root: ET.Element | None = None
+
+    def close(self) -> ET.Element:
+        self.root = super().close()
+        return self.root
+
+
+async def test_fetch_bytes_consumer_and_its_bound() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http, content_handler)
+        whole = BytesConsumer()
+        response = await fetch(server.url("/big"), whole)
+        bounded = BytesConsumer(max_size=1000)
+        with pytest.raises(BodyTooLarge):
+            await fetch(server.url("/big"), bounded)
+        nursery.cancel_scope.cancel()
+    assert whole.body == bytes(range(256)) * 400
+    assert whole.response is response
+
+
+async def test_fetch_file_consumer(tmp_path: Path) -> None:
+    target = tmp_path / "big.bin"
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http, content_handler)
+        consumer = FileConsumer(target)
+        await fetch(server.url("/big"), consumer)
+        nursery.cancel_scope.cancel()
+    assert target.read_bytes() == bytes(range(256)) * 400
+    assert consumer.complete
+    assert leftovers(tmp_path) == ["big.bin"]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+    ],
+)
+async def test_fetch_file_consumer_truncated_body_leaves_no_file(
+    tmp_path: Path, reply: bytes
+) -> None:
+    target = tmp_path / "out"
+    target.write_bytes(b"previous")
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_evil, [("recv",), ("send", reply), ("close",)])
+        consumer = FileConsumer(target)
+        with pytest.raises(ProtocolError):
+            await fetch(server.url("/"), consumer)
+        nursery.cancel_scope.cancel()
+    assert target.read_bytes() == b"previous"
+    assert leftovers(tmp_path) == ["out"]
+    assert not consumer.complete
+
+
+async def test_fetch_file_consumer_connection_refused_leaves_no_file(tmp_path: Path) -> None:
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now
+    consumer = FileConsumer(tmp_path / "out")
+    with pytest.raises(ConnectError):
+        await fetch(f"http://127.0.0.1:{port}/", consumer)
+    assert consumer.response is not None
+    assert consumer.response.status_code is None
+    assert leftovers(tmp_path) == []
