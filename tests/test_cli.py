@@ -1,0 +1,297 @@
+"""The ``trio-timehttp`` command, run as a real subprocess against real local servers.
+
+Mistakes must be one line on stderr with a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from functools import partial
+
+import pytest
+import trio
+from helpers import ServerRequest, serve_http
+from peerutil import unused_port, wait_for_tcp
+
+from trio_timehttp import serve_time
+
+CLI = [sys.executable, "-m", "trio_timehttp"]
+
+
+async def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess[bytes]:
+    """Run the command in a subprocess without blocking the test's event loop."""
+    with trio.fail_after(60):
+        return await trio.run_process([*CLI, *args], capture_stdout=True, capture_stderr=True,
+                                      check=check)  # fmt: skip
+
+
+def one_line_error(result: subprocess.CompletedProcess[bytes]) -> str:
+    err = result.stderr.decode()
+    assert result.returncode != 0
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+async def time_server(nursery: trio.Nursery, **kwargs: object) -> tuple[int, int]:
+    listeners, sockets = await nursery.start(partial(serve_time, 0, host="127.0.0.1", **kwargs))
+    tcp = listeners[0].socket.getsockname()[1] if listeners else 0
+    udp = sockets[0].getsockname()[1] if sockets else 0
+    return tcp, udp
+
+
+# -- usage ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["time"], ["get"], ["demo"]])
+async def test_help_everywhere(command: list[str]) -> None:
+    result = await run_cli(*command, "--help", check=True)
+    assert b"usage: trio-timehttp" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "required: COMMAND"),
+        (["serve", "--port", "99999"], "--port: must be from 0 to 65535"),
+        (["serve", "--port", "http"], "not a whole number"),
+        (["serve", "--no-tcp", "--no-udp"], "nothing to serve"),
+        (["time"], "required: SOURCE"),
+        (["time", "--timeout", "-1", "x"], "positive number of seconds"),
+        (["get", "http://x/", "-H", "no colon"], "a header is 'Name: value'"),
+        (["get", "http://x/", "--bogus"], "unrecognized arguments: --bogus"),
+        (["get", "http://127.0.0.1:9/", "-o", "/nonexistent/dir/f"], "no such directory"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+async def test_usage_mistakes_are_one_line(args: list[str], message: str) -> None:
+    result = await run_cli(*args)
+    assert result.returncode == 2
+    assert message in one_line_error(result)
+
+
+async def test_version() -> None:
+    import trio_timehttp
+
+    result = await run_cli("--version", check=True)
+    assert result.stdout.decode().strip() == f"trio-timehttp {trio_timehttp.__version__}"
+
+
+# -- serve ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_serve_answers_then_stops_cleanly_on_a_signal(signum: int) -> None:
+    port = unused_port()
+    proc = await trio.lowlevel.open_process(
+        [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await trio.to_thread.run_sync(partial(wait_for_tcp, "127.0.0.1", port))
+        result = await run_cli("time", f"127.0.0.1:{port}", check=True)
+        assert b"offset" in result.stdout
+        udp = await run_cli("time", "--udp", f"127.0.0.1:{port}", check=True)
+        assert b"offset" in udp.stdout
+        proc.send_signal(signum)
+        with trio.fail_after(10):
+            status = await proc.wait()
+        assert status == 0
+        assert proc.stderr is not None
+        log = (await proc.stderr.receive_some(65536)).decode()
+        assert f"received {signal.Signals(signum).name}, stopping" in log
+        assert "Traceback" not in log
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                await pipe.aclose()
+
+
+async def test_serve_port_in_use_is_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = await run_cli("serve", "--host", "127.0.0.1", "--port", str(port), "--no-udp")
+    assert "address already in use" in one_line_error(result)
+
+
+async def test_serve_port_37_without_privilege_suggests_another_port() -> None:
+    command = [*CLI, "serve", "--host", "127.0.0.1"]
+    if os.geteuid() == 0:
+        # Root may bind low ports; drop just that capability for the child.
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("needs setpriv (util-linux) to run without CAP_NET_BIND_SERVICE as root")
+        command = [setpriv, "--bounding-set", "-net_bind_service", *command]
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            command, capture_stdout=True, capture_stderr=True, check=False
+        )
+    err = one_line_error(result)
+    assert "permission denied" in err
+    assert "--port 8037" in err
+
+
+# -- time -------------------------------------------------------------------------------------
+
+
+async def test_time_one_line_per_source_and_a_median(nursery: trio.Nursery) -> None:
+    tcp, _ = await time_server(nursery, udp=False)
+    other, _ = await time_server(nursery, udp=False)
+    result = await run_cli("time", f"127.0.0.1:{tcp}", "127.0.0.1", "--port", str(other),
+                           check=True)  # fmt: skip
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith(f"127.0.0.1:{tcp}")
+    assert " offset " in lines[0]
+    assert " s  +- " in lines[0]
+    assert "rtt" in lines[0]
+    assert lines[2].startswith("median offset ")
+
+
+async def test_time_marks_an_outlier(nursery: trio.Nursery) -> None:
+    import time
+
+    ports = [(await time_server(nursery, udp=False))[0] for _ in range(3)]
+    far, _ = await time_server(nursery, udp=False, clock=lambda: time.time() + 3600)
+    sources = [f"127.0.0.1:{p}" for p in [*ports, far]]
+    result = await run_cli("time", *sources, check=True)
+    lines = result.stdout.decode().splitlines()
+    assert lines[3].endswith("outlier")
+    assert not any(line.endswith("outlier") for line in lines[:3])
+    assert "1 outlier(s) marked" in lines[4]
+
+
+async def test_time_with_a_dead_source_still_succeeds(nursery: trio.Nursery) -> None:
+    tcp, _ = await time_server(nursery, udp=False)
+    result = await run_cli("time", f"127.0.0.1:{tcp}", "127.0.0.1:1", check=True)
+    out = result.stdout.decode()
+    assert "127.0.0.1:1      error: cannot connect" in out
+    assert "Traceback" not in result.stderr.decode()
+
+
+async def test_time_exits_1_when_no_source_answered() -> None:
+    result = await run_cli("time", "127.0.0.1:1", "nosuch.invalid", "--timeout", "3")
+    assert result.returncode == 1
+    out = result.stdout.decode()
+    assert out.count("error: ") == 2
+    assert "median" not in out
+
+
+async def test_time_precise_over_udp_and_a_url(nursery: trio.Nursery) -> None:
+    import email.utils
+    import time
+
+    def dated(request: ServerRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+        return 200, [("date", email.utils.formatdate(time.time(), usegmt=True))], b""
+
+    _, udp = await time_server(nursery, tcp=False, rate_limit=None)
+    server = await nursery.start(serve_http, dated)
+    result = await run_cli("time", "--precise", "--udp", f"127.0.0.1:{udp}", server.url("/"),
+                           check=True)  # fmt: skip
+    lines = result.stdout.decode().splitlines()
+    for line in lines[:2]:
+        uncertainty = float(line.split("+- ")[1].split(" s")[0])
+        assert uncertainty < 0.1, line
+    assert lines[2].startswith("median offset")
+
+
+# -- get --------------------------------------------------------------------------------------
+
+
+def site(request: ServerRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+    if request.target == "/old":
+        return 302, [("location", "/new")], b""
+    if request.target == "/echo":
+        return 200, [("x-got", request.header("x-test") or "")], b""
+    return 200, [("content-type", "text/plain")], b"x" * 1000
+
+
+async def test_get_prints_like_the_dummy_consumer(nursery: trio.Nursery) -> None:
+    server = await nursery.start(serve_http, site)
+    result = await run_cli("get", server.url("/new"), check=True)
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == "status => HTTP/1.1 200 OK"
+    assert "content-type = text/plain" in lines
+    assert "content-length = 1000" in lines
+    assert lines[-1] == "1000 bytes in body"
+
+
+async def test_get_follows_redirects_unless_told_not_to(nursery: trio.Nursery) -> None:
+    server = await nursery.start(serve_http, site)
+    followed = await run_cli("get", server.url("/old"), check=True)
+    assert "status => HTTP/1.1 200 OK" in followed.stdout.decode()
+    raw = await run_cli("get", "--no-redirects", server.url("/old"), check=True)
+    out = raw.stdout.decode()
+    assert out.startswith("status => HTTP/1.1 302 Found")
+    assert "location = /new" in out
+    limited = await run_cli("get", "--max-redirects", "0", server.url("/old"))
+    assert "redirect" in one_line_error(limited).lower()
+
+
+async def test_get_sends_extra_headers(nursery: trio.Nursery) -> None:
+    server = await nursery.start(serve_http, site)
+    result = await run_cli("get", "-H", "X-Test: hello", server.url("/echo"), check=True)
+    assert "x-got = hello" in result.stdout.decode()
+
+
+async def test_get_output_file_without_progress_when_piped(
+    nursery: trio.Nursery, tmp_path: object
+) -> None:
+    import pathlib
+
+    target = pathlib.Path(str(tmp_path)) / "body.bin"
+    server = await nursery.start(serve_http, site)
+    result = await run_cli("get", server.url("/new"), "-o", str(target), check=True)
+    assert target.read_bytes() == b"x" * 1000
+    assert result.stderr == b""  # no progress bar when stderr is not a terminal
+    assert result.stdout.decode().splitlines()[-1] == "1000 bytes in body"
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("ftp://127.0.0.1/", "only http and https"),
+        ("http://127.0.0.1:1/", "127.0.0.1:1"),
+        ("http://nosuch.invalid/", "nosuch.invalid"),
+    ],
+)
+async def test_get_failures_are_one_line(url: str, fragment: str) -> None:
+    result = await run_cli("get", url, "--timeout", "5")
+    assert result.returncode == 1
+    assert fragment in one_line_error(result)
+
+
+async def test_get_into_a_closed_pipe_ends_quietly(nursery: trio.Nursery) -> None:
+    server = await nursery.start(serve_http, site)
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            ["bash", "-c", f"set -o pipefail; {' '.join(CLI)} get {server.url('/new')} | head -1"],
+            capture_stdout=True, capture_stderr=True, check=False,
+        )  # fmt: skip
+    assert result.stdout.decode() == "status => HTTP/1.1 200 OK\n"
+    assert result.stderr == b""
+    assert result.returncode == 0
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+
+async def test_demo_runs_the_seed_examples_and_exits_0() -> None:
+    result = await run_cli("demo", check=True)
+    out = result.stdout.decode()
+    assert "time difference is " in out
+    assert "status => HTTP/1.1 200 OK" in out
+    assert "redirecting to http://127.0.0.1:" in out
+    assert out.count(" bytes in body") == 2
+    assert "offset" in out
+    assert result.stderr == b""
