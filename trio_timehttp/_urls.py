@@ -21,6 +21,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # Control characters, space, DEL, and the characters RFC 3986 never allows raw.
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f<>\"\\^`{|}]")
 _REG_NAME = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_.])?$")
+# One DNS label (RFC 1123 section 2.1, plus "_" as seen in the wild): 1 to 63
+# characters, no hyphen at either end.
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 # A reference with an authority part: optional scheme, then "//".
 _NETWORK_PATH = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:)?//")
 # Everything RFC 3986 allows in a URL, plus '%' (keep existing escapes).
@@ -69,7 +72,7 @@ def _encode_host(raw: str, url: str) -> str:
             host = host.encode("idna").decode("ascii")
         except UnicodeError as exc:
             raise InvalidURL(f"host {raw!r} cannot be IDNA-encoded in {url!r}") from exc
-    if not _REG_NAME.match(host) or ".." in host:  # ".." is an empty DNS label
+    if not _REG_NAME.match(host) or not all(map(_LABEL.match, host.split("."))):
         raise InvalidURL(f"bad host {raw!r} in {url!r}")
     return host
 
@@ -148,8 +151,12 @@ def resolve_location(base: URL, location: str) -> URL:
     except ValueError as exc:
         raise InvalidURL(f"malformed Location {location!r}: {exc}") from exc
     resolved = parse_url(joined)
-    if resolved.fragment is None and base.fragment is not None:
-        resolved = URL(
-            resolved.scheme, resolved.host, resolved.port, resolved.target, base.fragment
-        )
+    if resolved.fragment is None:
+        # urljoin drops an empty fragment ("/c#"), which still counts as one:
+        # only a Location with no "#" at all inherits the base's fragment.
+        fragment = "" if "#" in location else base.fragment
+        if fragment is not None:
+            resolved = URL(
+                resolved.scheme, resolved.host, resolved.port, resolved.target, fragment
+            )
     return resolved
