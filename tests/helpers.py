@@ -383,3 +383,77 @@ async def serve_evil(
     async with trio.open_nursery() as nursery:
         task_status.started(server)
         await trio.serve_listeners(on_connection, [listener], handler_nursery=nursery)
+
+
+# --------------------------------------------------------------------------
+# A consumer that records what the requester did to it
+
+
+class Recorder:
+    """A consumer recording every call: ``events`` in order, the body, close count.
+
+    ``async_=True`` makes every method ``async def`` (awaited by the requester).
+    ``follow`` maps a status code to a ``Request`` factory: ``http_header``
+    returns that request (the redirect mechanism). ``feed_gate``: an async
+    consumer's ``feed`` waits on it (backpressure tests).
+    """
+
+    def __init__(self, *, async_: bool = False, follow: Any = None) -> None:
+        self.events: list[Any] = []
+        self.body = bytearray()
+        self.closed = 0
+        self.responses: list[Any] = []
+        self.errors: list[BaseException] = []
+        self.feeds = 0
+        self.follow = follow
+        self.feed_gate: trio.Event | None = None
+        self.raise_in: dict[str, BaseException] = {}
+        if async_:
+            self.http_header = self._a_header  # type: ignore[method-assign]
+            self.feed = self._a_feed  # type: ignore[method-assign]
+            self.close = self._a_close  # type: ignore[method-assign]
+            self.http_error = self._a_error  # type: ignore[method-assign]
+
+    def http_header(self, response: Any) -> Any:
+        self.events.append(("header", response.status_code))
+        self.responses.append(response)
+        if "header" in self.raise_in:
+            raise self.raise_in["header"]
+        if self.follow is not None and response.status_code in self.follow:
+            return self.follow[response.status_code](response)
+        return None
+
+    def feed(self, data: bytes) -> None:
+        assert isinstance(data, bytes)
+        self.feeds += 1
+        self.body += data
+        if "feed" in self.raise_in:
+            raise self.raise_in["feed"]
+
+    def close(self) -> None:
+        self.closed += 1
+        self.events.append("close")
+        if "close" in self.raise_in:
+            raise self.raise_in["close"]
+
+    def http_error(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+        self.events.append(("error", type(exc).__name__))
+
+    async def _a_header(self, response: Any) -> Any:
+        await trio.lowlevel.checkpoint()
+        return Recorder.http_header(self, response)
+
+    async def _a_feed(self, data: bytes) -> None:
+        if self.feed_gate is not None:
+            await self.feed_gate.wait()
+        await trio.lowlevel.checkpoint()
+        Recorder.feed(self, data)
+
+    async def _a_close(self) -> None:
+        Recorder.close(self)
+        await trio.lowlevel.checkpoint()
+
+    async def _a_error(self, exc: BaseException) -> None:
+        await trio.lowlevel.checkpoint()
+        Recorder.http_error(self, exc)
