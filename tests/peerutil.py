@@ -35,8 +35,9 @@ def unused_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_tcp(host: str, port: int, proc: subprocess.Popen[bytes] | None = None,
-                 deadline: float = 15.0) -> None:
+def wait_for_tcp(
+    host: str, port: int, proc: subprocess.Popen[bytes] | None = None, deadline: float = 15.0
+) -> None:
     """Bounded connect-retry until an outside server accepts (a deadline, not a fixed sleep)."""
     end = time.monotonic() + deadline
     delay = 0.005
@@ -54,11 +55,13 @@ def wait_for_tcp(host: str, port: int, proc: subprocess.Popen[bytes] | None = No
 
 
 @contextmanager
-def running(cmd: list[str], *, cwd: str | None = None,
-            env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    cmd: list[str], *, cwd: str | None = None, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run an outside server for the duration of a ``with`` block, and always stop it."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         yield proc
     finally:
@@ -70,3 +73,48 @@ def running(cmd: list[str], *, cwd: str | None = None,
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+NGINX_CONF = """\
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    default_type application/octet-stream;
+    sendfile on;
+    keepalive_requests 10000;
+    server {{
+        listen 127.0.0.1:{port};
+        root {prefix}/html;
+        location = /redirect {{ return 301 /index.html; }}
+        location /ssi/ {{ ssi on; ssi_types *; }}
+{extra}
+    }}
+}}
+"""
+
+
+@contextmanager
+def nginx(prefix: str, *, extra: str = "") -> Iterator[str]:
+    """Run Debian's nginx on a private config in ``prefix``; yields its base URL.
+
+    Serves ``prefix/html`` (create files there first), with ``/redirect`` (301
+    to ``/index.html``) and ``/ssi/`` (SSI on: responses come chunked).
+    """
+    binary = require_program("nginx")
+    port = unused_port()
+    os.makedirs(os.path.join(prefix, "html"), exist_ok=True)
+    conf = os.path.join(prefix, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(prefix=prefix, port=port, extra=extra))
+    with running([binary, "-p", prefix, "-c", conf]) as proc:
+        wait_for_tcp("127.0.0.1", port, proc)
+        yield f"http://127.0.0.1:{port}"
