@@ -15,10 +15,11 @@ from functools import partial
 
 import pytest
 import trio
-from helpers import ServerRequest, serve_http
-from peerutil import unused_port, wait_for_tcp
 
 from trio_timehttp import serve_time
+
+from helpers import ServerRequest, serve_http
+from peerutil import unused_port, wait_for_tcp
 
 CLI = [sys.executable, "-m", "trio_timehttp"]
 

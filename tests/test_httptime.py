@@ -14,7 +14,6 @@ from functools import partial
 import pytest
 import trio
 import trio.testing
-from helpers import ServerRequest, serve_evil, serve_http
 
 from trio_timehttp import (
     InvalidURL,
@@ -25,6 +24,8 @@ from trio_timehttp import (
     query_many,
     serve_time,
 )
+
+from helpers import ServerRequest, serve_evil, serve_http
 
 Reply = tuple[int, list[tuple[str, str]], bytes]
 

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from peerutil import nginx, require_program
 from trio_timehttp import query_http_time
+
+from peerutil import nginx, require_program
 
 HTPDATE_PRECISION = 0.5  # what htpdate states for itself
 
