@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import trio
-from helpers import ServerRequest, serve_evil, serve_http
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -34,6 +33,8 @@ from trio_timehttp import (
 )
 from trio_timehttp._consumers import content_type_charset
 from trio_timehttp._headers import Headers
+
+from helpers import ServerRequest, serve_evil, serve_http
 
 URL = "http://example.com/doc"
 
@@ -673,3 +674,27 @@ async def test_fetch_file_consumer_connection_refused_leaves_no_file(tmp_path: P
     assert consumer.response is not None
     assert consumer.response.status_code is None
     assert leftovers(tmp_path) == []
+
+
+def test_file_gives_up_when_no_temporary_name_is_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("trio_timehttp._consumers.secrets.token_hex", lambda n: "same")
+    (tmp_path / ".out.same.part").write_bytes(b"someone else's")
+    c = FileConsumer(tmp_path / "out")
+    with pytest.raises(FileExistsError, match="temporary file"):
+        c.http_header(make_response())
+    c.close()
+    assert leftovers(tmp_path) == [".out.same.part"]
+
+
+def test_file_rename_failure_removes_the_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "a-directory"
+    (target / "inside").mkdir(parents=True)
+    c = FileConsumer(target)
+    c.http_header(make_response())
+    c.feed(b"data")
+    with pytest.raises(OSError):  # noqa: PT011 - IsADirectoryError or similar
+        c.close()
+    assert leftovers(tmp_path) == ["a-directory"]
+    assert not c.complete

@@ -16,7 +16,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import trio
-from helpers import EvilConnection, ServerRequest, count_open_sockets, serve_evil, serve_http
 
 from trio_timehttp import (
     BytesConsumer,
@@ -29,6 +28,8 @@ from trio_timehttp import (
 )
 from trio_timehttp._consumers import next_redirect
 from trio_timehttp._headers import Headers
+
+from helpers import EvilConnection, ServerRequest, count_open_sockets, serve_evil, serve_http
 
 BASE = "http://example.com/a/b?q=1"
 
@@ -845,3 +846,29 @@ async def test_fetch_control_byte_in_location_never_reaches_the_wire() -> None:
         nursery.cancel_scope.cancel()
     assert server.connections == 1
     assert inner.names() == ["http_header", "close"]
+
+
+async def test_a_nested_wrapper_hears_of_a_failure_after_asking_again() -> None:
+    again = Request("GET", "http://example.com/retry")
+
+    class RetryOnce(Recorder):
+        def http_header(self, response: Response) -> Request | None:  # type: ignore[override]
+            super().http_header(response)
+            return again if len(self.calls) == 1 else None
+
+    inner = RetryOnce()
+    rc = RedirectingConsumer(inner)
+    assert await rc.http_header(make_response(200)) is again
+    with pytest.raises(RedirectError):
+        await rc.http_header(make_response(302, "ftp://x/", url=again.url))
+    assert inner.names() == ["http_header", "http_header"]
+    assert inner.calls[1][1].status_code is None
+
+
+async def test_failure_is_reported_once_even_if_misused() -> None:
+    inner = Recorder()
+    rc = RedirectingConsumer(inner, max_redirects=0)
+    await rc.http_header(make_response(200))
+    with pytest.raises(TooManyRedirects):  # a driver that keeps going after a final response
+        await rc.http_header(make_response(302, "/x"))
+    assert inner.names() == ["http_header"]

@@ -205,3 +205,27 @@ def test_resolve_keeps_port_for_scheme_relative_paths() -> None:
 def test_resolve_refuses(location: str) -> None:
     with pytest.raises(InvalidURL):
         resolve_location(parse_url("http://a/b"), location)
+
+
+def test_host_encoder_refuses_bad_ipv6_literals() -> None:
+    # urlsplit catches these first on current Pythons; older 3.11 releases did not.
+    from trio_timehttp._urls import _encode_host
+
+    with pytest.raises(InvalidURL, match="unterminated"):
+        _encode_host("[::1", "http://[::1/")
+    with pytest.raises(InvalidURL, match="bad IPv6"):
+        _encode_host("[nope]", "http://[nope]/")
+
+
+def test_split_oddities_are_handled(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Guards against urlsplit variations: an unterminated bracket that got
+    # through, and a path without its leading slash.
+    from urllib.parse import SplitResult
+
+    import trio_timehttp._urls as urls
+
+    monkeypatch.setattr(urls, "urlsplit", lambda u: SplitResult("http", "[::1", "/", "", ""))
+    with pytest.raises(InvalidURL, match="unterminated"):
+        urls.parse_url("http://whatever/")
+    monkeypatch.setattr(urls, "urlsplit", lambda u: SplitResult("http", "a", "p", "", ""))
+    assert urls.parse_url("http://whatever/").target == "/p"

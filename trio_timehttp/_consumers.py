@@ -235,8 +235,12 @@ class RedirectingConsumer:
         if http_header is None:
             return None
         result = await _maybe_await(http_header(response))
-        # A wrapped wrapper may itself ask for another request: pass it up.
-        return result if isinstance(result, Request) else None
+        if not isinstance(result, Request):
+            return None
+        # A wrapped wrapper asked for another request: pass it up; it expects
+        # to hear about that request's response (or failure) too.
+        self._delivered = False
+        return result
 
     async def _fail(self, response: Response, exc: BaseException) -> None:
         """Tell the wrapped consumer the chain failed, as a failed connection is told."""
