@@ -197,9 +197,15 @@ async def _h11_connection(
                 if payload and seen.method != "HEAD":
                     await stream.send_all(conn.send(h11.Data(data=bytes(payload))))
             else:
-                async for piece in payload:
-                    if seen.method != "HEAD" and piece:
-                        await stream.send_all(conn.send(h11.Data(data=piece)))
+                aclose = getattr(payload, "aclose", None)
+                try:
+                    async for piece in payload:
+                        if seen.method != "HEAD" and piece:
+                            await stream.send_all(conn.send(h11.Data(data=piece)))
+                finally:
+                    if aclose is not None:
+                        with trio.CancelScope(shield=True):
+                            await aclose()
             await stream.send_all(conn.send(h11.EndOfMessage()))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             return

@@ -1,0 +1,601 @@
+"""The HTTP requester against real sockets on loopback.
+
+Rules: servers are in-process (``tests/helpers.py``), started with
+``nursery.start`` on port 0; no sleeps for readiness; ``MockClock`` only where
+the peer is in-process; open sockets are counted from /proc/self/fd.
+"""
+
+from __future__ import annotations
+
+import ssl
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+import trio
+import trio.testing
+
+import trio_timehttp as t
+from trio_timehttp._http import USER_AGENT
+
+from helpers import (
+    HTTPServer,
+    Recorder,
+    ServerRequest,
+    count_open_sockets,
+    serve_evil,
+    serve_http,
+)
+
+
+async def body_chunks(*pieces: bytes) -> AsyncIterator[bytes]:
+    for p in pieces:
+        yield p
+
+
+def handler(req: ServerRequest) -> object:
+    path = req.target.split("?")[0]
+    if path == "/chunked":
+        return 200, [("content-type", "text/plain")], body_chunks(b"abc", b"", b"def" * 1000)
+    if path == "/close":
+        return 200, [("connection", "close")], b"bye"
+    if path == "/404":
+        return 404, [], b"not here"
+    if path == "/204":
+        return 204, [], b""
+    if path == "/304":
+        return 304, [], b""
+    if path == "/big":
+        return 200, [], b"B" * 300_000
+    if path == "/redirect":
+        return 302, [("location", "/final")], b"moved" * 10
+    if path == "/redirect-big":
+        return 302, [("location", "/final")], b"m" * 200_000
+    if path == "/echo":
+        lines = [f"{k}: {v}" for k, v in req.headers]
+        return 200, [], ("\n".join([req.method, req.target, *lines]) + "\n").encode() + req.body
+    return 200, [("x-path", path)], f"hello {req.target}".encode()
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery) -> HTTPServer:
+    return await nursery.start(serve_http, handler)
+
+
+# ------------------------------------------------------------------ framing
+
+
+async def test_content_length_body(server: HTTPServer) -> None:
+    c = Recorder()
+    r = await t.fetch(server.url("/x"), c)
+    assert (r.status_code, r.reason, r.http_version) == (200, "OK", "1.1")
+    assert r.headers["x-path"] == "/x"
+    assert r.headers["Content-Length"] == str(len(b"hello /x"))
+    assert bytes(c.body) == b"hello /x"
+    assert c.events == [("header", 200), "close"]
+    assert r.url == server.url("/x")
+    assert r.request.method == "GET"
+    assert r.history == []
+    assert r.error is None
+
+
+async def test_chunked_body(server: HTTPServer) -> None:
+    c = Recorder()
+    r = await t.fetch(server.url("/chunked"), c)
+    assert r.headers["transfer-encoding"] == "chunked"
+    assert bytes(c.body) == b"abc" + b"def" * 1000
+    assert c.closed == 1
+
+
+async def test_read_until_close(nursery: trio.Nursery) -> None:
+    evil = await nursery.start(
+        serve_evil,
+        [
+            ("recv",),
+            ("send", b"HTTP/1.0 200 OK\r\nX: y\r\n\r\npart1-"),
+            ("send", b"part2"),
+            ("close",),
+        ],
+    )
+    c = Recorder()
+    r = await t.fetch(evil.url(), c)
+    assert r.http_version == "1.0"
+    assert bytes(c.body) == b"part1-part2"
+    assert c.closed == 1
+
+
+@pytest.mark.parametrize(("method", "path"), [("HEAD", "/x"), ("GET", "/204"), ("GET", "/304")])
+async def test_no_body_responses_keep_alive(server: HTTPServer, method: str, path: str) -> None:
+    async with t.Client() as client:
+        for _ in range(3):
+            c = Recorder()
+            r = await client.fetch(server.url(path), c, method=method)
+            assert c.body == b""
+            assert c.closed == 1
+            assert r.status_code in (200, 204, 304)
+    assert server.connections == 1
+
+
+async def test_status_codes_are_data(server: HTTPServer) -> None:
+    c = Recorder()
+    r = await t.fetch(server.url("/404"), c)
+    assert r.status_code == 404
+    assert bytes(c.body) == b"not here"
+
+
+# --------------------------------------------------------------- keep-alive
+
+
+async def test_keep_alive_reuses_one_connection(server: HTTPServer) -> None:
+    async with t.Client() as client:
+        for path in ["/a", "/chunked", "/b", "/404", "/big"]:
+            await client.fetch(server.url(path), Recorder())
+    assert server.connections == 1
+    assert len(server.requests) == 5
+
+
+async def test_connection_close_is_not_reused(server: HTTPServer) -> None:
+    async with t.Client() as client:
+        await client.fetch(server.url("/close"), Recorder())
+        await client.fetch(server.url("/a"), Recorder())
+        await client.fetch(server.url("/a"), Recorder(), headers={"Connection": "close"})
+        await client.fetch(server.url("/a"), Recorder())
+    assert server.connections == 3
+
+
+async def test_idle_connection_closed_by_server_is_detected(nursery: trio.Nursery) -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    evil = await nursery.start(serve_evil, [("recv",), ("send", ok), ("close",)])
+    async with t.Client() as client:
+        await client.fetch(evil.url(), Recorder())
+        await trio.testing.wait_all_tasks_blocked()
+        # A POST is never retried: it succeeds only because the dead idle
+        # connection was noticed before it was used.
+        c = Recorder()
+        await client.fetch(evil.url(), c, method="POST", body=b"data")
+        assert bytes(c.body) == b"ok"
+    assert evil.connections == 2
+
+
+async def test_unsolicited_bytes_on_idle_connection_not_reused(nursery: trio.Nursery) -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    async def script(conn: object) -> None:
+        assert hasattr(conn, "send")
+        await conn.recv_request()  # type: ignore[attr-defined]
+        await conn.send(ok)  # type: ignore[attr-defined]
+        await trio.sleep(0.05)
+        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL")  # type: ignore[attr-defined]
+        await trio.sleep_forever()
+
+    evil = await nursery.start(serve_evil, [script, [("recv",), ("send", ok)]])
+    async with t.Client() as client:
+        await client.fetch(evil.url(), Recorder())
+        await trio.sleep(0.1)
+        c = Recorder()
+        await client.fetch(evil.url(), c)
+        assert bytes(c.body) == b"ok"
+    assert evil.connections == 2
+
+
+@pytest.mark.parametrize(("method", "retried"), [("GET", True), ("PUT", True), ("POST", False)])
+async def test_retry_once_on_reused_connection(
+    nursery: trio.Nursery, method: str, retried: bool
+) -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    # First connection: one good response, then the next request is read and
+    # the connection dropped without a byte (a keep-alive race).
+    evil = await nursery.start(
+        serve_evil, [[("recv",), ("send", ok), ("recv",), ("close",)], [("recv",), ("send", ok)]]
+    )
+    async with t.Client() as client:
+        await client.fetch(evil.url(), Recorder())
+        c = Recorder()
+        if retried:
+            await client.fetch(evil.url(), c, method=method)
+            assert bytes(c.body) == b"ok"
+            assert evil.connections == 2
+        else:
+            with pytest.raises(t.ProtocolError, match="without sending a response"):
+                await client.fetch(evil.url(), c, method=method)
+            assert c.closed == 1
+            assert evil.connections == 1
+
+
+async def test_retry_only_once(nursery: trio.Nursery) -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    evil = await nursery.start(
+        serve_evil, [[("recv",), ("send", ok), ("recv",), ("close",)], [("recv",), ("close",)]]
+    )
+    async with t.Client() as client:
+        await client.fetch(evil.url(), Recorder())
+        with pytest.raises(t.ProtocolError):
+            await client.fetch(evil.url(), Recorder())
+    assert evil.connections == 2
+
+
+async def test_keepalive_expiry(server: HTTPServer, mock_clock: trio.testing.MockClock) -> None:
+    async with t.Client(keepalive_expiry=5.0, timeout=None) as client:
+        await client.fetch(server.url("/a"), Recorder())
+        mock_clock.jump(4.0)
+        await client.fetch(server.url("/a"), Recorder())
+        assert server.connections == 1
+        mock_clock.jump(5.5)
+        await client.fetch(server.url("/a"), Recorder())
+        assert server.connections == 2
+
+
+async def test_max_connections_bound_and_wait(nursery: trio.Nursery) -> None:
+    release = trio.Event()
+    peak = 0
+    srv: list[HTTPServer] = []
+
+    async def slow(req: ServerRequest) -> object:
+        nonlocal peak
+        peak = max(peak, srv[0].open)
+        await release.wait()
+        return 200, [], b"done"
+
+    srv.append(await nursery.start(serve_http, slow))
+    results: list[int | None] = []
+    async with t.Client(max_connections=2) as client:
+
+        async def one() -> None:
+            r = await client.fetch(srv[0].url("/"), Recorder())
+            results.append(r.status_code)
+
+        async with trio.open_nursery() as inner:
+            for _ in range(6):
+                inner.start_soon(one)
+            await trio.testing.wait_all_tasks_blocked()
+            assert srv[0].open == 2
+            # a fetch that can't get a slot in time times out
+            with pytest.raises(t.Timeout):
+                await client.fetch(srv[0].url("/"), Recorder(), timeout=0.1)
+            release.set()
+    assert results == [200] * 6
+    assert peak <= 2
+
+
+async def test_bound_evicts_idle_connection_to_other_origin(nursery: trio.Nursery) -> None:
+    a = await nursery.start(serve_http, handler)
+    b = await nursery.start(serve_http, handler)
+    async with t.Client(max_connections=1) as client:
+        await client.fetch(a.url("/"), Recorder())
+        await client.fetch(b.url("/"), Recorder())
+        await trio.testing.wait_all_tasks_blocked()
+        assert a.open == 0  # the idle connection to a was closed to make room
+        await client.fetch(b.url("/"), Recorder())
+    assert b.connections == 1
+
+
+async def test_aclose_closes_idle_connections(server: HTTPServer) -> None:
+    client = t.Client()
+    await client.fetch(server.url("/"), Recorder())
+    await trio.testing.wait_all_tasks_blocked()
+    assert server.open == 1
+    await client.aclose()
+    await client.aclose()  # idempotent
+    await trio.testing.wait_all_tasks_blocked()
+    assert server.open == 0
+    c = Recorder()
+    with pytest.raises(t.HTTPError, match="closed"):
+        await client.fetch(server.url("/"), c)
+    assert c.closed == 1
+
+
+# --------------------------------------------------------- consumer protocol
+
+
+@pytest.mark.parametrize("async_", [False, True])
+async def test_sync_and_async_consumers(server: HTTPServer, async_: bool) -> None:
+    c = Recorder(async_=async_)
+    await t.fetch(server.url("/chunked"), c)
+    assert bytes(c.body) == b"abc" + b"def" * 1000
+    assert c.events[0] == ("header", 200)
+    assert c.events[-1] == "close"
+    assert c.closed == 1
+
+
+async def test_http_header_is_optional(server: HTTPServer) -> None:
+    class Minimal:
+        def __init__(self) -> None:
+            self.data = b""
+            self.closed = 0
+
+        def feed(self, data: bytes) -> None:
+            self.data += data
+
+        def close(self) -> None:
+            self.closed += 1
+
+    m = Minimal()
+    await t.fetch(server.url("/a"), m)
+    assert (m.data, m.closed) == (b"hello /a", 1)
+
+
+async def test_stdlib_xml_parser_is_a_consumer(nursery: trio.Nursery) -> None:
+    import xml.etree.ElementTree as ET
+
+    srv = await nursery.start(serve_http, lambda req: (200, [], b"<a><b>text</b></a>"))
+    parser = ET.XMLParser()
+    await t.fetch(srv.url("/"), parser)
+    # close() was called by the requester: the parser is spent
+    with pytest.raises(ET.ParseError):
+        parser.close()
+
+
+async def test_backpressure_async_feed_stops_reading(nursery: trio.Nursery) -> None:
+    produced = 0
+
+    async def huge() -> AsyncIterator[bytes]:
+        nonlocal produced
+        for _ in range(2000):  # 128 MB if fully read
+            produced += 1
+            yield b"z" * 65536
+
+    srv = await nursery.start(serve_http, lambda req: (200, [], huge()))
+    c = Recorder(async_=True)
+    c.feed_gate = trio.Event()
+    async with trio.open_nursery() as inner:
+        inner.start_soon(t.fetch, srv.url("/"), c)
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(0.05)
+        await trio.testing.wait_all_tasks_blocked()
+        # Blocked in the first feed: the client stopped reading, so the
+        # server is stuck once the socket buffers are full.
+        assert c.feeds == 0
+        assert produced < 400
+        inner.cancel_scope.cancel()
+    assert c.closed <= 1
+
+
+async def test_consumer_exception_propagates_unchanged(server: HTTPServer) -> None:
+    class Boom(Exception):
+        pass
+
+    for where in ["header", "feed", "close"]:
+        c = Recorder()
+        boom = Boom(where)
+        c.raise_in[where] = boom
+        with pytest.raises(Boom) as info:
+            await t.fetch(server.url("/big"), c)
+        assert info.value is boom
+        assert c.closed == 1
+        assert c.errors == []
+        assert [e for e in c.events if isinstance(e, tuple) and e[0] == "header"] == [
+            ("header", 200)
+        ]
+
+
+async def test_consumer_exception_closes_connection(server: HTTPServer) -> None:
+    c = Recorder()
+    c.raise_in["feed"] = ValueError("stop")
+    async with t.Client() as client:
+        with pytest.raises(ValueError, match="stop"):
+            await client.fetch(server.url("/big"), c)
+        await client.fetch(server.url("/a"), Recorder())
+    assert server.connections == 2
+
+
+async def test_http_header_returning_request_is_followed(server: HTTPServer) -> None:
+    c = Recorder(follow={302: lambda r: t.Request("GET", server.url("/final"))})
+    async with t.Client() as client:
+        r = await client.fetch(server.url("/redirect"), c)
+        assert r.status_code == 200
+        assert r.url == server.url("/final")
+        assert [h.status_code for h in r.history] == [302]
+        assert r.history[0].url == server.url("/redirect")
+        assert bytes(c.body) == b"hello /final"  # nothing of the 302's body
+        assert c.events == [("header", 302), ("header", 200), "close"]
+        # the 302's small body was drained: the connection was reused
+        assert server.connections == 1
+        # a big dropped body is not drained: a new connection follows
+        c = Recorder(follow={302: lambda r: t.Request("GET", server.url("/final"))})
+        await client.fetch(server.url("/redirect-big"), c)
+        assert bytes(c.body) == b"hello /final"
+        assert server.connections == 2
+
+
+async def test_redirect_chain_shares_one_deadline(nursery: trio.Nursery) -> None:
+    async def slow_redirect(req: ServerRequest) -> object:
+        await trio.sleep(0.15)
+        return 302, [("location", "/again")], b""
+
+    srv = await nursery.start(serve_http, slow_redirect)
+    c = Recorder(follow={302: lambda r: t.Request("GET", srv.url("/again"))})
+    start = trio.current_time()
+    with pytest.raises(t.Timeout):
+        await t.fetch(srv.url("/"), c, timeout=0.5)
+    assert trio.current_time() - start < 0.8
+    assert c.closed == 1
+
+
+async def test_failure_before_response_reports_status_none() -> None:
+    for async_ in (False, True):
+        c = Recorder(async_=async_)
+        with pytest.raises(t.ConnectError) as info:
+            await t.fetch("http://127.0.0.1:1/", c)
+        assert isinstance(info.value, OSError)
+        assert "127.0.0.1" in str(info.value)
+        assert c.events == [("header", None), "close"]
+        assert c.responses[0].error is info.value
+        assert c.responses[0].url == "http://127.0.0.1:1/"
+
+
+async def test_dns_failure_is_connect_error() -> None:
+    c = Recorder()
+    with pytest.raises(t.ConnectError, match=r"no-such-host\.invalid"):
+        await t.fetch("http://no-such-host.invalid/", c, timeout=10)
+    assert c.closed == 1
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://x/", "http://", "http://exa mple.com/", "http://h:99999/", 12, "http://[::1"]
+)
+async def test_invalid_url(url: object) -> None:
+    c = Recorder()
+    with pytest.raises(t.InvalidURL):
+        await t.fetch(url, c)  # type: ignore[arg-type]
+    assert c.events == ["close"]
+
+
+async def test_crlf_in_header_value_never_reaches_the_wire(server: HTTPServer) -> None:
+    c = Recorder()
+    with pytest.raises(t.HTTPError, match="invalid request"):
+        await t.fetch(server.url("/"), c, headers={"X-A": "1\r\nInjected: yes"})
+    assert c.events == ["close"]
+    assert server.connections == 0
+
+
+# ------------------------------------------------------------------ requests
+
+
+async def test_request_headers(server: HTTPServer) -> None:
+    async with t.Client(headers={"X-Client": "c", "User-Agent": "client-ua"}) as client:
+        c = Recorder()
+        await client.fetch(
+            server.url("/echo?q=1#frag"),
+            c,
+            headers=[("Host", "evil.example"), ("X-Req", "r"), ("x-client", "override")],
+        )
+    text = bytes(c.body).decode()
+    lines = text.splitlines()
+    assert lines[0] == "GET"
+    assert lines[1] == "/echo?q=1"  # never the fragment
+    assert f"host: 127.0.0.1:{server.port}" in lines
+    assert "host: evil.example" not in lines
+    assert "x-req: r" in lines
+    assert "x-client: override" in lines
+    assert "x-client: c" not in lines
+    assert "user-agent: client-ua" in lines
+    assert "accept-encoding: identity" in lines
+
+
+async def test_default_user_agent_and_body(server: HTTPServer) -> None:
+    c = Recorder()
+    await t.fetch(server.url("/echo"), c, method="post", body=b"payload")
+    lines = bytes(c.body).decode().splitlines()
+    assert lines[0] == "POST"
+    assert f"user-agent: {USER_AGENT}" in lines
+    assert "content-length: 7" in lines
+    assert lines[-1] == "payload"
+
+
+# ------------------------------------------------------------------ deadline
+
+
+async def test_total_deadline(nursery: trio.Nursery) -> None:
+    evil = await nursery.start(serve_evil, [("recv",), ("forever",)])
+    c = Recorder()
+    start = trio.current_time()
+    with pytest.raises(t.Timeout, match=r"0\.2 s.*127\.0\.0\.1") as info:
+        await t.fetch(evil.url(), c, timeout=0.2)
+    assert isinstance(info.value, TimeoutError)
+    assert 0.2 <= trio.current_time() - start < 0.5
+    assert c.events == [("header", None), "close"]
+
+
+async def test_outer_cancel_scope_works(nursery: trio.Nursery) -> None:
+    evil = await nursery.start(serve_evil, [("recv",), ("forever",)])
+    c = Recorder()
+    with trio.move_on_after(0.1) as scope:
+        await t.fetch(evil.url(), c, timeout=None)
+    assert scope.cancelled_caught
+    assert c.closed == 1
+
+
+async def test_close_runs_after_the_deadline_passed(nursery: trio.Nursery) -> None:
+    evil = await nursery.start(
+        serve_evil,
+        [("recv",), ("send", b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab"), ("forever",)],
+    )
+    c = Recorder(async_=True)  # async close: must not be cancelled by the expired deadline
+    with pytest.raises(t.Timeout):
+        await t.fetch(evil.url(), c, timeout=0.2)
+    assert c.events == [("header", 200), ("error", "Timeout"), "close"]
+    assert c.closed == 1
+
+
+# --------------------------------------------------------- HTTPS and IPv6
+
+
+@pytest.fixture(scope="module")
+def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost", "::1")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx
+
+
+async def test_https(nursery: trio.Nursery, tls: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
+    server_ctx, client_ctx = tls
+    srv = await nursery.start(lambda **kw: serve_http(handler, ssl_context=server_ctx, **kw))
+    assert srv.url("/").startswith("https://")
+    async with t.Client(ssl_context=client_ctx) as client:
+        for path in ["/a", "/chunked", "/big"]:
+            c = Recorder()
+            r = await client.fetch(srv.url(path), c)
+            assert r.status_code == 200
+            assert c.closed == 1
+        assert bytes(c.body) == b"B" * 300_000
+    assert srv.connections == 1
+
+
+async def test_https_verification_failure_is_connect_error(
+    nursery: trio.Nursery, tls: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    server_ctx, _ = tls
+    srv = await nursery.start(lambda **kw: serve_http(handler, ssl_context=server_ctx, **kw))
+    c = Recorder()
+    with pytest.raises(t.ConnectError, match="TLS handshake"):
+        await t.fetch(srv.url("/"), c)  # default context: the test CA is not trusted
+    assert c.events == [("header", None), "close"]
+
+
+def _have_ipv6() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _have_ipv6(), reason="no IPv6 loopback")
+async def test_ipv6_literal(nursery: trio.Nursery) -> None:
+    srv = await nursery.start(lambda **kw: serve_http(handler, host="::1", **kw))
+    assert srv.url("/").startswith("http://[::1]:")
+    c = Recorder()
+    r = await t.fetch(srv.url("/echo"), c)
+    assert r.status_code == 200
+    assert f"host: [::1]:{srv.port}" in bytes(c.body).decode().splitlines()
+
+
+async def test_host_name_localhost(server: HTTPServer) -> None:
+    c = Recorder()
+    r = await t.fetch(f"http://localhost:{server.port}/a", c)
+    assert r.status_code == 200
+
+
+# ------------------------------------------------------------------- sockets
+
+
+async def test_no_socket_left_open(server: HTTPServer) -> None:
+    await trio.testing.wait_all_tasks_blocked()
+    before = count_open_sockets() - server.open
+    async with t.Client() as client:
+        for path in ["/a", "/close", "/big", "/chunked"]:
+            await client.fetch(server.url(path), Recorder())
+    await trio.testing.wait_all_tasks_blocked()
+    assert count_open_sockets() - server.open == before
+
+
+if sys.platform != "linux":  # pragma: no cover
+    pytestmark = pytest.mark.skip("counts sockets through /proc")
