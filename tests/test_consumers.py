@@ -698,3 +698,45 @@ def test_file_rename_failure_removes_the_temporary_file(tmp_path: Path) -> None:
         c.close()
     assert leftovers(tmp_path) == ["a-directory"]
     assert not c.complete
+
+
+async def test_file_close_inside_a_cancelled_scope_is_a_failure(tmp_path: Path) -> None:
+    c = FileConsumer(tmp_path / "out")
+    c.http_header(make_response())  # chunked: no length to check against
+    c.feed(b"part of it")
+    # No checkpoint needed: close() only looks at the scope's cancelled state.
+    with trio.CancelScope() as scope:  # noqa: ASYNC100
+        scope.cancel()
+        c.close()
+    assert leftovers(tmp_path) == []
+    assert not c.complete
+
+
+async def test_fetch_cancelled_mid_chunked_body_leaves_no_file(tmp_path: Path) -> None:
+    async def slow(request: ServerRequest) -> Any:
+        async def body() -> Any:
+            yield b"part one"
+            await trio.sleep_forever()
+
+        return 200, [], body()
+
+    class CancelAfterFirstChunk(FileConsumer):
+        """Cancels the fetch from outside once the first chunk is on disk."""
+
+        scope = trio.CancelScope()
+
+        def feed(self, data: bytes) -> None:
+            super().feed(data)
+            self.scope.cancel()
+
+    target = tmp_path / "out"
+    target.write_bytes(b"previous")
+    consumer = CancelAfterFirstChunk(target)
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http, slow)
+        with consumer.scope:
+            await fetch(server.url("/"), consumer)
+        nursery.cancel_scope.cancel()
+    assert consumer.bytes_written == len(b"part one")
+    assert target.read_bytes() == b"previous"
+    assert leftovers(tmp_path) == ["out"]

@@ -27,6 +27,7 @@ import codecs
 import contextlib
 import inspect
 import logging
+import math
 import os
 import re
 import secrets
@@ -471,6 +472,24 @@ class TextConsumer:
 # File
 
 
+def _cancelled() -> bool:
+    """True when called from a Trio task whose cancel scope has been cancelled.
+
+    A ``fetch`` cancelled from outside in the middle of a chunked or
+    read-until-close body calls ``close()`` with no ``http_error`` first, and
+    nothing in the body's bytes says it was cut short. The one sign left is
+    that we are running inside the cancellation: Trio reports the effective
+    deadline of a cancelled scope as -inf. Imported here, not at the top: the
+    consumers work (and are tested) without a Trio run.
+    """
+    import trio
+
+    try:
+        return trio.current_effective_deadline() == -math.inf
+    except RuntimeError:  # not inside trio.run()
+        return False
+
+
 class FileConsumer:
     """Writes the body to ``path``, atomically: all of it, or nothing new there.
 
@@ -478,7 +497,8 @@ class FileConsumer:
     final ``os.replace`` is an atomic rename on one file system) and is
     renamed into place by ``close()`` only after a complete body. A failed
     transfer — a failure ``Response``, ``http_error``, a write error, a body
-    shorter than its ``Content-Length``, or ``close()`` without a response —
+    shorter than its ``Content-Length``, ``close()`` without a response, or
+    ``close()`` called inside a cancelled Trio scope (a cancelled fetch) —
     removes the temporary file and leaves whatever was at ``path`` untouched.
     Any complete response is written whatever its status (status codes are
     data): check ``.response.status_code``. ``.bytes_written`` counts the
@@ -566,6 +586,7 @@ class FileConsumer:
         expected = _content_length(response) if response is not None else None
         if (
             self._failed
+            or _cancelled()
             or self._file is None
             or response is None
             or response.status_code is None
