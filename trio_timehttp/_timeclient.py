@@ -116,6 +116,19 @@ async def _resolve(
 # TCP
 
 
+def _reason(exc: OSError) -> str:
+    """Why a connect failed: open_tcp_stream's own message hides the per-address causes."""
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        reasons: list[str] = []
+        for leaf in cause.exceptions:
+            text = leaf.strerror if isinstance(leaf, OSError) and leaf.strerror else str(leaf)
+            if text not in reasons:
+                reasons.append(text)
+        return "; ".join(reasons)
+    return exc.strerror or str(exc)
+
+
 async def _read_tcp(stream: trio.SocketStream, label: str) -> tuple[bytes, float]:
     """Read until 4 bytes or EOF; return the bytes and the local time the 4th arrived."""
     data = b""
@@ -150,7 +163,7 @@ async def _tcp_reading(
                 raise
             stream = trio.SocketStream(sock)
     except OSError as exc:
-        raise ConnectError(f"cannot connect to {label}: {exc}") from exc
+        raise ConnectError(f"cannot connect to {label}: {_reason(exc)}") from exc
     async with stream:
         connected = time.time()
         try:

@@ -1,0 +1,42 @@
+"""An RFC 868 time client: the Trio version of the asyncore chapter's example 7-7.
+
+    python examples/time_client.py [HOST [PORT]]    (default localhost 37)
+
+Try it against the example server: ``python examples/time_client.py localhost 8037``.
+Prints the seed's line, ``time difference is N``, with N = local - server in
+whole seconds (the seed's ``adjust_time(delta)``; the library's ``offset`` has
+the opposite sign, server - local, as rdate prints it).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import trio
+
+from trio_timehttp import TimeHTTPError, query_time
+
+
+def adjust_time(delta: int) -> None:
+    """Override this! (as the seed says) -- here we only report it."""
+    print("time difference is", delta)
+
+
+async def main(host: str, port: int) -> int:
+    try:
+        sample = await query_time(host, port)
+    except TimeHTTPError as exc:
+        print(f"time_client: {exc}", file=sys.stderr)
+        return 1
+    # As the seed: our clock in whole seconds when the reply arrived, minus
+    # the server's whole second.
+    here = math.floor(sample.local_time + sample.rtt / 2)
+    adjust_time(here - int(sample.server_time))
+    return 0
+
+
+if __name__ == "__main__":
+    host = sys.argv[1] if len(sys.argv) > 1 else "localhost"
+    port = int(sys.argv[2]) if len(sys.argv) > 2 else 37
+    sys.exit(trio.run(main, host, port))
