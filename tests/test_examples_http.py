@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import trio
+
 from helpers import ServerRequest, serve_http
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

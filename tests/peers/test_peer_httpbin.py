@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from peerutil import require_program, running, unused_port, wait_for_tcp
 
 from trio_timehttp import (
     BytesConsumer,
@@ -29,6 +28,8 @@ from trio_timehttp import (
     TooManyRedirects,
     fetch,
 )
+
+from peerutil import require_program, running, unused_port, wait_for_tcp
 
 pytestmark = pytest.mark.peer
 
