@@ -11,11 +11,12 @@ import calendar
 import functools
 import time
 
-import peerutil
 import pytest
 import trio
 
 from trio_timehttp import serve_time
+
+import peerutil
 
 pytestmark = pytest.mark.peer
 

@@ -11,10 +11,11 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import peerutil
 import pytest
 
 from trio_timehttp import TimeSample, query_many, query_time
+
+import peerutil
 
 pytestmark = pytest.mark.peer
 
