@@ -84,5 +84,9 @@ async def test_query_many_against_xinetd(xinetd: tuple[int, int]) -> None:
 @pytest.mark.slow
 async def test_precise_against_xinetd(xinetd: tuple[int, int]) -> None:
     sample = await query_time("127.0.0.1", xinetd[0], precise=True)
-    assert abs(sample.offset) <= sample.uncertainty + 0.001
+    # xinetd reads time(), which on Linux is the tick-coarse clock: it lags
+    # the real one by up to one tick (10 ms at HZ=100; measured here: 5-8 ms
+    # behind), so its "true" offset is only defined to within a tick.
+    tick = 0.012
+    assert abs(sample.offset) <= sample.uncertainty + tick
     assert sample.uncertainty <= 0.05
