@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import math
 import socket
-import statistics
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import trio
 
 from ._errors import ConnectError, TimeHTTPError, Timeout, TimeProtocolError
+from ._probing import Reading, precise_sample, refine
 from ._rfc868 import MIN_NOW, decode_time
 from ._sample import OffsetEstimator, TimeSample, plain_sample
 
@@ -29,33 +28,14 @@ __all__ = ["query_many", "query_time"]
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_PRECISE_TIMEOUT = 15.0
 
-#: Precise mode: at most this many readings in all (the first included),
-#: spaced at least ``_MIN_GAP`` apart (polite: never a burst), stopping early
-#: once the offset is known to within ``_TARGET_UNCERTAINTY``.
-_MAX_PROBES = 8
-_MIN_GAP = 0.15
-_TARGET_UNCERTAINTY = 0.01
-
 #: Bytes read per receive: the first 4 count, more are read only so that a
 #: chatty server (inetutils sends 8) gets a clean close rather than a reset.
 _RECV_SIZE = 1024
 
 
-@dataclass(frozen=True, slots=True)
-class _Reading:
-    """One whole-second reading and the local wall times around it.
-
-    ``start`` is the earliest local time at which the server can have read
-    its clock for this reading (used for the interval maths), ``sent`` the
-    start of the round trip the API reports as ``rtt``, ``end`` the arrival
-    of the 4th byte.
-    """
-
-    second: int
-    start: float
-    sent: float
-    end: float
-    address: tuple[int, tuple[object, ...]]
+#: Where a reading went: (address family, socket address). Later probes of a
+#: precise reading go straight there (no DNS or Happy Eyeballs in the timing).
+_Address = tuple[int, tuple[object, ...]]
 
 
 def _split_host(host: str, port: int) -> tuple[str, int]:
@@ -146,8 +126,8 @@ async def _read_tcp(stream: trio.SocketStream, label: str) -> tuple[bytes, float
 
 
 async def _tcp_reading(
-    name: str, port: int, label: str, address: tuple[int, tuple[object, ...]] | None
-) -> _Reading:
+    name: str, port: int, label: str, address: _Address | None
+) -> tuple[Reading, _Address]:
     """One reading over a new connection: to ``address``, or by name (Happy Eyeballs)."""
     begin = time.time()
     try:
@@ -172,12 +152,9 @@ async def _tcp_reading(
             raise ConnectError(f"connection to {label} lost: {exc}") from exc
         data, end = await _read_tcp(stream, label)
     second = _decode(data, label)
-    return _Reading(
-        second,
-        start=begin,
-        sent=connected,
-        end=end,
-        address=(int(stream.socket.family), tuple(peer)),
+    return Reading(second, start=begin, sent=connected, end=end), (
+        int(stream.socket.family),
+        tuple(peer),
     )
 
 
@@ -194,9 +171,9 @@ async def _udp_reading(
     name: str,
     port: int,
     label: str,
-    address: tuple[int, tuple[object, ...]] | None,
+    address: _Address | None,
     retransmit_at: float,
-) -> _Reading:
+) -> tuple[Reading, _Address]:
     """One reading: an empty datagram, one retransmit at ``retransmit_at`` (Trio time).
 
     The socket is connected, so the kernel drops datagrams from any other
@@ -229,7 +206,7 @@ async def _udp_reading(
     second = _decode(data, label)
     # A late answer to the first datagram may arrive after the retransmit:
     # the interval maths must start at the first send to stay correct.
-    return _Reading(second, start=first, sent=sent, end=end, address=address)
+    return Reading(second, start=first, sent=sent, end=end), address
 
 
 # --------------------------------------------------------------------------
@@ -241,47 +218,13 @@ async def _reading(
     port: int,
     label: str,
     udp: bool,
-    address: tuple[int, tuple[object, ...]] | None,
+    address: _Address | None,
     deadline: float,
-) -> _Reading:
+) -> tuple[Reading, _Address]:
     if udp:
         now = trio.current_time()
         return await _udp_reading(name, port, label, address, now + (deadline - now) / 2)
     return await _tcp_reading(name, port, label, address)
-
-
-async def _precise(
-    name: str,
-    port: int,
-    label: str,
-    udp: bool,
-    scope: trio.CancelScope,
-    estimator: OffsetEstimator,
-    readings: list[_Reading],
-) -> None:
-    """Probe at the instants that bisect the offset interval (see ``_sample``).
-
-    Fills ``estimator`` and ``readings`` in place, so that what was learnt
-    before the deadline survives its cancellation.
-    """
-    address = None
-    while len(readings) < _MAX_PROBES:
-        if readings:
-            if estimator.uncertainty <= _TARGET_UNCERTAINTY:
-                break
-            last = readings[-1]
-            # The server reads its clock about half-way through a probe.
-            lead = (last.end - last.start) / 2
-            at = estimator.next_probe_at(time.time(), lead, _MIN_GAP)
-            await trio.sleep(max(0.0, at - time.time()))
-        # Each probe gets the rest of the deadline; the retransmit of a UDP
-        # probe comes at half of what is left of it.
-        reading = await _reading(name, port, label, udp, address, scope.deadline)
-        # Later probes go straight to the address the first one used: no
-        # DNS lookup or Happy Eyeballs race inside the timed interval.
-        address = reading.address
-        readings.append(reading)
-        estimator.add(reading.second, reading.start, reading.end)
 
 
 async def query_time(
@@ -310,32 +253,24 @@ async def query_time(
     if timeout is None:
         timeout = DEFAULT_PRECISE_TIMEOUT if precise else DEFAULT_TIMEOUT
     estimator = OffsetEstimator()
-    readings: list[_Reading] = []
+    readings: list[Reading] = []
     with trio.move_on_after(timeout) as scope:
         if not precise:
-            reading = await _reading(name, port, label, udp, None, scope.deadline)
+            reading, _ = await _reading(name, port, label, udp, None, scope.deadline)
             return plain_sample(name, port, reading.second, reading.sent, reading.end)
-        await _precise(name, port, label, udp, scope, estimator, readings)
+        address: _Address | None = None
+
+        async def probe() -> Reading:
+            # Each probe gets the rest of the deadline; a UDP probe's
+            # retransmit comes at half of what is left of it.
+            nonlocal address
+            reading, address = await _reading(name, port, label, udp, address, scope.deadline)
+            return reading
+
+        await refine(probe, estimator, readings)
     if not readings:
         raise Timeout(f"no answer from {label} ({'udp' if udp else 'tcp'}) within {timeout:g} s")
-    return _precise_sample(name, port, estimator, readings)
-
-
-def _precise_sample(
-    name: str, port: int, estimator: OffsetEstimator, readings: list[_Reading]
-) -> TimeSample:
-    last = readings[-1]
-    local = (last.sent + last.end) / 2
-    offset = estimator.offset
-    return TimeSample(
-        host=name,
-        port=port,
-        server_time=local + offset,
-        local_time=local,
-        offset=offset,
-        rtt=statistics.median(r.end - r.sent for r in readings),
-        uncertainty=estimator.uncertainty,
-    )
+    return precise_sample(name, port, estimator, readings)
 
 
 async def query_many(
