@@ -116,6 +116,48 @@ async def test_serve_answers_then_stops_cleanly_on_a_signal(signum: int) -> None
                 await pipe.aclose()
 
 
+async def test_serve_workers_share_the_port_and_stop_together() -> None:
+    port = unused_port()
+    proc = await trio.lowlevel.open_process(
+        [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await trio.to_thread.run_sync(partial(wait_for_tcp, "127.0.0.1", port))
+        for _ in range(4):
+            result = await run_cli("time", f"127.0.0.1:{port}", check=True)
+            assert b"offset" in result.stdout
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(20):
+            assert await proc.wait() == 0
+        assert proc.stderr is not None
+        log = b""
+        while chunk := await proc.stderr.receive_some(65536):
+            log += chunk
+        text = log.decode()
+        assert "started 2 workers" in text
+        assert text.count("listening on tcp") == 2
+        assert text.count("INFO stopped") == 2
+        assert "Traceback" not in text
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+        if proc.stderr is not None:
+            await proc.stderr.aclose()
+    # Every worker is gone: the port is free again (SO_REUSEADDR: the
+    # server-closed connections linger in TIME_WAIT, that is not a listener).
+    with socket.socket() as again:
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
+        again.listen()
+
+
+async def test_serve_workers_need_a_fixed_port() -> None:
+    result = await run_cli("serve", "--port", "0", "--workers", "2")
+    assert "--workers needs a fixed --port" in one_line_error(result)
+
+
 async def test_serve_port_in_use_is_one_line() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

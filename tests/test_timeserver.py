@@ -141,6 +141,27 @@ async def test_bind_error_is_a_plain_oserror(kind: int) -> None:
         assert info.value.errno == errno.EADDRINUSE
 
 
+async def test_reuse_port_lets_two_servers_share_a_port(nursery: trio.Nursery) -> None:
+    first = await nursery.start(
+        functools.partial(serve_time, 0, host="127.0.0.1", reuse_port=True)
+    )
+    tcp_port, udp_port = port_of(first[0][0].socket), port_of(first[1][0])
+    # Without reuse_port the port is taken ...
+    with pytest.raises(OSError, match="in use"):
+        await serve_time_tcp(tcp_port, host="127.0.0.1")
+    # ... with it, a second server (a second worker) binds the same ports.
+    listeners = await nursery.start(
+        functools.partial(serve_time_tcp, tcp_port, host="127.0.0.1", reuse_port=True)
+    )
+    sockets = await nursery.start(
+        functools.partial(serve_time_udp, udp_port, host="127.0.0.1", reuse_port=True)
+    )
+    assert port_of(listeners[0].socket) == tcp_port
+    assert port_of(sockets[0]) == udp_port
+    for _ in range(8):
+        assert len(await tcp_read("127.0.0.1", tcp_port)) == 4
+
+
 async def test_peer_reset_before_the_answer_is_swallowed(
     nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -134,6 +134,17 @@ def _build_parser() -> argparse.ArgumentParser:
         default=20,
         help="UDP replies a source may get at once (default 20)",
     )
+    serve.add_argument(
+        "--workers",
+        type=_int_in(1, 256),
+        default=1,
+        help="processes sharing the port via SO_REUSEPORT, to use several cores (default 1)",
+    )
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="set SO_REUSEPORT, so other processes may serve the same port",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     time_ = sub.add_parser(
@@ -237,6 +248,7 @@ async def _serve(args: argparse.Namespace) -> None:
                     udp=args.udp,
                     max_connections=args.max_connections,
                     rate_limit=rate,
+                    reuse_port=args.reuse_port,
                 )
             )
             async for signum in signals:
@@ -245,9 +257,80 @@ async def _serve(args: argparse.Namespace) -> None:
                 break
 
 
+def _worker_command(args: argparse.Namespace) -> list[str]:
+    """The command line of one worker: this serve, as a single process on a shared port."""
+    command = [sys.executable, "-m", "trio_timehttp"] + ["-v"] * args.verbose + [
+        "serve", "--port", str(args.port), "--reuse-port",
+        "--max-connections", str(args.max_connections),
+        "--udp-rate", repr(args.udp_rate), "--udp-burst", str(args.udp_burst),
+    ]  # fmt: skip
+    if args.host is not None:
+        command += ["--host", args.host]
+    if not args.tcp:
+        command.append("--no-tcp")
+    if not args.udp:
+        command.append("--no-udp")
+    return command
+
+
+async def _supervise(args: argparse.Namespace) -> int:
+    """Run ``--workers`` processes on one SO_REUSEPORT port; stop them all on a signal.
+
+    The service is stateless, so workers need no coordination: the kernel
+    spreads connections and datagrams across them. If a worker dies (say, a
+    bind error), the others are stopped and its status is returned.
+    """
+    command = _worker_command(args)
+    status = 0
+    procs: list[trio.Process] = []
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        try:
+            async with trio.open_nursery() as nursery:
+                for _ in range(args.workers):
+                    procs.append(await trio.lowlevel.open_process(command))
+                log.info("started %d workers on port %d", len(procs), args.port)
+
+                async def watch(proc: trio.Process) -> None:
+                    nonlocal status
+                    code = await proc.wait()
+                    if not nursery.cancel_scope.cancel_called:
+                        log.error("worker %d exited with status %d; stopping", proc.pid, code)
+                        status = code or 1
+                        nursery.cancel_scope.cancel()
+
+                for proc in procs:
+                    nursery.start_soon(watch, proc)
+                async for signum in signals:
+                    log.info("received %s, stopping the workers", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+        finally:
+            with trio.CancelScope(shield=True):
+                await _stop_all(procs)
+    return status
+
+
+async def _stop_all(procs: Sequence[trio.Process]) -> None:
+    """SIGTERM every worker, give them 10 s to stop cleanly, then kill the rest."""
+    for proc in procs:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+    with trio.move_on_after(10):
+        for proc in procs:
+            await proc.wait()
+    for proc in procs:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
 def _cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     if not (args.tcp or args.udp):
         raise UsageError("nothing to serve: --no-tcp and --no-udp together")
+    if args.workers > 1:
+        if args.port == 0:
+            raise UsageError("--workers needs a fixed --port (each worker would get its own)")
+        return trio.run(_supervise, args)
     try:
         try:
             trio.run(_serve, args)

@@ -68,7 +68,9 @@ _SEND_FLAGS = socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0)
 # binding
 
 
-def _bind_sockets(host: str | None, port: int, kind: int) -> list[socket.socket]:
+def _bind_sockets(
+    host: str | None, port: int, kind: int, reuse_port: bool = False
+) -> list[socket.socket]:
     """Bind (and for TCP, listen on) every address for ``host``; plain OSError on failure.
 
     ``host=None`` means all IPv4 and all IPv6 addresses, on two sockets (the
@@ -98,7 +100,7 @@ def _bind_sockets(host: str | None, port: int, kind: int) -> list[socket.socket]
                     continue
                 raise
             try:
-                _configure_and_bind(sock, family, address, port, socks)
+                _configure_and_bind(sock, family, address, port, socks, reuse_port)
             except BaseException:
                 sock.close()
                 raise
@@ -113,10 +115,20 @@ def _bind_sockets(host: str | None, port: int, kind: int) -> list[socket.socket]
 
 
 def _configure_and_bind(
-    sock: socket.socket, family: int, address: str, port: int, earlier: list[socket.socket]
+    sock: socket.socket,
+    family: int,
+    address: str,
+    port: int,
+    earlier: list[socket.socket],
+    reuse_port: bool,
 ) -> None:
     """Set the options every listener needs, then bind (and listen, for TCP)."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        # Several processes (``serve --workers N``) share the port; the
+        # kernel spreads connections and datagrams across them. Off by
+        # default so that a second server on a taken port is an error.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     bound = False
@@ -279,6 +291,7 @@ async def _run_tcp(
 ) -> NoReturn:
     slots = _Slots(max_connections)
     errors = _ErrorLog()
+    names = _names_safe(socks)  # now: a closed socket has no name to log
     try:
         async with trio.open_nursery() as nursery:
             for sock in socks:
@@ -287,7 +300,7 @@ async def _run_tcp(
     finally:
         for sock in socks:
             sock.close()
-        logger.info("time service stopped on tcp %s", _names_safe(socks))
+        logger.info("time service stopped on tcp %s", names)
     # Every accept loop ended because its listener was closed by the caller.
     await trio.sleep_forever()
     raise AssertionError("unreachable")  # pragma: no cover
@@ -306,6 +319,7 @@ async def serve_time_tcp(
     host: str | None = None,
     clock: Clock = time.time,
     max_connections: int | None = 1024,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve RFC 868 time over TCP until cancelled.
@@ -317,7 +331,7 @@ async def serve_time_tcp(
     IPv6). Bind errors propagate as the plain ``OSError``. Running out of
     file descriptors is logged and survived.
     """
-    socks = _bind_sockets(host, port, socket.SOCK_STREAM)
+    socks = _bind_sockets(host, port, socket.SOCK_STREAM, reuse_port)
     # The listeners wrap the very same sockets; the accept loop itself uses
     # the stdlib objects (cheaper per call). Closing a listener stops its loop.
     listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in socks]
@@ -446,6 +460,7 @@ async def _udp_loop(sock: socket.socket, clock: Clock, limiter: _RateLimiter | N
 async def _run_udp(
     socks: list[socket.socket], clock: Clock, rate_limit: tuple[float, int] | None
 ) -> None:
+    names = _names_safe(socks)  # now: a closed socket has no name to log
     try:
         async with trio.open_nursery() as nursery:
             for sock in socks:
@@ -454,7 +469,7 @@ async def _run_udp(
     finally:
         for sock in socks:
             sock.close()
-        logger.info("time service stopped on udp %s", _names_safe(socks))
+        logger.info("time service stopped on udp %s", names)
 
 
 def _check_rate_limit(rate_limit: tuple[float, int] | None) -> None:
@@ -468,6 +483,7 @@ async def serve_time_udp(
     host: str | None = None,
     clock: Clock = time.time,
     rate_limit: tuple[float, int] | None = (10.0, 20),
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[list[trio.socket.SocketType]] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve RFC 868 time over UDP until cancelled.
@@ -479,7 +495,7 @@ async def serve_time_udp(
     gets the bound Trio sockets. Bind errors propagate as the plain ``OSError``.
     """
     _check_rate_limit(rate_limit)
-    socks = _bind_sockets(host, port, socket.SOCK_DGRAM)
+    socks = _bind_sockets(host, port, socket.SOCK_DGRAM, reuse_port)
     trio_socks = [trio.socket.from_stdlib_socket(s) for s in socks]
     logger.info("time service listening on udp %s", _names(socks))
     task_status.started(trio_socks)
@@ -501,6 +517,7 @@ async def serve_time(
     clock: Clock = time.time,
     max_connections: int | None = 1024,
     rate_limit: tuple[float, int] | None = (10.0, 20),
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[
         tuple[list[trio.SocketListener], list[trio.socket.SocketType]]
     ] = trio.TASK_STATUS_IGNORED,
@@ -510,14 +527,16 @@ async def serve_time(
     ``task_status.started((listeners, sockets))``; with ``port=0`` every
     socket may get its own port -- read them from what ``started()`` gives.
     All sockets are bound before anything runs, so a bind error is the plain
-    ``OSError`` and nothing is left open.
+    ``OSError`` and nothing is left open. ``reuse_port=True`` sets
+    SO_REUSEPORT, so several processes can serve one port (the service is
+    stateless: the kernel spreads the load across them).
     """
     if not (tcp or udp):
         raise ValueError("serve_time needs tcp or udp (or both)")
     _check_rate_limit(rate_limit)
-    tcp_socks = _bind_sockets(host, port, socket.SOCK_STREAM) if tcp else []
+    tcp_socks = _bind_sockets(host, port, socket.SOCK_STREAM, reuse_port) if tcp else []
     try:
-        udp_socks = _bind_sockets(host, port, socket.SOCK_DGRAM) if udp else []
+        udp_socks = _bind_sockets(host, port, socket.SOCK_DGRAM, reuse_port) if udp else []
     except BaseException:
         for sock in tcp_socks:
             sock.close()
