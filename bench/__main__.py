@@ -90,13 +90,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def machine_block(argv: list[str]) -> str:
     info = machine_info()
     sut, load = pick_cores()
+    command = shlex.join(["python", "-m", "bench", *argv])
+    with open("/proc/loadavg") as f:
+        loadavg = " ".join(f.read().split()[:3])
     lines = [
-        f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with "
-        f"`python -m bench {shlex.join(argv)}`".rstrip()
-        + ".",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `{command}`.",
         "",
         "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()) + ".",
-        f"System under test pinned to core {sut}, load (generator or nginx) to core {load}.",
+        f"System under test pinned to core {sut}, load (generator or nginx) to core {load}. "
+        f"Load average when the run started: {loadavg} (other work on the machine adds noise).",
         "",
     ]
     return "\n".join(lines)

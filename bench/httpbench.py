@@ -66,11 +66,15 @@ def workloads(seq_requests: int, conc_requests: int, tasks: int, bulk_size: int)
 
 @dataclass
 class Cell:
+    """One (workload, client): its rate, its CPU cost per unit, its peak RSS."""
+
     rate: Series = field(default_factory=Series)
+    cpu: Series = field(default_factory=Series)  # CPU s per GB (bulk) or µs per request
     rss_mib: Series = field(default_factory=Series)
 
     def unavailable(self, why: str) -> None:
         self.rate.note = why
+        self.cpu.note = why
         self.rss_mib.note = why
 
 
@@ -140,8 +144,10 @@ def run_suite(
                         continue
                     if w.unit == "MB/s":
                         cell_.rate.add(out["bytes"] / out["seconds"] / 1e6)
+                        cell_.cpu.add(out["cpu_seconds"] / (out["bytes"] / 1e9))
                     else:
                         cell_.rate.add(out["requests"] / out["seconds"])
+                        cell_.cpu.add(out["cpu_seconds"] / out["requests"] * 1e6)
                     cell_.rss_mib.add(out["maxrss_kib"] / 1024)
     return loads, cells, sizes
 
@@ -167,6 +173,13 @@ def report(
         rows.append(
             [label] + [cell(cells[key, c].rss_mib) if (key, c) in cells else "—" for c in clients]
         )
+    cpu_rows = []
+    for w in loads:
+        unit = "CPU s/GB" if w.unit == "MB/s" else "CPU µs/request"
+        cpu_rows.append(
+            [f"{w.title}, {unit}"]
+            + [cell(cells[w.key, c].cpu) if (w.key, c) in cells else "—" for c in clients]
+        )
     ratio_rows = []
     for w in loads:
         ours = cells.get((w.key, "ours"))
@@ -174,7 +187,10 @@ def report(
         for c in clients[1:]:
             other = cells.get((w.key, c))
             if ours and other and ours.rate.ok and other.rate.ok:
-                row.append(f"{ours.rate.median / other.rate.median:.2f}{TIMES}")
+                text = f"{ours.rate.median / other.rate.median:.2f}{TIMES}"
+                if ours.cpu.ok and other.cpu.ok:
+                    text += f" (CPU {ours.cpu.median / other.cpu.median:.2f}{TIMES})"
+                row.append(text)
             else:
                 row.append("—")
         ratio_rows.append(row)
@@ -184,7 +200,13 @@ def report(
         "",
         markdown_table(header, rows),
         "",
-        "Ratios ours ÷ client (medians; above 1 means ours is faster):",
+        "Client CPU time (user + system, all threads) per unit of work; lower is better. "
+        "It depends far less on other load on the machine than the rates do:",
+        "",
+        markdown_table(header, cpu_rows),
+        "",
+        "Ratios ours ÷ client of the median rates (above 1: ours is faster), and in "
+        "parentheses of the median CPU per unit (below 1: ours is cheaper):",
         "",
         markdown_table(["workload", *clients[1:]], ratio_rows),
         "",

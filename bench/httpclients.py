@@ -13,7 +13,9 @@ interpreter start-up are excluded (for curl, which is a separate program, it
 is the wall time of the curl process, whose start-up is a few milliseconds).
 Each run is its own process so ``ru_maxrss`` is the peak RSS of that client
 alone.  The result is one JSON object on stdout:
-``{"seconds", "bytes", "requests", "maxrss_kib"}``.
+``{"seconds", "cpu_seconds", "bytes", "requests", "maxrss_kib"}``.  The CPU
+time (user + system, all threads, over the same span) is reported because it
+hardly depends on what else the machine is doing, unlike the wall time.
 
 Each client is used the way its documentation recommends for streaming:
 ours with a consumer that counts bytes; aiohttp ``content.iter_any()``;
@@ -39,6 +41,22 @@ CLIENTS = ("ours", "aiohttp", "urllib3", "httpx", "curl")
 WORKLOADS = ("bulk", "seq", "conc")
 
 
+class Stopwatch:
+    """Wall time (``perf_counter``) and this process's CPU time (all threads) since creation."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.c0 = _cpu()
+
+    def stop(self, total: int) -> tuple[float, int, float]:
+        return time.perf_counter() - self.t0, total, _cpu() - self.c0
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class Counted(Exception):
     """The response was not what the workload expects (status or size)."""
 
@@ -56,7 +74,7 @@ def _split(total: int, parts: int) -> list[int]:
 # --------------------------------------------------------------------------- ours
 
 
-def run_ours(args: argparse.Namespace) -> tuple[float, int]:
+def run_ours(args: argparse.Namespace) -> tuple[float, int, float]:
     import trio
 
     import trio_timehttp
@@ -81,8 +99,8 @@ def run_ours(args: argparse.Namespace) -> tuple[float, int]:
         _check(response.status_code, consumer.n, expect, args.url)
         return consumer.n
 
-    async def main() -> tuple[float, int]:
-        t0 = time.perf_counter()
+    async def main() -> tuple[float, int, float]:
+        watch = Stopwatch()
         total = 0
         if args.workload == "bulk":
             async with trio_timehttp.Client(timeout=None) as client:
@@ -105,7 +123,7 @@ def run_ours(args: argparse.Namespace) -> tuple[float, int]:
                 for n in _split(args.requests, args.tasks):
                     nursery.start_soon(worker, n, client)
             total = counts[0]
-        return time.perf_counter() - t0, total
+        return watch.stop(total)
 
     return trio.run(main)
 
@@ -113,7 +131,7 @@ def run_ours(args: argparse.Namespace) -> tuple[float, int]:
 # --------------------------------------------------------------------------- aiohttp
 
 
-def run_aiohttp(args: argparse.Namespace) -> tuple[float, int]:
+def run_aiohttp(args: argparse.Namespace) -> tuple[float, int, float]:
     import asyncio
 
     import aiohttp
@@ -126,8 +144,8 @@ def run_aiohttp(args: argparse.Namespace) -> tuple[float, int]:
             _check(r.status, n, expect, args.url)
             return n
 
-    async def main() -> tuple[float, int]:
-        t0 = time.perf_counter()
+    async def main() -> tuple[float, int, float]:
+        watch = Stopwatch()
         connector = aiohttp.TCPConnector(limit=args.tasks if args.workload == "conc" else 100)
         timeout = aiohttp.ClientTimeout(total=None)
         total = 0
@@ -146,7 +164,7 @@ def run_aiohttp(args: argparse.Namespace) -> tuple[float, int]:
                     *(worker(n) for n in _split(args.requests, args.tasks))
                 )
                 total = sum(done)
-        return time.perf_counter() - t0, total
+        return watch.stop(total)
 
     return asyncio.run(main())
 
@@ -154,7 +172,7 @@ def run_aiohttp(args: argparse.Namespace) -> tuple[float, int]:
 # --------------------------------------------------------------------------- urllib3
 
 
-def run_urllib3(args: argparse.Namespace) -> tuple[float, int]:
+def run_urllib3(args: argparse.Namespace) -> tuple[float, int, float]:
     from concurrent.futures import ThreadPoolExecutor
 
     import urllib3
@@ -171,7 +189,7 @@ def run_urllib3(args: argparse.Namespace) -> tuple[float, int]:
         _check(r.status, n, expect, args.url)
         return n
 
-    t0 = time.perf_counter()
+    watch = Stopwatch()
     if args.workload == "bulk":
         total = one(args.expect)
     elif args.workload == "seq":
@@ -183,15 +201,15 @@ def run_urllib3(args: argparse.Namespace) -> tuple[float, int]:
 
         with ThreadPoolExecutor(max_workers=tasks) as pool:
             total = sum(pool.map(worker, _split(args.requests, tasks)))
-    elapsed = time.perf_counter() - t0
+    result = watch.stop(total)
     http.clear()
-    return elapsed, total
+    return result
 
 
 # --------------------------------------------------------------------------- httpx on Trio
 
 
-def run_httpx(args: argparse.Namespace) -> tuple[float, int]:
+def run_httpx(args: argparse.Namespace) -> tuple[float, int, float]:
     import httpx
     import trio
 
@@ -203,8 +221,8 @@ def run_httpx(args: argparse.Namespace) -> tuple[float, int]:
             _check(r.status_code, n, expect, args.url)
             return n
 
-    async def main() -> tuple[float, int]:
-        t0 = time.perf_counter()
+    async def main() -> tuple[float, int, float]:
+        watch = Stopwatch()
         tasks = args.tasks if args.workload == "conc" else 1
         limits = httpx.Limits(max_connections=tasks, max_keepalive_connections=tasks)
         total = 0
@@ -225,7 +243,7 @@ def run_httpx(args: argparse.Namespace) -> tuple[float, int]:
                     for n in _split(args.requests, tasks):
                         nursery.start_soon(worker, n)
                 total = counts[0]
-        return time.perf_counter() - t0, total
+        return watch.stop(total)
 
     return trio.run(main)
 
@@ -233,8 +251,8 @@ def run_httpx(args: argparse.Namespace) -> tuple[float, int]:
 # --------------------------------------------------------------------------- curl
 
 
-def run_curl(args: argparse.Namespace) -> tuple[float, int, int]:
-    """curl's own process: wall time, bytes (from ``-w``), and its peak RSS (from wait4)."""
+def run_curl(args: argparse.Namespace) -> tuple[float, int, float, int]:
+    """curl's own process: wall time, bytes (from ``-w``), CPU time and peak RSS (from wait4)."""
     import shutil
 
     curl = shutil.which("curl")
@@ -255,6 +273,7 @@ def run_curl(args: argparse.Namespace) -> tuple[float, int, int]:
     err = proc.stderr.read() if proc.stderr else b""
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - t0
+    cpu = usage.ru_utime + usage.ru_stime
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise Counted(f"curl exit status {proc.returncode}: {err.decode(errors='replace')}")
@@ -262,10 +281,10 @@ def run_curl(args: argparse.Namespace) -> tuple[float, int, int]:
     codes, sizes = lines[0::2], [int(x) for x in lines[1::2]]
     if len(sizes) != n or any(c != "200" for c in codes) or any(s != args.expect for s in sizes):
         raise Counted(f"curl: unexpected results {codes[:3]} {sizes[:3]} ({len(sizes)} transfers)")
-    return elapsed, sum(sizes), usage.ru_maxrss
+    return elapsed, sum(sizes), cpu, usage.ru_maxrss
 
 
-RUNNERS: dict[str, Callable[[argparse.Namespace], tuple[float, int]]] = {
+RUNNERS: dict[str, Callable[[argparse.Namespace], tuple[float, int, float]]] = {
     "ours": run_ours,
     "aiohttp": run_aiohttp,
     "urllib3": run_urllib3,
@@ -284,15 +303,21 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     try:
         if args.client == "curl":
-            seconds, total, rss = run_curl(args)
+            seconds, total, cpu, rss = run_curl(args)
         else:
-            seconds, total = RUNNERS[args.client](args)
+            seconds, total, cpu = RUNNERS[args.client](args)
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     except Counted as exc:
         sys.exit(f"{args.client}: {exc}")
     requests = 1 if args.workload == "bulk" else args.requests
     json.dump(
-        {"seconds": seconds, "bytes": total, "requests": requests, "maxrss_kib": rss},
+        {
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "bytes": total,
+            "requests": requests,
+            "maxrss_kib": rss,
+        },
         sys.stdout,
     )
     print()

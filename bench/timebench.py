@@ -48,6 +48,7 @@ class ServerResult:
     level: int
     us_per_op: Series = field(default_factory=Series)
     ops_per_s: Series = field(default_factory=Series)
+    loadgen_us: Series = field(default_factory=Series)  # the generator's own CPU per op
     failures: int = 0  # connections/datagrams not answered correctly, over all runs
     note: str = ""
 
@@ -145,6 +146,7 @@ def run_suite(
                         continue
                     res.us_per_op.add(cpu / answered * 1e6)
                     res.ops_per_s.add(answered / float(out["elapsed"]))
+                    res.loadgen_us.add(float(out["cpu"]) / answered * 1e6)
     return list(results.values())
 
 
@@ -173,6 +175,7 @@ def report(proto: str, results: list[ServerResult], *, count: int) -> str:
                     cell(r.ops_per_s),
                     ratio(ours.us_per_op, r.us_per_op) if ours and r.impl != "ours" else "",
                     str(r.failures) if r.us_per_op.ok else "",
+                    fmt(r.loadgen_us.median) if r.loadgen_us.ok else "",
                 ]
             )
     title = (
@@ -187,6 +190,7 @@ def report(proto: str, results: list[ServerResult], *, count: int) -> str:
             f"{unit}s/s",
             "ours ÷ this (CPU)",
             "unanswered",
+            f"load generator CPU µs/{unit}",
         ],
         rows,
     )
