@@ -282,14 +282,19 @@ class EvilConnection:
         self.received = bytearray(rest)
         return head + sep
 
-    async def send(self, data: bytes) -> None:
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+    async def send(self, data: bytes) -> bool:
+        """Send ``data``; False once the peer is gone (the script may stop then)."""
+        try:
             await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
 
     async def drip(self, data: bytes, interval: float, size: int = 1) -> None:
         """Send ``data`` ``size`` bytes at a time, ``interval`` seconds apart."""
         for i in range(0, len(data), size):
-            await self.send(data[i : i + size])
+            if not await self.send(data[i : i + size]):
+                return
             await trio.sleep(interval)
 
     def reset(self) -> None:
@@ -317,7 +322,8 @@ async def run_steps(conn: EvilConnection, steps: Sequence[Step]) -> None:
             await conn.drip(step[1], step[2], *step[3:])
         elif op == "drip_forever":
             while True:
-                await conn.send(step[1])
+                if not await conn.send(step[1]):
+                    break
                 await trio.sleep(step[2])
         elif op == "sleep":
             await trio.sleep(step[1])

@@ -740,7 +740,13 @@ class Client(trio.abc.AsyncResource):
         """Stream the body into the consumer until its framing says it is complete."""
         feed = hooks.feed
         if first:
-            for piece in reader.feed(first):
+            try:
+                pieces = reader.feed(first)
+            except FramingError as exc:
+                raise ProtocolError(
+                    f"bad body from {url.authority} ({request.url}): {exc}"
+                ) from exc
+            for piece in pieces:
                 await hooks.call(feed, piece)
         recv = conn.recv
         while not reader.done:
