@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import trio_timehttp as t
+
 from helpers import (
     EvilConnection,
     HTTPServer,
@@ -95,7 +96,8 @@ CASES: list[tuple[str, Any, dict[str, Any], dict[str, Any], type[Exception], str
      [("recv",), ("send", head("Transfer-Encoding: chunked") + b"3\r\nabcXY0\r\n\r\n")], {}, {},
      t.ProtocolError, "not followed by CRLF"),
     ("chunked-never-ends",
-     [("recv",), ("send", head("Transfer-Encoding: chunked")), ("drip_forever", b"1\r\na\r\n", 0.005)],
+     [("recv",), ("send", head("Transfer-Encoding: chunked")),
+      ("drip_forever", b"1\r\na\r\n", 0.005)],
      {}, {"timeout": 0.3}, t.Timeout, "timed out"),
     ("cl-minus-1", [("recv",), ("send", head("Content-Length: -1"))], {}, {}, t.ProtocolError,
      "malformed response head"),
@@ -166,7 +168,11 @@ POISON = [
     ("body-on-204", "GET", head(status=b"HTTP/1.1 204 No Content\r\n") + EXTRA),
     ("body-on-304", "GET", head(status=b"HTTP/1.1 304 Not Modified\r\n") + EXTRA),
     ("body-on-head", "HEAD", head("Content-Length: 4") + b"EVIL"),
-    ("beyond-chunked", "GET", head("Transfer-Encoding: chunked") + b"2\r\nok\r\n0\r\n\r\n" + EXTRA),
+    (
+        "beyond-chunked",
+        "GET",
+        head("Transfer-Encoding: chunked") + b"2\r\nok\r\n0\r\n\r\n" + EXTRA,
+    ),
 ]
 
 
@@ -237,8 +243,16 @@ PHASES = {
     # the server never reads: a big body fills the socket buffers
     "sending": (_hang_forever, 0.1, {"method": "PUT", "body": b"x" * 20_000_000}),
     "mid-headers": ([("recv",), ("send", OK + b"X: y\r\n"), ("forever",)], 0.1, {}),
-    "mid-body": ([("recv",), ("send", head("Content-Length: 10") + b"abc"), ("forever",)], 0.1, {}),
-    "in-consumer": ([("recv",), ("send", head("Content-Length: 3") + b"abc"), ("forever",)], 0.1, {}),
+    "mid-body": (
+        [("recv",), ("send", head("Content-Length: 10") + b"abc"), ("forever",)],
+        0.1,
+        {},
+    ),
+    "in-consumer": (
+        [("recv",), ("send", head("Content-Length: 3") + b"abc"), ("forever",)],
+        0.1,
+        {},
+    ),
 }
 
 
