@@ -53,8 +53,8 @@ USER_AGENT: Final = f"trio-timehttp/{__version__}"
 # Socket read sizes. Head reads are bounded so that h11's incomplete-event
 # cap (max_header_bytes) is checked at least every HEAD_READ bytes; body reads
 # are large because each read costs a trip through Trio's I/O loop. Measured
-# against nginx on loopback (1 GiB, Content-Length): 64 KiB ~1.3 GB/s,
-# 256 KiB ~1.9 GB/s, 1 MiB no better than 256 KiB and a larger peak RSS.
+# once against nginx on loopback (1 GiB, Content-Length, shared 2-core box):
+# 64 KiB ~2.0 GB/s, 256 KiB ~3.4 GB/s, 1 MiB ~1.2 GB/s (and a larger peak RSS).
 HEAD_READ: Final = 65536
 BODY_READ: Final = 262144
 # When a consumer's http_header() returns the next Request, the rest of the
