@@ -599,3 +599,20 @@ async def test_no_socket_left_open(server: HTTPServer) -> None:
 
 if sys.platform != "linux":  # pragma: no cover
     pytestmark = pytest.mark.skip("counts sockets through /proc")
+
+
+async def test_a_failed_later_hop_reports_its_own_request_and_the_history(
+    nursery: trio.Nursery,
+) -> None:
+    server = await nursery.start(serve_http, lambda r: (302, [("location", "/x")], b""))
+    dead = "http://127.0.0.1:1/gone"
+    consumer = Recorder(follow={302: lambda response: t.Request("GET", dead)})
+    with pytest.raises(t.ConnectError):
+        await t.fetch(server.url("/start"), consumer, timeout=10)
+    first, failed = consumer.responses
+    assert first.status_code == 302
+    assert failed.status_code is None
+    assert failed.request.url == dead
+    assert failed.url == dead
+    assert [h.url for h in failed.history] == [server.url("/start")]
+    assert consumer.closed == 1

@@ -241,11 +241,14 @@ class _Pool:
 class _Hooks:
     """The consumer's methods, looked up once, and which exception came from it."""
 
-    __slots__ = ("close", "consumer", "error", "feed", "header", "raised")
+    __slots__ = ("close", "consumer", "error", "feed", "header", "raised", "sent")
 
     def __init__(self, consumer: Any) -> None:
         self.consumer = consumer
         self.header: Callable[[Response], Any] | None = getattr(consumer, "http_header", None)
+        # Private, for our own time-over-HTTP reader: told (synchronously) the
+        # instant the request has left, so a round trip excludes the connect.
+        self.sent: Callable[[], None] | None = getattr(consumer, "_trio_timehttp_sent", None)
         self.error: Callable[[BaseException], Any] | None = getattr(consumer, "http_error", None)
         self.feed: Callable[[bytes], Any] = consumer.feed
         self.close: Callable[[], Any] = consumer.close
@@ -269,10 +272,12 @@ class _Hooks:
 class _State:
     """Per-fetch bookkeeping shared by the hops of a redirect chain."""
 
-    __slots__ = ("delivered", "retryable", "url")
+    __slots__ = ("delivered", "history", "request", "retryable", "url")
 
     def __init__(self, url: str) -> None:
         self.url = url  # the URL of the hop in progress (for messages)
+        self.request: Request | None = None  # the hop in progress
+        self.history: list[Response] = []  # the hops before it
         self.delivered = False  # http_header got a real response for this hop
         self.retryable = False  # the last failure hit a reused connection before any byte
 
@@ -450,16 +455,23 @@ class Client(trio.abc.AsyncResource):
                 if hooks.error is not None:
                     await hooks.call(hooks.error, error)
             elif hooks.header is not None:
-                failed = Response(url=state.url, request=request, status_code=None, error=error)
+                failed = Response(
+                    url=state.url,
+                    request=state.request or request,
+                    status_code=None,
+                    history=list(state.history),
+                    error=error,
+                )
                 await hooks.call(hooks.header, failed)
         finally:
             await hooks.call(hooks.close)
 
     async def _follow(self, request: Request, hooks: _Hooks, state: _State) -> Response:
         """Run the hops: one exchange per request the consumer asks for."""
-        history: list[Response] = []
+        history = state.history
         while True:
             state.url = request.url
+            state.request = request
             state.delivered = False
             url, event = self._prepare(request)
             response, follow = await self._hop(
@@ -577,6 +589,8 @@ class Client(trio.abc.AsyncResource):
                 await conn.send_all(h.send(event))
                 if body:
                     await conn.send_all(body)
+                if hooks.sent is not None:
+                    hooks.sent()
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 state.retryable = conn.reused
                 raise ProtocolError(

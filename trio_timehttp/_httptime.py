@@ -39,12 +39,17 @@ class _EnoughBody(Exception):
 
 
 class _DateConsumer:
-    """Notes when the head arrived and what it said; counts (and bounds) the body."""
+    """Notes when the request left and the head arrived, and what it said; bounds the body."""
 
     def __init__(self) -> None:
         self.response: Response | None = None
+        self.sent = 0.0
         self.arrived = 0.0
         self.size = 0
+
+    def _trio_timehttp_sent(self) -> None:
+        # Called by our requester the moment the request has been sent.
+        self.sent = time.time()
 
     def http_header(self, response: Response) -> None:
         self.arrived = time.time()
@@ -59,20 +64,33 @@ class _DateConsumer:
         pass
 
 
-async def _read_once(client: Client, url: str, method: str) -> tuple[Response, float, float]:
-    """One request; returns the response and the local times around it."""
+async def _read_once(client: Client, url: str, method: str) -> tuple[Response, Reading | None]:
+    """One request: the response, and the reading its Date gives (None without a Date).
+
+    The server cannot have read its clock before our request began to leave,
+    so ``start`` is taken just before sending (a reused connection: no
+    connect inside); ``rtt`` runs from request sent to head received.
+    """
     consumer = _DateConsumer()
     start = time.time()
     with contextlib.suppress(_EnoughBody):
         await client.fetch(url, consumer, method=method, timeout=None)
-    assert consumer.response is not None  # fetch raised otherwise
-    return consumer.response, start, consumer.arrived
+    response = consumer.response
+    assert response is not None  # fetch raised otherwise
+    if "date" not in response.headers:
+        return response, None
+    second = _date_of(response, url)
+    return response, Reading(second, start, consumer.sent or start, consumer.arrived)
+
+
+def _no_date(response: Response, url: str) -> ProtocolError:
+    return ProtocolError(f"{url}: the response ({response.status_code}) has no Date header")
 
 
 def _date_of(response: Response, url: str) -> int:
     value = response.headers.get("date")
     if value is None:
-        raise ProtocolError(f"{url}: the response ({response.status_code}) has no Date header")
+        raise _no_date(response, url)
     try:
         return parse_http_date(value, now=time.time())
     except ValueError as exc:
@@ -81,14 +99,15 @@ def _date_of(response: Response, url: str) -> int:
 
 async def _first_reading(client: Client, url: str) -> tuple[str, Reading]:
     """HEAD, or GET when HEAD is refused (405/501) or answered without a Date."""
-    response, start, end = await _read_once(client, url, "HEAD")
     method = "HEAD"
-    if response.status_code in (405, 501) or "date" not in response.headers:
-        log.debug("%s: HEAD gave %s without a usable Date; trying GET", url, response.status_code)
+    response, reading = await _read_once(client, url, method)
+    if response.status_code in (405, 501) or reading is None:
+        log.debug("%s: HEAD gave %s without a Date; trying GET", url, response.status_code)
         method = "GET"
-        response, start, end = await _read_once(client, url, method)
-    second = _date_of(response, url)
-    return method, Reading(second, start, start, end)
+        response, reading = await _read_once(client, url, method)
+    if reading is None:
+        raise _no_date(response, url)
+    return method, reading
 
 
 async def query_http_time(
@@ -117,8 +136,10 @@ async def query_http_time(
                 return plain_sample(target.host, target.port, first.second, first.sent, first.end)
 
             async def probe() -> Reading:
-                response, start, end = await _read_once(client, url, method)
-                return Reading(_date_of(response, url), start, start, end)
+                response, reading = await _read_once(client, url, method)
+                if reading is None:
+                    raise _no_date(response, url)
+                return reading
 
             await refine(probe, estimator, readings)
     if not readings:
