@@ -87,6 +87,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _revision() -> str:
+    """The repository commit the numbers belong to (``+dirty`` with local changes)."""
+    import subprocess
+
+    def git(*cmd: str) -> str:
+        result = subprocess.run(
+            ["git", *cmd], cwd=BENCH_DIR, capture_output=True, text=True, check=False
+        )
+        return result.stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "(not a git checkout)"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "trio_timehttp")
+    return f"commit {commit}" + (" +local changes" if dirty else "")
+
+
 def machine_block(argv: list[str]) -> str:
     info = machine_info()
     sut, load = pick_cores()
@@ -94,7 +111,8 @@ def machine_block(argv: list[str]) -> str:
     with open("/proc/loadavg") as f:
         loadavg = " ".join(f.read().split()[:3])
     lines = [
-        f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `{command}`.",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} with `{command}`"
+        f" on trio_timehttp {_revision()}.",
         "",
         "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()) + ".",
         f"System under test pinned to core {sut}, load (generator or nginx) to core {load}. "
@@ -136,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             text = f"#### {suite}\n\nnot run: {type(exc).__name__}: {exc}\n"
         print(text, flush=True)
         if args.readme:
-            update_readme(suite, header + text)
+            update_readme(suite, header + "\n" + text)
 
     for proto in ("tcp", "udp"):
         if proto not in args.suites:
