@@ -27,6 +27,7 @@ _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 # A reference with an authority part: optional scheme, then "//".
 _NETWORK_PATH = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:)?//")
 # Everything RFC 3986 allows in a URL, plus '%' (keep existing escapes).
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _SAFE = "!#$%&'()*+,/:;=?@[]~"
 
 
@@ -142,14 +143,19 @@ def resolve_location(base: URL, location: str) -> URL:
     """
     if _FORBIDDEN.search(location):
         raise InvalidURL(f"control characters or spaces in Location {location!r}")
+    scheme = _SCHEME.match(location)
+    if scheme and scheme[1].lower() not in DEFAULT_PORTS:
+        # Say what is wrong (the scheme) before anything else can complain.
+        raise InvalidURL(f"only http and https URLs are supported, not Location {location!r}")
     try:
-        if _NETWORK_PATH.match(location) and not urlsplit(location).netloc:
-            # "http:///x": urljoin would quietly read it as the relative "http:/x";
-            # RFC 9110 section 4.2.1: an http URI with an empty host is invalid.
-            raise InvalidURL(f"empty host in Location {location!r}")
+        empty_host = bool(_NETWORK_PATH.match(location)) and not urlsplit(location).netloc
         joined = urljoin(str(URL(base.scheme, base.host, base.port, base.target)), location)
     except ValueError as exc:
         raise InvalidURL(f"malformed Location {location!r}: {exc}") from exc
+    if empty_host:
+        # "http:///x": urljoin would quietly read it as the relative "http:/x";
+        # RFC 9110 section 4.2.1: an http URI with an empty host is invalid.
+        raise InvalidURL(f"empty host in Location {location!r}")
     resolved = parse_url(joined)
     if resolved.fragment is None:
         # urljoin drops an empty fragment ("/c#"), which still counts as one:
