@@ -48,8 +48,15 @@ def typecheck(session: nox.Session) -> None:
 def examples(session: nox.Session) -> None:
     """Run the examples against local servers (the same tests the suite runs)."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", "-q", "tests/test_examples_time.py",
-                "tests/test_examples_http.py", *session.posargs)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "tests/test_examples_time.py",
+        "tests/test_examples_http.py",
+        *session.posargs,
+    )
 
 
 @nox.session(python=PYTHON)
@@ -64,5 +71,4 @@ def bench(session: nox.Session) -> None:
 def soak(session: nox.Session) -> None:
     """Long-running mixed good/evil load; reports errors, fds and RSS (not in the test run)."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "bench.soak", *session.posargs,
-                env={"PYTHONPATH": os.getcwd()})
+    session.run("python", "-m", "bench.soak", *session.posargs, env={"PYTHONPATH": os.getcwd()})
