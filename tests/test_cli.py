@@ -338,3 +338,39 @@ async def test_demo_runs_the_seed_examples_and_exits_0() -> None:
     assert out.count(" bytes in body") == 2
     assert "offset" in out
     assert result.stderr == b""
+
+
+async def test_get_output_file_shows_progress_on_a_terminal(
+    nursery: trio.Nursery, tmp_path: object
+) -> None:
+    import pathlib
+    import pty
+
+    target = pathlib.Path(str(tmp_path)) / "body.bin"
+    server = await nursery.start(serve_http, site)
+    master, slave = pty.openpty()  # stderr is a terminal: the bar appears there
+    try:
+        with trio.fail_after(60):
+            result = await trio.run_process(
+                [*CLI, "get", server.url("/new"), "-o", str(target)],
+                capture_stdout=True, stderr=slave, check=True,
+            )  # fmt: skip
+        os.close(slave)
+        slave = -1
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the pty's other side is closed and drained
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert target.read_bytes() == b"x" * 1000
+    assert b"100% 1000 bytes" in seen
+    assert b"\r[" in seen
+    assert result.returncode == 0
