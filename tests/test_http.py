@@ -10,12 +10,14 @@ from __future__ import annotations
 import ssl
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
 import trio_timehttp as t
+import trio_timehttp._http as http_module
 from trio_timehttp._http import USER_AGENT
 
 from helpers import (
@@ -616,3 +618,110 @@ async def test_a_failed_later_hop_reports_its_own_request_and_the_history(
     assert failed.url == dead
     assert [h.url for h in failed.history] == [server.url("/start")]
     assert consumer.closed == 1
+
+
+# ------------------------------------------------ raw-socket I/O fast paths
+#
+# Plain-TCP connections do their I/O on the non-blocking stdlib socket and
+# only wait (a checkpoint) when a call would block; the checkpoints Trio's
+# socket methods would have given are replaced by one per exchange and one per
+# BODY_CHECKPOINT bytes read without waiting. These tests pin those rules.
+
+
+class _ReadyBody(Recorder):
+    """An async http_header that waits, so the whole response is buffered by then."""
+
+    async def _a_header(self, response: Any) -> Any:
+        await trio.sleep(0.2)
+        return Recorder.http_header(self, response)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.http_header = self._a_header  # type: ignore[method-assign]
+
+
+async def test_raw_body_reads_checkpoint_even_when_never_waiting(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = b"x" * 200_000
+    evil = await nursery.start(
+        serve_evil,
+        [("recv",), ("send", b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + body)],
+    )
+    calls = 0
+    real = trio.lowlevel.checkpoint
+
+    async def counting() -> None:
+        nonlocal calls
+        calls += 1
+        await real()
+
+    monkeypatch.setattr(http_module, "BODY_CHECKPOINT", 1)
+    monkeypatch.setattr(http_module, "BODY_READ", 10_000)
+    monkeypatch.setattr(trio.lowlevel, "checkpoint", counting)
+    c = _ReadyBody()
+    response = await t.fetch(evil.url(), c)
+    assert response.status_code == 200
+    assert bytes(c.body) == body
+    # Every read found its bytes already buffered: each one checkpointed.
+    assert calls >= 5
+
+
+async def test_raw_body_always_ready_still_meets_the_deadline(nursery: trio.Nursery) -> None:
+    # A server that streams as fast as it can: the deadline must still fire.
+    evil = await nursery.start(
+        serve_evil,
+        [
+            ("recv",),
+            ("send", b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n"),
+            ("drip_forever", b"x" * 65536, 0),
+        ],
+    )
+    c = Recorder()
+    with pytest.raises(t.Timeout):
+        await t.fetch(evil.url(), c, timeout=0.3)
+    assert c.closed == 1
+
+
+async def test_exchange_is_a_cancel_point_on_a_reused_connection(
+    nursery: trio.Nursery,
+) -> None:
+    server = await nursery.start(serve_http)
+    async with t.Client() as client:
+        await client.fetch(server.url("/a"), Recorder())
+        c = Recorder()
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await client.fetch(server.url("/b"), c)
+        assert scope.cancelled_caught
+        assert c.closed == 1
+        assert len(server.requests) == 1  # cancelled before anything was sent
+
+
+async def test_exchange_is_a_schedule_point(nursery: trio.Nursery) -> None:
+    server = await nursery.start(serve_http)
+    ran = 0
+
+    async def other() -> None:
+        nonlocal ran
+        while True:
+            ran += 1
+            await trio.lowlevel.checkpoint()
+
+    async with t.Client() as client:
+        nursery.start_soon(other)
+        before = ran
+        for _ in range(5):
+            await client.fetch(server.url("/"), Recorder())
+        assert ran > before
+
+
+async def test_raw_send_waits_when_the_send_buffer_is_full(nursery: trio.Nursery) -> None:
+    # 8 MiB is more than loopback socket buffers hold while the server is slow
+    # to read: the non-blocking send must wait for writability, not fail.
+    payload = bytes(range(256)) * 32768
+    server = await nursery.start(serve_http)
+    c = Recorder()
+    response = await t.fetch(server.url("/post"), c, method="POST", body=payload)
+    assert response.status_code == 200
+    assert server.requests[0].body == payload

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import select
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
@@ -57,6 +57,8 @@ USER_AGENT: Final = f"trio-timehttp/{__version__}"
 # 64 KiB ~2.0 GB/s, 256 KiB ~3.4 GB/s, 1 MiB ~1.2 GB/s (and a larger peak RSS).
 HEAD_READ: Final = 65536
 BODY_READ: Final = 262144
+# Body bytes read without waiting (raw-socket path) between two checkpoints.
+BODY_CHECKPOINT: Final = 1 << 20
 # When a consumer's http_header() returns the next Request, the rest of the
 # current response is read and dropped if that costs at most DRAIN_LIMIT
 # bytes (so the connection can be reused); otherwise the connection is closed.
@@ -93,11 +95,13 @@ class _Conn:
         "closed",
         "idle_since",
         "origin",
+        "raw",
         "recv",
         "reused",
         "send_all",
         "sock",
         "tls",
+        "waited",
     )
 
     def __init__(
@@ -107,20 +111,70 @@ class _Conn:
         self.origin = origin
         self.sock = sock
         self.tls = isinstance(stream, trio.SSLStream)
-        # Plain TCP reads go straight to the Trio socket (a SocketStream adds a
-        # conflict detector and a wrapper per call; that shows at 2 GB/s).
-        self.recv: Callable[[int], Awaitable[bytes]] = cast(
-            Callable[[int], Awaitable[bytes]], stream.receive_some if self.tls else sock.recv
-        )
-        self.send_all: Callable[[bytes], Awaitable[None]] = (
-            stream.send_all if self.tls else self._send_plain
-        )
+        # Plain TCP: I/O straight on the non-blocking stdlib socket under the
+        # Trio socket, waiting (wait_readable/wait_writable) only when the call
+        # would block. Every Trio socket call that completes at once still
+        # yields to the scheduler (trio._socket._try_sync: a
+        # cancel_shielded_checkpoint), i.e. one scheduler pass and an
+        # epoll_wait per send and per recv: two per small GET, one per body
+        # read. The exchange instead keeps one checkpoint per request (see
+        # ``_exchange``) and the body loop one per BODY_CHECKPOINT bytes read
+        # without waiting, so cancellation and fairness hold. Measured against
+        # nginx: about -25 us CPU per small keep-alive GET.
+        # A SocketStream (the TLS transport) adds a conflict detector and a
+        # wrapper per call; TLS keeps Trio's own stream methods.
+        raw = None if self.tls else getattr(sock, "_sock", None)
+        self.raw: socket.socket | None = raw
+        self.recv: Callable[[int], Awaitable[bytes]]
+        self.send_all: Callable[[bytes], Awaitable[None]]
+        if raw is None:
+            self.recv = cast(
+                Callable[[int], Awaitable[bytes]],
+                stream.receive_some if self.tls else sock.recv,
+            )
+            self.send_all = stream.send_all if self.tls else self._send_trio
+        else:
+            self.recv = self._recv_raw
+            self.send_all = self._send_raw
+        # Whether this connection's I/O blocked (a full checkpoint) since the
+        # exchange began; Trio's own methods always checkpoint.
+        self.waited = raw is None
         self.idle_since = 0.0
         self.reused = False
         self.closed = False
 
-    async def _send_plain(self, data: bytes) -> None:
-        """``send_all`` straight on the Trio socket (no stream wrapper on the hot path)."""
+    async def _recv_raw(self, size: int) -> bytes:
+        """``recv`` on the raw socket; waits (a checkpoint) only if nothing is there yet."""
+        raw = self.raw
+        assert raw is not None
+        try:
+            return raw.recv(size)
+        except BlockingIOError:
+            pass
+        self.waited = True
+        while True:
+            await trio.lowlevel.wait_readable(raw)
+            try:
+                return raw.recv(size)
+            except BlockingIOError:
+                pass
+
+    async def _send_raw(self, data: bytes) -> None:
+        """``send_all`` on the raw socket; waits (a checkpoint) only while the buffer is full."""
+        raw = self.raw
+        assert raw is not None
+        with memoryview(data) as view:
+            sent = 0
+            total = len(view)
+            while sent < total:
+                try:
+                    sent += raw.send(view[sent:] if sent else view)
+                except BlockingIOError:
+                    self.waited = True
+                    await trio.lowlevel.wait_writable(raw)
+
+    async def _send_trio(self, data: bytes) -> None:
+        """``send_all`` on the Trio socket (when the raw socket is not reachable)."""
         send = self.sock.send
         with memoryview(data) as view:
             sent = await send(view)
@@ -396,11 +450,18 @@ class Client(trio.abc.AsyncResource):
         except BaseException:
             await hooks.call(hooks.close)
             raise
-        deadline = math.inf if timeout is None else trio.current_time() + timeout
         error: TimeHTTPError
         try:
-            with trio.CancelScope(deadline=deadline) as scope:
+            if timeout is None:
+                # No deadline, no scope: entering and leaving a CancelScope
+                # costs about 6 us (measured), ~4% of a small keep-alive GET.
+                # Outer scopes still cancel us (Cancelled is no TimeHTTPError).
                 response = await self._follow(request, hooks, state)
+                timed_out = False
+            else:
+                with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+                    response = await self._follow(request, hooks, state)
+                timed_out = scope.cancelled_caught
         except BaseException as exc:
             if (
                 exc is hooks.raised
@@ -414,7 +475,7 @@ class Client(trio.abc.AsyncResource):
                 raise
             error = exc
         else:
-            if not scope.cancelled_caught:
+            if not timed_out:
                 await hooks.call(hooks.close)
                 return response
             error = Timeout(f"timed out after {timeout} s fetching {state.url}")
@@ -585,6 +646,11 @@ class Client(trio.abc.AsyncResource):
         try:
             h = h11.Connection(h11.CLIENT, max_incomplete_event_size=self._max_header_bytes)
             received = 0
+            # Raw-socket I/O does not checkpoint when it need not wait (see
+            # _Conn): this exchange is a cancel point here, and a schedule
+            # point once the head is in, whether or not any I/O had to wait.
+            conn.waited = conn.raw is None
+            await trio.lowlevel.checkpoint_if_cancelled()
             try:
                 await conn.send_all(h.send(event))
                 if body:
@@ -654,6 +720,8 @@ class Client(trio.abc.AsyncResource):
                         f"{url.authority} sent more than {self._max_informational} "
                         f"informational (1xx) responses ({request.url})"
                     )
+            if not conn.waited:
+                await trio.lowlevel.cancel_shielded_checkpoint()
             status = ev.status_code
             if status > 599:
                 # RFC 9110 section 15: "Values outside the range 100..599 are invalid".
@@ -763,9 +831,26 @@ class Client(trio.abc.AsyncResource):
             for piece in pieces:
                 await hooks.call(feed, piece)
         recv = conn.recv
+        raw = conn.raw
+        # Bytes read on the raw socket since the last checkpoint: a body that
+        # is always ready would otherwise never yield nor see its deadline.
+        unchecked = 0
         while not reader.done:
             try:
-                data = await recv(BODY_READ)
+                if raw is None:
+                    data = await recv(BODY_READ)
+                else:
+                    # conn._recv_raw inlined (this is the hot loop).
+                    try:
+                        data = raw.recv(BODY_READ)
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_readable(raw)
+                        unchecked = 0
+                        continue
+                    unchecked += len(data)
+                    if unchecked >= BODY_CHECKPOINT:
+                        unchecked = 0
+                        await trio.lowlevel.checkpoint()
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise ProtocolError(
                     f"connection to {url.authority} broke in the middle of the body "
