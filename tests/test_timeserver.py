@@ -179,6 +179,67 @@ async def test_peer_reset_before_the_answer_is_swallowed(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+async def test_client_that_talks_first_still_gets_the_answer(nursery: trio.Nursery) -> None:
+    # The answer is sent with MSG_MORE and pushed out with the FIN by
+    # shutdown(). A client whose bytes the server never reads makes close()
+    # send a reset, which would discard an answer still held by MSG_MORE:
+    # shutdown() before close() is what delivers it. (Fails if the shutdown
+    # is dropped.)
+    listeners = await nursery.start(
+        functools.partial(serve_time_tcp, 0, host="127.0.0.1", clock=lambda: FIXED)
+    )
+    port = port_of(listeners[0].socket)
+    for _ in range(5):
+        # Blocking connect + send without yielding: the request line is in
+        # the server's receive queue before the server accepts.
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"what time is it?\r\n")
+            s.setblocking(False)
+            await trio.lowlevel.wait_readable(s)
+            assert s.recv(100) == encode_time(FIXED)
+
+
+async def test_answer_and_fin_arrive_together(nursery: trio.Nursery) -> None:
+    # MSG_MORE + shutdown: once the 4 bytes are readable, so is the end of
+    # the stream (one segment), and every connection gets exactly 4 bytes.
+    listeners = await nursery.start(
+        functools.partial(serve_time_tcp, 0, host="127.0.0.1", clock=lambda: FIXED)
+    )
+    port = port_of(listeners[0].socket)
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.setblocking(False)
+        await trio.lowlevel.wait_readable(s)
+        await trio.testing.wait_all_tasks_blocked()
+        assert s.recv(100) == encode_time(FIXED)
+        assert s.recv(100) == b""
+
+
+async def test_answer_waits_when_the_send_would_block(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The slow path of the per-connection task: the first send would block,
+    # the task waits for room and sends then. Simulated with a socket class
+    # whose first send says EAGAIN (the accept loop wraps descriptors with
+    # ``_timeserver._wrap_fd``, looked up when the loop starts).
+    import _socket
+
+    refused: list[int] = []
+
+    class Busy(_socket.socket):
+        def send(self, data: bytes, flags: int = 0) -> int:  # type: ignore[override]
+            if not refused:
+                refused.append(flags)
+                raise BlockingIOError(errno.EAGAIN, "send buffer full")
+            return super().send(data, flags)
+
+    monkeypatch.setattr(_timeserver, "_wrap_fd", Busy)
+    listeners = await nursery.start(
+        functools.partial(serve_time_tcp, 0, host="127.0.0.1", clock=lambda: FIXED)
+    )
+    assert await tcp_read("127.0.0.1", port_of(listeners[0].socket)) == encode_time(FIXED)
+    assert refused
+
+
 async def test_max_connections_bound_holds(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -374,6 +435,30 @@ async def test_udp_no_rate_limit(nursery: trio.Nursery) -> None:
             await client.sendto(b"", address)
         values = [await udp_reply_value(client) for _ in range(100)]
     assert values == [FIXED + i for i in range(100)]
+
+
+async def test_udp_lean_mode_strands_nothing(nursery: trio.Nursery) -> None:
+    # One datagram at a time puts the loop in lean mode (one read per
+    # wake-up, no probe for more); a burst must then still be answered in
+    # full and in order -- the level-triggered wait wakes it for the rest --
+    # and the periodic probe brings it back to draining.
+    clock = Counter()
+    socks = await nursery.start(
+        functools.partial(serve_time_udp, 0, host="127.0.0.1", clock=clock, rate_limit=None)
+    )
+    address = ("127.0.0.1", port_of(socks[0]))
+    with udp_client() as client:
+        for i in range(3 * _timeserver._PROBE_EVERY):
+            await client.sendto(b"", address)
+            assert await udp_reply_value(client) == FIXED + i
+        for _round in range(2):
+            await trio.testing.wait_all_tasks_blocked()
+            start = clock.calls
+            for _ in range(150):  # more than two batches of the server's loop
+                await client.sendto(b"", address)
+            values = [await udp_reply_value(client) for _ in range(150)]
+            assert values == [FIXED + start + i for i in range(150)]
+            assert nothing_queued(client)
 
 
 def test_source_keys() -> None:
