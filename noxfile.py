@@ -30,6 +30,15 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def tests_min(session: nox.Session) -> None:
+    """The suite against the oldest trio and h11 we claim to support (pyproject's floors)."""
+    _install_peers(session)
+    session.install("-e", ".[test]")
+    session.install("trio==0.25.0", "h11==0.16.0")
+    session.run("python", "-m", "pytest", "-q", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check over everything."""
     session.install("ruff>=0.6")
