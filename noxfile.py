@@ -39,6 +39,24 @@ def tests_min(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Build the sdist and wheel, and check the wheel ships py.typed and the licence."""
+    import glob
+    import zipfile
+
+    session.install("build")
+    session.run("python", "-m", "build", "--outdir", "dist")
+    wheel = sorted(glob.glob("dist/trio_timehttp-*.whl"))[-1]
+    names = zipfile.ZipFile(wheel).namelist()
+    for needed in ("trio_timehttp/py.typed", "trio_timehttp/__init__.py"):
+        if needed not in names:
+            session.error(f"{wheel} lacks {needed}")
+    if not any(n.endswith("licenses/LICENSE") for n in names):
+        session.error(f"{wheel} lacks the LICENSE file")
+    session.log(f"{wheel}: {len(names)} files, py.typed and LICENSE included")
+
+
+@nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check over everything."""
     session.install("ruff>=0.6")
