@@ -725,3 +725,240 @@ async def test_raw_send_waits_when_the_send_buffer_is_full(nursery: trio.Nursery
     response = await t.fetch(server.url("/post"), c, method="POST", body=payload)
     assert response.status_code == 200
     assert server.requests[0].body == payload
+
+
+# SO_RCVLOWAT on plain-TCP Content-Length bodies (see RCVLOWAT in _http.py):
+# raised once the body flows in bulk, lowered to the bytes still missing, put
+# back to 1 before the connection is pooled.
+
+
+def _record_lowat(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    import socket
+
+    seen: list[int] = []
+    real = socket.socket.setsockopt
+
+    def spy(self: socket.socket, level: int, name: int, value: Any, *rest: Any) -> None:
+        if level == socket.SOL_SOCKET and name == socket.SO_RCVLOWAT:
+            seen.append(value)
+        real(self, level, name, value, *rest)
+
+    monkeypatch.setattr(socket.socket, "setsockopt", spy)
+    return seen
+
+
+async def test_rcvlowat_body_with_a_tail_below_the_mark_completes(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 300 KiB at once, then 200 KiB, then a 10 KiB tail: every wait must ask
+    # for no more than is still missing, or the fetch would hang to its deadline.
+    seen = _record_lowat(monkeypatch)
+    a, b, tail = b"a" * 300 * 1024, b"b" * 200 * 1024, b"c" * 10 * 1024
+    total = len(a) + len(b) + len(tail)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % total
+    evil = await nursery.start(
+        serve_evil,
+        [
+            ("recv",),
+            ("send", head + a),
+            ("sleep", 0.05),
+            ("send", b),
+            ("sleep", 0.05),
+            ("send", tail),
+            ("forever",),
+        ],
+    )
+    c = Recorder()
+    start = trio.current_time()
+    async with t.Client(timeout=10) as client:
+        response = await client.fetch(evil.url(), c)
+        assert response.status_code == 200
+        assert bytes(c.body) == a + b + tail
+        assert trio.current_time() - start < 2
+        (conn,) = client._pool.idle[("http", "127.0.0.1", evil.port)]
+        assert conn.raw is not None
+        import socket
+
+        assert conn.raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+    assert seen, "the low-water mark was never raised"
+    assert max(seen) <= http_module.RCVLOWAT
+    assert seen[-1] == 1  # restored before pooling
+    # The mark went down to what was still missing (the tail needed it).
+    assert any(1 < v < http_module.RCVLOWAT for v in seen)
+
+
+async def test_rcvlowat_restored_on_a_pooled_connection(server: HTTPServer) -> None:
+    import socket
+
+    async with t.Client() as client:
+        c = Recorder()
+        await client.fetch(server.url("/big"), c)  # 300,000 bytes: bulk
+        assert len(c.body) == 300_000
+        (conns,) = client._pool.idle.values()
+        for conn in conns:
+            assert conn.raw is not None
+            assert conn.raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+        # The next exchange on that connection reads a small head fine.
+        c2 = Recorder()
+        await client.fetch(server.url("/x"), c2)
+        assert bytes(c2.body) == b"hello /x"
+    assert server.connections == 1
+
+
+async def test_rcvlowat_truncated_body_fails_fast(nursery: trio.Nursery) -> None:
+    # The server promises 1 MiB, sends 300 KiB (enough to raise the mark), pauses
+    # and closes: EOF still wakes the wait, long before the deadline.
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n"
+    evil = await nursery.start(
+        serve_evil,
+        [
+            ("recv",),
+            ("send", head + b"x" * 300 * 1024),
+            ("sleep", 0.05),
+            ("send", b"y" * 1000),
+            ("close",),
+        ],
+    )
+    c = Recorder()
+    start = trio.current_time()
+    with pytest.raises(t.ProtocolError, match="body shorter than its Content-Length"):
+        await t.fetch(evil.url(), c, timeout=20)
+    assert trio.current_time() - start < 2
+    assert c.closed == 1
+
+
+# Response heads memoised per Client by their exact bytes (see _Head).
+
+
+async def test_head_memo_repeats_the_same_response(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed = 0
+    real = http_module.Client._new_head
+
+    def counting(self: Any, *args: Any) -> Any:
+        nonlocal parsed
+        parsed += 1
+        return real(self, *args)
+
+    monkeypatch.setattr(http_module.Client, "_new_head", counting)
+    ok = b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok"
+    other = b"HTTP/1.1 404 Nope\r\nX-A: 2\r\nContent-Length: 3\r\n\r\nbad"
+    steps = [
+        ("recv",),
+        ("send", ok),
+        ("recv",),
+        ("send", ok),
+        ("recv",),
+        ("send", other),
+        ("recv",),
+        ("send", ok),
+        ("forever",),
+    ]
+    evil = await nursery.start(serve_evil, steps)
+    async with t.Client() as client:
+        got = []
+        for _ in range(4):
+            c = Recorder()
+            r = await client.fetch(evil.url(), c)
+            got.append((r.status_code, r.reason, r.headers.items(), bytes(c.body)))
+        assert len(client._heads) == 2
+    assert parsed == 2  # the repeated head was not parsed again
+    first = (200, "OK", [("x-a", "1"), ("content-length", "2")], b"ok")
+    assert got == [
+        first,
+        first,
+        (404, "Nope", [("x-a", "2"), ("content-length", "3")], b"bad"),
+        first,
+    ]
+    assert evil.connections == 1
+
+
+async def test_head_memo_hit_for_head_request_has_no_body(nursery: trio.Nursery) -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+    evil = await nursery.start(
+        serve_evil,
+        [
+            ("recv",),
+            ("send", ok + b"ok"),
+            ("recv",),
+            ("send", ok),
+            ("recv",),
+            ("send", ok + b"ok"),
+            ("forever",),
+        ],
+    )
+    async with t.Client() as client:
+        c1, c2, c3 = Recorder(), Recorder(), Recorder()
+        await client.fetch(evil.url(), c1)
+        await client.fetch(evil.url(), c2, method="HEAD")  # memo hit, no body
+        await client.fetch(evil.url(), c3)
+        assert (bytes(c1.body), bytes(c2.body), bytes(c3.body)) == (b"ok", b"", b"ok")
+    assert evil.connections == 1
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        # split across two reads: h11 parses it, nothing memoised
+        [
+            ("send", b"HTTP/1.1 200 OK\r\nContent-"),
+            ("sleep", 0.05),
+            ("send", b"Length: 2\r\n\r\nok"),
+        ],
+        # an informational response before the final one
+        [("send", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")],
+        # a bare-LF head
+        [("send", b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok")],
+    ],
+)
+async def test_head_memo_skips_unusual_heads(nursery: trio.Nursery, first: list[Any]) -> None:
+    evil = await nursery.start(serve_evil, [("recv",), *first, ("forever",)])
+    async with t.Client() as client:
+        c = Recorder()
+        r = await client.fetch(evil.url(), c)
+        assert (r.status_code, bytes(c.body)) == (200, b"ok")
+        assert client._heads == {}
+
+
+async def test_head_memo_never_keeps_a_rejected_head(nursery: trio.Nursery) -> None:
+    bad = b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nContent-Length: 2\r\n\r\nok"
+    evil = await nursery.start(serve_evil, [("recv",), ("send", bad)])
+    async with t.Client(max_header_fields=3) as client:
+        for _ in range(2):
+            with pytest.raises(t.ProtocolError, match="more than 3 header fields"):
+                await client.fetch(evil.url(), Recorder())
+        assert client._heads == {}
+
+
+async def test_head_memo_is_bounded(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_module, "HEAD_MEMO_ENTRIES", 3)
+    steps: list[Any] = []
+    for i in range(7):
+        steps += [
+            ("recv",),
+            ("send", b"HTTP/1.1 200 OK\r\nX-N: %d\r\nContent-Length: 0\r\n\r\n" % i),
+        ]
+    evil = await nursery.start(serve_evil, [*steps, ("forever",)])
+    async with t.Client() as client:
+        for i in range(7):
+            r = await client.fetch(evil.url(), Recorder())
+            assert r.headers["x-n"] == str(i)
+            assert len(client._heads) <= 3
+
+
+async def test_head_memo_keeps_framing_errors_for_bodies(nursery: trio.Nursery) -> None:
+    # Harmless for HEAD (no body), so it is memoised; a GET with the same head
+    # must still be refused for its framing.
+    bad = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+    evil = await nursery.start(
+        serve_evil, [("recv",), ("send", bad), ("recv",), ("send", bad + b"ok"), ("forever",)]
+    )
+    async with t.Client() as client:
+        r = await client.fetch(evil.url(), Recorder(), method="HEAD")
+        assert r.status_code == 200
+        assert len(client._heads) == 1
+        with pytest.raises(t.ProtocolError, match="both Content-Length and Transfer-Encoding"):
+            await client.fetch(evil.url(), Recorder())
