@@ -66,12 +66,14 @@ BODY_CHECKPOINT: Final = 1 << 20
 # SO_RCVLOWAT to min(RCVLOWAT, bytes still missing), so epoll reports the socket
 # readable only when that much is buffered (Linux honours it for TCP; EOF, RST
 # and errors still wake it). The last wait asks for exactly the rest, so no wait
-# can outlast the body. Measured against nginx, 1 GiB on loopback, 7 runs in
-# one round-robin: client CPU 0.29 -> 0.20 s/GB (128 KiB: 0.22; 512 KiB: 0.20;
-# wall rate within the noise: nginx is the bottleneck there). The socket goes
-# back to 1 before it is pooled (``_exchange``). Cost: a body that slows down
+# can outlast the body. The socket goes back to 1 before it is pooled
+# (``_exchange``). Measured against nginx, 1 GiB on loopback, two round-robin
+# runs of 7, mark off / 64 KiB / 256 KiB: client CPU 0.29/0.25/0.22 and
+# 0.25/0.22/0.21 s/GB; rate vs urllib3 in the same run 0.87/0.88/0.81 and
+# 0.95/0.98/0.89. A larger mark makes nginx wait on us (the rate drops), so
+# 64 KiB: about -12% CPU at an unchanged rate. Cost: a body that slows down
 # after a bulk start reaches the consumer in RCVLOWAT batches.
-RCVLOWAT: Final = 262144
+RCVLOWAT: Final = 65536
 RCVLOWAT_BURST: Final = 65536
 # When a consumer's http_header() returns the next Request, the rest of the
 # current response is read and dropped if that costs at most DRAIN_LIMIT
