@@ -114,7 +114,8 @@ def run_ours(args: argparse.Namespace) -> tuple[float, int, float]:
 
             async def worker(n: int, client: Any) -> None:
                 for _ in range(n):
-                    counts[0] += await one(client, args.expect)
+                    got = await one(client, args.expect)  # read counts[0] after the await
+                    counts[0] += got
 
             async with (
                 trio_timehttp.Client(timeout=None, max_connections=args.tasks) as client,
@@ -237,7 +238,8 @@ def run_httpx(args: argparse.Namespace) -> tuple[float, int, float]:
 
                 async def worker(n: int) -> None:
                     for _ in range(n):
-                        counts[0] += await one(client, args.expect)
+                        got = await one(client, args.expect)  # read counts[0] after the await
+                        counts[0] += got
 
                 async with trio.open_nursery() as nursery:
                     for n in _split(args.requests, tasks):
