@@ -162,18 +162,23 @@ async def test_idle_connection_closed_by_server_is_detected(nursery: trio.Nurser
 async def test_unsolicited_bytes_on_idle_connection_not_reused(nursery: trio.Nursery) -> None:
     ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
+    first_done = trio.Event()
+    evil_sent = trio.Event()
+
     async def script(conn: object) -> None:
         assert hasattr(conn, "send")
         await conn.recv_request()  # type: ignore[attr-defined]
         await conn.send(ok)  # type: ignore[attr-defined]
-        await trio.sleep(0.05)
+        await first_done.wait()  # the connection is idle in the pool now
         await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL")  # type: ignore[attr-defined]
+        evil_sent.set()  # on loopback the bytes are in our receive queue once sent
         await trio.sleep_forever()
 
     evil = await nursery.start(serve_evil, [script, [("recv",), ("send", ok)]])
     async with t.Client() as client:
         await client.fetch(evil.url(), Recorder())
-        await trio.sleep(0.1)
+        first_done.set()
+        await evil_sent.wait()
         c = Recorder()
         await client.fetch(evil.url(), c)
         assert bytes(c.body) == b"ok"
