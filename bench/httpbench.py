@@ -92,6 +92,20 @@ def _available(client: str) -> str | None:
     return None
 
 
+def _warm_up(url: str) -> None:
+    """Read ``url`` once, untimed: the first client measured must not pay the first touch.
+
+    The first read of the sparse bulk file makes the kernel map its pages and
+    nginx fill its caches; without this, whichever client runs first in the
+    first round was measured at a fraction of its speed (a 390 MB/s outlier).
+    """
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=120) as response:
+        while response.read(1 << 20):
+            pass
+
+
 def run_suite(
     *,
     runs: int,
@@ -117,6 +131,8 @@ def run_suite(
     ):
         sizes = _nginx.chunk_sizes(site, limit=4)
         urls = {"big": site.big, "chunked": site.chunked, "small": site.small}
+        for url in urls.values():
+            _warm_up(url)
         for _ in range(runs):
             for w in loads:
                 expect = bulk_size if w.mode == "bulk" else _nginx.SMALL_SIZE
