@@ -76,6 +76,7 @@ def running(
 
 
 NGINX_CONF = """\
+{user}
 worker_processes 1;
 daemon off;
 pid {prefix}/nginx.pid;
@@ -113,8 +114,11 @@ def nginx(prefix: str, *, extra: str = "") -> Iterator[str]:
     port = unused_port()
     os.makedirs(os.path.join(prefix, "html"), exist_ok=True)
     conf = os.path.join(prefix, "nginx.conf")
+    # As root, nginx workers switch to "nobody", who cannot enter pytest's
+    # private (0700) temp directories: keep them as the current user.
+    user = "user root;" if os.geteuid() == 0 else ""
     with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(prefix=prefix, port=port, extra=extra))
+        f.write(NGINX_CONF.format(user=user, prefix=prefix, port=port, extra=extra))
     with running([binary, "-p", prefix, "-c", conf]) as proc:
         wait_for_tcp("127.0.0.1", port, proc)
         yield f"http://127.0.0.1:{port}"

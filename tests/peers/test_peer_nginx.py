@@ -3,8 +3,6 @@ config in a temporary directory (worker_processes 1, loopback only)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urljoin
@@ -14,57 +12,23 @@ import pytest
 import trio_timehttp as t
 
 from helpers import Recorder
-from peerutil import require_program, running, unused_port, wait_for_tcp
+from peerutil import nginx as run_nginx
 
 pytestmark = pytest.mark.peer
-
-CONF = """
-{user}
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/tmp_body;
-    proxy_temp_path {prefix}/tmp_proxy;
-    fastcgi_temp_path {prefix}/tmp_fastcgi;
-    uwsgi_temp_path {prefix}/tmp_uwsgi;
-    scgi_temp_path {prefix}/tmp_scgi;
-    sendfile on;
-    keepalive_requests 1000;
-    server {{
-        listen 127.0.0.1:{port};
-        root {prefix}/html;
-        location = /moved {{ return 301 /file.bin; }}
-        location /ssi/ {{ ssi on; default_type text/html; }}
-    }}
-}}
-"""
 
 FILE = bytes(range(256)) * 4096  # 1 MiB
 
 
 @pytest.fixture(scope="module")
 def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = require_program("nginx")
     prefix: Path = tmp_path_factory.mktemp("nginx")
     html = prefix / "html"
     (html / "ssi").mkdir(parents=True)
     (html / "file.bin").write_bytes(FILE)
     (html / "part.txt").write_text("included part\n")
     (html / "ssi" / "page.html").write_text('start\n<!--# include virtual="/part.txt" -->end\n')
-    port = unused_port()
-    conf = prefix / "nginx.conf"
-    # As root, nginx workers switch to "nobody", who cannot enter pytest's
-    # private (0700) temp directory: keep them as the current user.
-    user = "user root;" if os.geteuid() == 0 else ""
-    conf.write_text(CONF.format(prefix=prefix, port=port, user=user))
-    cmd = [binary, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"]
-    with running(cmd) as proc:
-        wait_for_tcp("127.0.0.1", port, proc)
-        yield f"http://127.0.0.1:{port}"
-    assert isinstance(proc, subprocess.Popen)
+    with run_nginx(str(prefix), extra="location = /moved { return 301 /file.bin; }") as url:
+        yield url
 
 
 async def test_content_length_file(nginx: str) -> None:
