@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+import trio
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
@@ -122,3 +123,21 @@ def nginx(prefix: str, *, extra: str = "") -> Iterator[str]:
     with running([binary, "-p", prefix, "-c", conf]) as proc:
         wait_for_tcp("127.0.0.1", port, proc)
         yield f"http://127.0.0.1:{port}"
+
+
+class Lines:
+    """Line reader over a Trio receive stream (a subprocess's stdout)."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream = stream
+        self.buffer = b""
+
+    async def next(self) -> str:
+        """The next line, without its newline; EOFError at the end of the stream."""
+        while b"\n" not in self.buffer:
+            chunk = await self.stream.receive_some(4096)
+            if not chunk:
+                raise EOFError(self.buffer.decode())
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line.decode()

@@ -13,6 +13,8 @@ import trio
 
 from trio_timehttp import encode_time, serve_time_tcp
 
+from peerutil import Lines
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -52,21 +54,6 @@ async def test_time_client_reports_a_dead_server() -> None:
     assert result.returncode == 1
     assert b"refused" in result.stderr
     assert result.stdout == b""
-
-
-class Lines:
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self.stream = stream
-        self.buffer = b""
-
-    async def next(self) -> str:
-        while b"\n" not in self.buffer:
-            chunk = await self.stream.receive_some(4096)
-            if not chunk:
-                raise EOFError(self.buffer.decode())
-            self.buffer += chunk
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        return line.decode()
 
 
 async def test_time_server_and_client_together() -> None:

@@ -31,6 +31,8 @@ from trio_timehttp import (
     serve_time_udp,
 )
 
+from peerutil import Lines
+
 FIXED = 1_800_000_000  # 2027-01-15, an arbitrary clock for the server
 
 
@@ -614,23 +616,6 @@ CHILD = textwrap.dedent(
     trio.run(main)
     """
 )
-
-
-class Lines:
-    """Line reader over a Trio receive stream (a subprocess's stdout)."""
-
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self.stream = stream
-        self.buffer = b""
-
-    async def next(self) -> str:
-        while b"\n" not in self.buffer:
-            chunk = await self.stream.receive_some(4096)
-            if not chunk:
-                raise EOFError(self.buffer.decode())
-            self.buffer += chunk
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        return line.decode()
 
 
 @pytest.mark.slow
