@@ -20,7 +20,7 @@ EXPECTED = {
     "serve_time", "serve_time_tcp", "serve_time_udp",
 }  # fmt: skip
 
-PURE = ["_rfc868", "_sample", "_headers", "_urls", "_models", "_combine", "_httpdate",
+PURE = ["_rfc868", "_sample", "_timing", "_headers", "_urls", "_models", "_combine", "_httpdate",
         "_errors", "_version"]  # fmt: skip
 IO = {"trio", "h11", "socket", "select", "selectors", "asyncio", "logging"}
 
