@@ -259,6 +259,8 @@ def _worker_command(args: argparse.Namespace) -> list[str]:
     ]  # fmt: skip
     for network in args.allow or ():
         command += ["--allow", network]
+    if args.user is not None:  # each worker drops for itself, once it has its sockets
+        command += ["--user", args.user] + (["--group", args.group] if args.group else [])
     if not args.tcp:
         command.append("--no-tcp")
     if not args.udp:
@@ -269,7 +271,12 @@ def _worker_command(args: argparse.Namespace) -> list[str]:
 def _run_workers(
     args: argparse.Namespace, inherited: list[socket.socket] | None, drop: Callable[[], None]
 ) -> int:
-    """The supervisor: lock the port, bind one SO_REUSEPORT set per worker, drop, supervise."""
+    """The supervisor: lock the port, bind one SO_REUSEPORT set per worker, supervise.
+
+    Workers are exec'd before anyone drops privileges (the interpreter may
+    not be readable by the target user) and drop for themselves; the
+    supervisor drops once they run (``Hooks.spawned``).
+    """
     locks: list[socket.socket] = []
     if inherited is not None:
         sets = [inherited] * args.workers
@@ -288,19 +295,17 @@ def _run_workers(
                     sock.close()
             raise
     where = _status_line(sets[0])
+
+    def ready(pids: list[int]) -> None:
+        log.info("started %d workers (pids %s), %s", len(pids), ", ".join(map(str, pids)), where)
+        _systemd.notify(f"READY=1\nSTATUS={where} with {len(pids)} workers", os.environ)
+
+    def stopping() -> None:
+        _systemd.notify("STOPPING=1", os.environ)
+
     try:
-        drop()
-
-        def ready(pids: list[int]) -> None:
-            log.info("started %d workers (pids %s), %s", len(pids),
-                     ", ".join(map(str, pids)), where)  # fmt: skip
-            _systemd.notify(f"READY=1\nSTATUS={where} with {len(pids)} workers", os.environ)
-
-        def stopping() -> None:
-            _systemd.notify("STOPPING=1", os.environ)
-
-        command = _worker_command(args)
-        return trio.run(_workers.supervise, command, sets, ready, stopping)
+        hooks = _workers.Hooks(spawned=drop, ready=ready, stopping=stopping)
+        return trio.run(_workers.supervise, _worker_command(args), sets, hooks)
     finally:
         for lock in locks:
             lock.close()
