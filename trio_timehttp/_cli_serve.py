@@ -31,7 +31,7 @@ from ._access import AllowList
 from ._binding import bind_sockets, format_address, split_by_kind
 from ._cli_args import Parser, UsageError, int_in, non_negative_float, single
 from ._privileges import Identity, PrivilegeError, drop_privileges, resolve_identity
-from ._serverstats import ServerStats, log_summaries
+from ._serverstats import ServerStats, log_summaries, totals_line
 from ._timeserver import serve_time
 
 log = logging.getLogger("trio_timehttp.cli")
@@ -203,10 +203,9 @@ def _status_line(socks: list[socket.socket]) -> str:
     return "serving " + "; ".join(parts)
 
 
-async def _serve(args: argparse.Namespace, socks: list[socket.socket]) -> None:
+async def _serve(args: argparse.Namespace, socks: list[socket.socket], stats: ServerStats) -> None:
     """Serve ``socks`` until a signal (or, in a worker, the supervisor's death)."""
     rate = None if args.udp_rate == 0 else (args.udp_rate, args.udp_burst)
-    stats = ServerStats()
     status = _status_line(socks)
     lifeline = None if args.lifeline is None else socket.socket(fileno=args.lifeline)
     async with trio.open_nursery() as nursery:
@@ -233,13 +232,15 @@ async def _serve(args: argparse.Namespace, socks: list[socket.socket]) -> None:
         lifeline.close()
 
 
-def _serve_sockets_checked(args: argparse.Namespace, socks: list[socket.socket]) -> None:
+def _serve_sockets_checked(
+    args: argparse.Namespace, socks: list[socket.socket], stats: ServerStats
+) -> None:
     """Run `_serve`, turning a mismatch of sockets and flags into one clear error."""
     tcp, udp = split_by_kind(socks)
     if (tcp and not args.tcp) or (udp and not args.udp):
         raise UsageError("the inherited sockets include a kind switched off (--no-tcp/--no-udp)")
     try:
-        trio.run(_serve, args, socks)
+        trio.run(_serve, args, socks, stats)
     except BaseExceptionGroup as group:
         leaf = single(group)
         if leaf is group:
@@ -350,6 +351,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         for sock in socks:
             sock.close()
         raise
-    _serve_sockets_checked(args, socks)
-    log.info("stopped")
+    stats = ServerStats()
+    _serve_sockets_checked(args, socks, stats)
+    log.info("stopped; in all %s", totals_line(stats))
     return 0

@@ -126,6 +126,7 @@ async def test_socket_activated_low_port_then_user_and_workers() -> None:
             assert ready.startswith("READY=1\nSTATUS=serving tcp")
             assert "with 2 workers" in ready
             nobody = str(pwd.getpwnam("nobody").pw_uid)
+            await svc.wait_for_log("started 2 workers")
             match = re.search(r"started 2 workers \(pids (\d+), (\d+)\)", svc.log)
             assert match is not None, svc.log
             for pid in (proc.pid, *map(int, match.groups())):  # supervisor and workers
