@@ -77,13 +77,6 @@ _BODY_HEADERS = (
     "content-language",
     "content-location",
 )
-# Characters RFC 3986 never allows raw but that real servers put in Locations
-# (``|`` and braces in query strings, mostly). Browsers percent-encode them;
-# so do we, rather than refuse the redirect. Backslash is *not* here: browsers
-# read it as ``/`` in http(s) URLs (``http:\\evil``), so a Location with one
-# is ambiguous and stays an error.
-_UNWISE = {c: f"%{ord(c):02X}" for c in '<>"^`{|}'}
-_UNWISE_RE = re.compile('[<>"^`{|}]')
 
 
 def _location_text(value: str) -> str:
@@ -111,20 +104,26 @@ def next_redirect(
 
     Returns ``(request, credentials_stripped)``; ``strip_credentials`` says an
     earlier hop already changed origin (credentials stay dropped for the rest
-    of the chain). Pure: no counting, no I/O. Raises ``RedirectError`` for a
-    Location that must not be followed.
+    of the chain). A 3xx without a ``Location``, or with an empty or
+    whitespace-only one, is no redirect (None: the response is delivered as
+    it is). Spaces in the Location's path or query are sent percent-encoded.
+    The next request never carries the caller's ``Host``: the requester
+    computes it for each hop. Pure: no counting, no I/O. Raises
+    ``RedirectError`` for a Location that must not be followed.
     """
     if response.status_code not in REDIRECT_STATUSES:
         return None
-    locations = response.headers.get_list("location")
-    if not locations:
-        return None  # a 3xx without Location is an ordinary response (RFC 9110 15.4)
-    if len(set(locations)) > 1:
+    # Optional whitespace around a field value is not part of it (RFC 9110 5.5).
+    locations = {value.strip(" \t") for value in response.headers.get_list("location")}
+    if len(locations) > 1:
         raise RedirectError(
             f"conflicting Location fields in the {response.status_code} from "
-            f"{response.url}: {locations!r}"
+            f"{response.url}: {sorted(locations)!r}"
         )
-    location = _location_text(locations[0])
+    if not locations or not (location := _location_text(locations.pop())):
+        # A 3xx without a usable Location is an ordinary response (RFC 9110
+        # 15.4); an empty one would resolve to the same URL and loop.
+        return None
     request = response.request
     try:
         base = parse_url(response.url)
@@ -134,7 +133,7 @@ def next_redirect(
             base_fragment = parse_url(request.url).fragment
             if base_fragment is not None:
                 base = URL(base.scheme, base.host, base.port, base.target, base_fragment)
-        target = resolve_location(base, _UNWISE_RE.sub(lambda m: _UNWISE[m[0]], location))
+        target = resolve_location(base, location)
     except InvalidURL as exc:
         raise RedirectError(
             f"cannot follow the {response.status_code} from {response.url} "
