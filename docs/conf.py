@@ -39,7 +39,6 @@ autodoc_preserve_defaults = True
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
 autodoc_member_order = "bysource"
-autodoc_default_options = {"members": False}
 
 # Offline by default: the inventories in _inventories/ (see the script there).
 # TT_DOCS_ONLINE=1 tries the real ones first.
