@@ -12,8 +12,7 @@ import trio_timehttp
 PACKAGE = pathlib.Path(trio_timehttp.__file__).parent
 
 EXPECTED = {
-    "TIME1970", "BodyTooLarge", "BytesConsumer", "Client", "ConnectError", "Consumer",
-    "FileConsumer", "HTTPError", "Headers", "InvalidURL", "ProtocolError", "RedirectError",
+    "TIME1970", "BodyTooLarge", "BytesConsumer", "Client", "ConnectError", "Consumer", "FileConsumer", "HTTPError", "Headers", "InvalidURL", "ProtocolError", "RedirectError", "ProxyError",
     "RedirectingConsumer", "Request", "Response", "TextConsumer", "TimeHTTPError",
     "TimeProtocolError", "TimeSample", "Timeout", "TooManyRedirects", "__version__",
     "decode_time", "encode_time", "fetch", "query_http_time", "query_many", "query_time",
@@ -21,7 +20,7 @@ EXPECTED = {
 }  # fmt: skip
 
 PURE = ["_rfc868", "_sample", "_timing", "_headers", "_urls", "_models", "_combine", "_httpdate",
-        "_errors", "_version", "_headreader", "_consumer", "_framing", "_access", "_readings", "_time_report"]  # fmt: skip
+        "_errors", "_version", "_headreader", "_consumer", "_framing", "_access", "_readings", "_time_report", "_proxy"]  # fmt: skip
 IO = {"trio", "h11", "socket", "select", "selectors", "asyncio", "logging"}
 
 
@@ -42,6 +41,7 @@ def test_error_tree() -> None:
         assert issubclass(cls, t.HTTPError)
         assert issubclass(cls, t.TimeHTTPError)
     assert issubclass(t.InvalidURL, ValueError)
+    assert issubclass(t.ProxyError, t.ConnectError)
 
 
 def test_version_is_single_sourced() -> None:
