@@ -21,7 +21,7 @@ EXPECTED = {
 }  # fmt: skip
 
 PURE = ["_rfc868", "_sample", "_timing", "_headers", "_urls", "_models", "_combine", "_httpdate",
-        "_errors", "_version", "_decoding", "_retry"]  # fmt: skip
+        "_errors", "_version", "_decoding", "_retry", "_resume"]  # fmt: skip
 IO = {"trio", "h11", "socket", "select", "selectors", "asyncio", "logging"}
 
 
