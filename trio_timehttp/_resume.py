@@ -33,10 +33,10 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ._errors import ProtocolError
+from ._headers import Headers
 from ._httpdate import parse_http_date
 
 __all__ = [
@@ -84,7 +84,7 @@ def range_headers(state: ResumeState) -> list[tuple[str, str]]:
     return fields
 
 
-def validator_of(headers: Mapping[str, str], *, now: float | None = None) -> str | None:
+def validator_of(headers: Headers, *, now: float | None = None) -> str | None:
     """The validator to save from a response for a later If-Range, or ``None``.
 
     A strong ``ETag`` (RFC 9110 section 13.1.5: "A client MUST NOT generate
@@ -122,16 +122,15 @@ def parse_content_range(value: str) -> tuple[int, int, int | None]:
     return first, last, total
 
 
-def _content_length(headers: Mapping[str, str]) -> int | None:
+def _content_length(headers: Headers) -> int | None:
     value = headers.get("content-length")
     return int(value) if value is not None and value.isascii() and value.isdigit() else None
 
 
-def decide(state: ResumeState, status: int, headers: Mapping[str, str]) -> Decision:
+def decide(state: ResumeState, status: int, headers: Headers) -> Decision:
     """What to do with the answer to a resumed request; see the module docstring.
 
-    ``headers`` maps lower-case names to values (``Headers`` does). Raises
-    ``ProtocolError`` when appending the answer would corrupt the file.
+    Raises ``ProtocolError`` when appending the answer would corrupt the file.
     """
     if status == 206:
         if state.offset <= 0:
