@@ -135,7 +135,7 @@ def decide(state: ResumeState, status: int, headers: Headers) -> Decision:
     if status == 206:
         if state.offset <= 0:
             raise ProtocolError("206 Partial Content to a request without Range")
-        first, _last, total = parse_content_range(headers.get("content-range", ""))
+        first, _last, total = parse_content_range((headers.get("content-range") or ""))
         if first != state.offset:
             raise ProtocolError(
                 f"asked for bytes from {state.offset}, the server sent from {first}"
@@ -148,7 +148,7 @@ def decide(state: ResumeState, status: int, headers: Headers) -> Decision:
     if 200 <= status < 300:
         return Decision(Action.RESTART, _content_length(headers))
     if status == 416 and state.offset > 0:
-        match = _UNSATISFIED.fullmatch(headers.get("content-range", "").strip())
+        match = _UNSATISFIED.fullmatch((headers.get("content-range") or "").strip())
         if match and int(match[1]) == state.offset:
             return Decision(Action.COMPLETE, state.offset)
         raise ProtocolError(
