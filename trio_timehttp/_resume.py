@@ -135,7 +135,7 @@ def decide(state: ResumeState, status: int, headers: Headers) -> Decision:
     if status == 206:
         if state.offset <= 0:
             raise ProtocolError("206 Partial Content to a request without Range")
-        first, _last, total = parse_content_range((headers.get("content-range") or ""))
+        first, _last, total = parse_content_range(headers.get("content-range") or "")
         if first != state.offset:
             raise ProtocolError(
                 f"asked for bytes from {state.offset}, the server sent from {first}"
