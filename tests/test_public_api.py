@@ -20,7 +20,7 @@ EXPECTED = {
 }  # fmt: skip
 
 PURE = ["_rfc868", "_sample", "_timing", "_headers", "_urls", "_models", "_combine", "_httpdate",
-        "_errors", "_version", "_headreader", "_consumer", "_framing", "_access", "_readings", "_time_report", "_proxy"]  # fmt: skip
+        "_errors", "_version", "_headreader", "_consumer", "_framing", "_access", "_readings", "_time_report", "_proxy", "_decoding", "_retry", "_resume"]  # fmt: skip
 IO = {"trio", "h11", "socket", "select", "selectors", "asyncio", "logging"}
 
 
