@@ -19,8 +19,28 @@ EXPECTED = {
     "serve_time", "serve_time_tcp", "serve_time_udp",
 }  # fmt: skip
 
-PURE = ["_rfc868", "_sample", "_timing", "_headers", "_urls", "_models", "_combine", "_httpdate",
-        "_errors", "_version", "_headreader", "_consumer", "_framing", "_access", "_readings", "_time_report", "_proxy", "_decoding", "_retry", "_resume"]  # fmt: skip
+PURE = [
+    "_rfc868",
+    "_sample",
+    "_timing",
+    "_headers",
+    "_urls",
+    "_models",
+    "_combine",
+    "_httpdate",
+    "_errors",
+    "_version",
+    "_headreader",
+    "_consumer",
+    "_framing",
+    "_access",
+    "_readings",
+    "_time_report",
+    "_proxy",
+    "_decoding",
+    "_retry",
+    "_resume",
+]
 IO = {"trio", "h11", "socket", "select", "selectors", "asyncio", "logging"}
 
 
