@@ -56,3 +56,9 @@ intersphinx_mapping = {
     "trio": ("https://trio.readthedocs.io/en/stable", _inventory("trio")),
 }
 intersphinx_timeout = 10
+
+# The CLI reference renders argparse help as reST, where "|offset|" (in the
+# --warn/--crit help) would be a substitution: make it stand for itself.
+rst_prolog = r"""
+.. |offset| replace:: \|offset\|
+"""
