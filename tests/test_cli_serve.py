@@ -430,3 +430,89 @@ async def test_workers_answer_udp_and_tcp() -> None:
             assert abs(decode_time(data) - time.time()) < 5
         assert await svc.stop() == 0
     assert svc.log.count("INFO stopped") == 2
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+async def scrape(port: int) -> dict[str, float]:
+    """GET /metrics with our own client; the samples by name and labels."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from trio_timehttp import BytesConsumer, fetch
+
+    consumer = BytesConsumer()
+    response = await fetch(f"http://127.0.0.1:{port}/metrics", consumer, timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = {}
+    for family in text_string_to_metric_families(bytes(consumer.body).decode()):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}"] = sample.value
+    return samples
+
+
+async def test_metrics_port_exposes_the_counters() -> None:
+    pytest.importorskip("prometheus_client")
+    port, metrics = free_port_pair(), free_port_pair()
+    async with service("--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(metrics),
+                       "--allow", "127.0.0.0/30", "--udp-burst", "1"):  # fmt: skip
+        # READY=1 covers the metrics port too: the first scrape needs no retry.
+        before = await scrape(metrics)
+        assert before["timehttp_answers_total{protocol=tcp}"] == 0
+        assert len(await tcp_read(port)) == 4
+        assert await tcp_read(port, source="127.0.0.4") == b""
+        with (
+            trio.socket.socket(type=socket.SOCK_DGRAM) as client,
+            trio.socket.socket(type=socket.SOCK_DGRAM) as marker,
+        ):
+            await client.connect(("127.0.0.1", port))
+            await marker.bind(("127.0.0.2", 0))  # its own rate-limit bucket
+            await client.send(b"")
+            await client.send(b"")  # over the burst of 1: rate-limited
+            await marker.sendto(b"", ("127.0.0.1", port))
+            with trio.fail_after(10):
+                assert len(await client.recv(100)) == 4
+                # Read in order from one queue: the marker's answer proves the
+                # rate-limited datagram was handled before it.
+                assert len(await marker.recv(100)) == 4
+        after = await scrape(metrics)
+    assert after["timehttp_answers_total{protocol=tcp}"] == 1
+    assert after["timehttp_answers_total{protocol=udp}"] == 2
+    assert after["timehttp_rate_limited_total{}"] == 1
+    assert after["timehttp_denied_total{}"] == 1
+    assert after["timehttp_accept_errors_total{}"] == 0
+    assert after["timehttp_active_connections{}"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "2", "--port", "8037", "--metrics-port", "9100"], "not supported with"),
+    ],
+)
+async def test_metrics_usage_errors(args: list[str], message: str) -> None:
+    with trio.fail_after(60):
+        result = await trio.run_process([*CLI, "serve", *args], capture_stderr=True, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr.decode()
+
+
+async def test_metrics_port_in_use_is_one_line() -> None:
+    pytest.importorskip("prometheus_client")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        metrics = taken.getsockname()[1]
+        port = free_port_pair()
+        with trio.fail_after(60):
+            result = await trio.run_process(
+                [*CLI, "serve", "--host", "127.0.0.1", "--port", str(port),
+                 "--metrics-port", str(metrics)],
+                capture_stderr=True, check=False,
+            )  # fmt: skip
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert f"cannot serve metrics on 127.0.0.1:{metrics}: Address already in use" in err
+    assert "Traceback" not in err

@@ -93,6 +93,19 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "(default 600)",
     )
     serve.add_argument(
+        "--metrics-port",
+        type=int_in(0, 65535),
+        metavar="P",
+        help="serve Prometheus metrics at http://HOST:P/metrics (needs prometheus_client; "
+        "bound after --user takes effect)",
+    )
+    serve.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address for --metrics-port (default 127.0.0.1: this machine only)",
+    )
+    serve.add_argument(
         "--workers",
         type=int_in(1, 256),
         default=1,
@@ -203,8 +216,17 @@ def _status_line(socks: list[socket.socket]) -> str:
     return "serving " + "; ".join(parts)
 
 
-async def _serve(args: argparse.Namespace, socks: list[socket.socket], stats: ServerStats) -> None:
-    """Serve ``socks`` until a signal (or, in a worker, the supervisor's death)."""
+async def _serve(
+    args: argparse.Namespace,
+    socks: list[socket.socket],
+    stats: ServerStats,
+    render: Callable[[], bytes] | None,
+) -> None:
+    """Serve ``socks`` until a signal (or, in a worker, the supervisor's death).
+
+    With ``render`` (``--metrics-port``) the metrics page is served too,
+    before readiness is announced: a service that says READY=1 answers both.
+    """
     rate = None if args.udp_rate == 0 else (args.udp_rate, args.udp_burst)
     status = _status_line(socks)
     lifeline = None if args.lifeline is None else socket.socket(fileno=args.lifeline)
@@ -217,6 +239,8 @@ async def _serve(args: argparse.Namespace, socks: list[socket.socket], stats: Se
             )  # fmt: skip
             if args.stats_interval > 0:
                 nursery.start_soon(log_summaries, stats, args.stats_interval, log)
+            if render is not None:
+                await _start_metrics(nursery, args, render)
             if lifeline is not None:
                 lifeline.send(_workers.READY)
                 nursery.start_soon(_workers.watch_lifeline, lifeline, nursery.cancel_scope.cancel)
@@ -232,15 +256,46 @@ async def _serve(args: argparse.Namespace, socks: list[socket.socket], stats: Se
         lifeline.close()
 
 
+async def _start_metrics(
+    nursery: trio.Nursery, args: argparse.Namespace, render: Callable[[], bytes]
+) -> None:
+    from ._metrics_server import serve_metrics
+
+    try:
+        await nursery.start(partial(serve_metrics, render, args.metrics_port,
+                                    host=args.metrics_host))  # fmt: skip
+    except OSError as exc:
+        raise UsageError(
+            f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: "
+            f"{exc.strerror or exc}"
+        ) from None
+
+
+def _metrics_page(args: argparse.Namespace, stats: ServerStats) -> Callable[[], bytes] | None:
+    """``--metrics-port``: the page's render function; checked before anything is bound."""
+    if args.metrics_port is None:
+        return None
+    try:
+        from ._serve_metrics import ServiceMetrics
+    except ImportError:
+        raise UsageError(
+            "--metrics-port needs prometheus_client (pip install trio_timehttp[metrics])"
+        ) from None
+    return ServiceMetrics(stats).render
+
+
 def _serve_sockets_checked(
-    args: argparse.Namespace, socks: list[socket.socket], stats: ServerStats
+    args: argparse.Namespace,
+    socks: list[socket.socket],
+    stats: ServerStats,
+    render: Callable[[], bytes] | None,
 ) -> None:
     """Run `_serve`, turning a mismatch of sockets and flags into one clear error."""
     tcp, udp = split_by_kind(socks)
     if (tcp and not args.tcp) or (udp and not args.udp):
         raise UsageError("the inherited sockets include a kind switched off (--no-tcp/--no-udp)")
     try:
-        trio.run(_serve, args, socks, stats)
+        trio.run(_serve, args, socks, stats, render)
     except BaseExceptionGroup as group:
         leaf = single(group)
         if leaf is group:
@@ -326,6 +381,9 @@ def _check(args: argparse.Namespace) -> Identity | None:
             raise UsageError(f"--{exc}") from None
     if args.group is not None and args.user is None:
         raise UsageError("--group needs --user")
+    if args.metrics_port is not None and args.workers > 1:
+        # Each worker counts only its own share; one page would show a part.
+        raise UsageError("--metrics-port is not supported with --workers (yet)")
     if args.user is None:
         return None
     try:
@@ -337,6 +395,8 @@ def _check(args: argparse.Namespace) -> Identity | None:
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     """Run the service (see the module docstring for the order); returns the exit status."""
     identity = _check(args)
+    stats = ServerStats()
+    render = _metrics_page(args, stats)
     worker = args.worker_fds is not None
     _configure_logging(with_pid=worker or args.workers > 1)
     inherited = _inherited(args)
@@ -351,7 +411,6 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         for sock in socks:
             sock.close()
         raise
-    stats = ServerStats()
-    _serve_sockets_checked(args, socks, stats)
+    _serve_sockets_checked(args, socks, stats, render)
     log.info("stopped; in all %s", totals_line(stats))
     return 0
