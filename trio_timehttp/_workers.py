@@ -116,11 +116,13 @@ async def _wait_ready(worker: Worker) -> None:
         while not got.endswith(b"\n"):
             await trio.lowlevel.wait_readable(worker.lifeline)
             chunk = worker.lifeline.recv(64)
-            if not chunk:
+            if not chunk:  # its end closed: it is exiting; wait (briefly) for its status
+                with trio.move_on_after(_STOP_TIMEOUT):
+                    await worker.proc.wait()
                 break
             got += chunk
     if got != READY:
-        code = worker.proc.poll()
+        code = worker.proc.returncode
         what = f"exited with status {code}" if code is not None else "did not start in time"
         raise RuntimeError(f"worker {worker.proc.pid} {what}")
 
@@ -162,8 +164,12 @@ async def supervise(
                     for sock in socks:
                         sock.close()  # idempotent: a shared set is closed once
             hooks.spawned()
-            for worker in workers:
-                await _wait_ready(worker)
+            try:
+                for worker in workers:
+                    await _wait_ready(worker)
+            except RuntimeError as exc:
+                log.error("%s; stopping the others", exc)
+                return 1
             hooks.ready([w.proc.pid for w in workers])
             async with trio.open_nursery() as nursery:
 
