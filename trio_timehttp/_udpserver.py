@@ -304,11 +304,11 @@ async def udp_loop(
                 else:
                     sendmsg([encode_time(clock())], ancillary, _SEND_FLAGS, addr)
                 answered += 1
+                if debug:
+                    logger.debug("udp answer to %s", format_address(addr))
             except OSError as exc:
                 # Full send buffer or an unroutable source: UDP may drop.
                 service.dropped(addr, exc)
-            if debug:
-                logger.debug("udp answer to %s", format_address(addr))
         stats.udp_answers += answered
         try:
             if handled == _BATCH:
