@@ -164,10 +164,10 @@ class _LowWater:
     asks the kernel for bytes that will not come.
     """
 
-    __slots__ = ("_burst", "_lowat", "_slack", "_sock")
+    __slots__ = ("_burst", "_lowat", "_raw", "_slack")
 
     def __init__(self, sock: socket.socket, slack: int = 0) -> None:
-        self._sock = sock
+        self._raw = sock
         self._slack = slack
         self._burst = 0  # bytes read since the last wait
         self._lowat = 1  # the mark in force
@@ -187,7 +187,7 @@ class _LowWater:
 
     def _set(self, want: int) -> None:
         if want != self._lowat:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
+            self._raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
             self._lowat = want
 
 
