@@ -47,19 +47,13 @@ class _EnoughBody(Exception):
 
 
 class _DateConsumer:
-    """Keeps the response head and its instants; bounds a GET body we do not need."""
+    """Keeps the response head; bounds a GET body we do not need."""
 
-    def __init__(self, times: ExchangeTimes) -> None:
-        self.times = times
+    def __init__(self) -> None:
         self.response: Response | None = None
         self.size = 0
 
-    def _trio_timehttp_sent(self) -> None:
-        # Called by our requester the moment the request has been sent.
-        self.times.sent = time.time()
-
     def http_header(self, response: Response) -> None:
-        self.times.head = time.time()
         self.response = response
 
     def feed(self, data: bytes) -> None:
@@ -78,16 +72,17 @@ class _Stale(Exception):
 async def _read_once(client: Client, url: str, method: str) -> tuple[Response, Reading | None]:
     """One request: the response, and the reading its Date gives (None without a Date).
 
-    ``issued`` is taken before the requester could connect or send anything,
-    so a new connection's handshake is inside the interval (a busy scheduler
-    cannot push the start past the server's read); ``rtt`` runs from the
-    request sent to the head received. Raises ``_Stale`` for a cached answer.
+    The requester fills ``ExchangeTimes``: ``start`` before it connects (a
+    new connection's handshake is inside the interval: a busy scheduler
+    cannot push the start past the server's read) or, on a reused
+    connection, before the first byte is sent; ``head`` when the head was
+    complete. ``rtt`` runs from the request sent to the head received.
+    Raises ``_Stale`` for a cached answer.
     """
     times = ExchangeTimes()
-    consumer = _DateConsumer(times)
-    times.start = time.time()
+    consumer = _DateConsumer()
     with contextlib.suppress(_EnoughBody):
-        await client.fetch(url, consumer, method=method, timeout=None)
+        await client._fetch_timed(url, consumer, method=method, times=times)
     response = consumer.response
     assert response is not None  # fetch raised otherwise
     if "age" in response.headers:
