@@ -59,52 +59,61 @@ def _address(text: str) -> tuple[str, int]:
 # --------------------------------------------------------------------- TCP
 
 
-async def _pump(
-    source: trio.SocketStream, sink: trio.SocketStream, path: Path, rng: random.Random, up: bool
-) -> None:
-    """Copy ``source`` to ``sink``, each chunk delayed; half-close ``sink`` at EOF."""
-    send, receive = trio.open_memory_channel[tuple[float, bytes]](math.inf)
+Chunks = trio.MemorySendChannel[tuple[float, bytes]]
 
-    async def deliver() -> None:
-        async for when, data in receive:
-            await trio.sleep_until(when)
-            if not data:
-                break
-            await sink.send_all(data)
-        with contextlib.suppress(trio.BrokenResourceError):
-            await sink.send_eof()
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(deliver)
-        last = 0.0
-        while True:
-            try:
-                data = await source.receive_some(65536)
-            except trio.BrokenResourceError:
-                data = b""
-            last = max(last, trio.current_time() + path.delay(rng, up))
-            send.send_nowait((last, data))
-            if not data:
-                break
+async def _read(source: trio.SocketStream, out: Chunks, path: Path, rng: random.Random,
+                up: bool) -> None:  # fmt: skip
+    """Queue what ``source`` sends with its delivery instants (b"" at EOF), in order."""
+    last = 0.0
+    while True:
+        try:
+            data = await source.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        last = max(last, trio.current_time() + path.delay(rng, up))
+        out.send_nowait((last, data))
+        if not data:
+            return
+
+
+async def _deliver(queue: trio.MemoryReceiveChannel[tuple[float, bytes]],
+                   sink: trio.SocketStream) -> None:  # fmt: skip
+    """Send each queued chunk at its instant; half-close ``sink`` at EOF."""
+    async for when, data in queue:
+        await trio.sleep_until(when)
+        if not data:
+            break
+        await sink.send_all(data)
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await sink.send_eof()
 
 
 async def _tcp_connection(
     client: trio.SocketStream, target: tuple[str, int], path: Path, rng: random.Random
 ) -> None:
+    up_send, up_receive = trio.open_memory_channel[tuple[float, bytes]](math.inf)
+    down_send, down_receive = trio.open_memory_channel[tuple[float, bytes]](math.inf)
     async with client:
-        # The request's way up: the server sees the connection one up-delay later.
-        await trio.sleep(path.delay(rng, True))
         try:
-            server = await trio.open_tcp_stream(*target)
-        except OSError:
-            return
-        async with server:
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_pump, client, server, path, rng, True)
-                    nursery.start_soon(_pump, server, client, path, rng, False)
-            except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
+            async with trio.open_nursery() as nursery:
+                # What the client sends is timed from when it arrived, even
+                # before the server is reached.
+                nursery.start_soon(_read, client, up_send, path, rng, True)
+                # The connection's way up: the server sees it one up-delay later.
+                await trio.sleep(path.delay(rng, True))
+                try:
+                    server = await trio.open_tcp_stream(*target)
+                except OSError:
+                    nursery.cancel_scope.cancel()
+                    return
+                async with server:
+                    nursery.start_soon(_deliver, up_receive, server)
+                    nursery.start_soon(_read, server, down_send, path, rng, False)
+                    await _deliver(down_receive, client)
+                    nursery.cancel_scope.cancel()
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
 
 
 # --------------------------------------------------------------------- UDP
