@@ -21,7 +21,7 @@ EXPECTED = {
 }  # fmt: skip
 
 PURE = ["_rfc868", "_sample", "_timing", "_headers", "_urls", "_models", "_combine", "_httpdate",
-        "_errors", "_version", "_readings", "_time_report"]  # fmt: skip
+        "_errors", "_version", "_readings", "_time_report", "_monitor_state"]  # fmt: skip
 IO = {"trio", "h11", "socket", "select", "selectors", "asyncio", "logging"}
 
 

@@ -18,7 +18,7 @@ from typing import TextIO
 
 import trio
 
-from . import _cli_get, _cli_serve, _cli_time
+from . import _cli_get, _cli_monitor, _cli_serve, _cli_time
 from ._cli_args import PROG, Parser, UsageError
 from ._demo import run_demo
 from ._errors import TimeHTTPError
@@ -45,6 +45,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _cli_serve.add_parser(sub)
     _cli_time.add_parser(sub)
     _cli_get.add_parser(sub)
+    _cli_monitor.add_parser(sub)
 
     demo = sub.add_parser(
         "demo",
