@@ -178,8 +178,10 @@ async def test_json_lines(nursery: trio.Nursery) -> None:
         (7.0, ["--warn", "5", "--crit", "10"], 1, "WARNING"),
         (60.0, ["--warn", "5", "--crit", "10"], 2, "CRITICAL"),
         (-60.0, ["--crit", "10"], 2, "CRITICAL"),
-        # Offset 4.5 +- ~0.5..1: the bound reaches past 5 though the middle does not.
-        (4.6, ["--warn", "5", "--crit", "10"], 1, "WARNING"),
+        # A true offset just past --warn is never OK, wherever the whole-second
+        # reading puts the middle: the interval holds the truth, so the bound
+        # |offset| + uncertainty is at least 5.01.
+        (5.01, ["--warn", "5", "--crit", "10"], 1, "WARNING"),
     ],
 )
 async def test_plugin_states(
