@@ -55,8 +55,15 @@ async def test_plain_reading_is_within_a_second_and_its_interval_holds_the_truth
     assert sample.port == server.port
     assert abs(sample.offset - (-3.6)) <= 1.0 + sample.rtt
     assert abs(sample.offset - (-3.6)) <= sample.uncertainty
-    assert sample.uncertainty == pytest.approx(1 + sample.rtt / 2)
+    # Centred; the interval starts before the connect, so it is a little
+    # wider than the request's round trip.
+    assert sample.uncertainty >= (1 + sample.rtt) / 2
+    assert sample.uncertainty < 0.6
+    assert (sample.protocol, sample.probes) == ("http", 1)
     assert [r.method for r in server.requests] == ["HEAD"]
+    # As htpdate: caches must not answer for the origin.
+    assert server.requests[0].header("cache-control") == "no-cache"
+    assert server.requests[0].header("pragma") == "no-cache"
 
 
 @pytest.mark.slow
@@ -68,9 +75,11 @@ async def test_precise_reading_is_within_50_ms(nursery: trio.Nursery, truth: flo
     assert abs(sample.offset - truth) <= sample.uncertainty + 0.002  # Date has no rounding slop
     assert sample.uncertainty < 0.05
     assert sample.server_time == pytest.approx(sample.local_time + sample.offset)
-    # Polite: a bounded number of probes, all on one keep-alive connection.
-    assert 2 <= len(server.requests) <= 8
-    assert server.connections == 1
+    # Polite: a bounded number of probes, on a few keep-alive connections (at
+    # most 4 at once; a probe abandoned mid-way takes its connection with it).
+    assert len(server.requests) <= 40
+    assert sample.probes <= len(server.requests)
+    assert server.connections <= 8
 
 
 @pytest.mark.parametrize("status", [405, 501])
@@ -121,7 +130,7 @@ async def test_obsolete_date_formats_are_read(nursery: trio.Nursery, date: str) 
 
     server = await nursery.start(serve_http, handler)
     sample = await query_http_time(server.url("/"))
-    assert sample.server_time == 784111777
+    assert sample.server_time == 784111777.5  # the middle of that second
 
 
 async def test_silent_server_times_out_within_the_deadline(
@@ -141,7 +150,7 @@ async def test_precise_returns_what_it_has_when_the_deadline_passes(
     sample = await query_http_time(server.url("/"), precise=True, timeout=0.5)
     # Fewer probes than it wanted, but a correct (wider) interval.
     assert abs(sample.offset - 7.25) <= sample.uncertainty + 0.002
-    assert len(server.requests) < 8
+    assert len(server.requests) < 20
 
 
 async def test_bad_url_is_invalid() -> None:

@@ -1,4 +1,10 @@
-"""The offset interval arithmetic behind plain and precise readings (pure)."""
+"""The offset interval arithmetic, the cut plan and the stop rule (pure).
+
+The model of a server throughout: its clock is ours plus ``theta``; it reads
+it at some instant between our ``start`` and ``end`` and truncates to the
+second. Whatever the offsets, delays and tick phases, the proven interval
+must hold ``theta`` - that is the one promise.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_timehttp._sample import OffsetEstimator, plain_sample
+from trio_timehttp._sample import (
+    Interval,
+    OffsetEstimator,
+    Reading,
+    StopRule,
+    plain_sample,
+    plan_cuts,
+    read_instant,
+)
 
 offsets = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
 delays = st.floats(min_value=0.0, max_value=0.5)
+EPS = 1e-6  # float rounding at 1e9 s magnitudes
 
 
 def server_second(local: float, theta: float) -> int:
@@ -19,66 +34,151 @@ def server_second(local: float, theta: float) -> int:
     return math.floor(local + theta)
 
 
-@given(theta=offsets, start=st.floats(1e9, 2e9), d1=delays, d2=delays)
-def test_plain_sample_brackets_the_truth(theta: float, start: float, d1: float, d2: float) -> None:
-    read_at = start + d1
-    end = read_at + d2
-    sample = plain_sample("h", 37, server_second(read_at, theta), start, end)
-    assert sample.local_time == pytest.approx((start + end) / 2)
-    assert sample.rtt == pytest.approx(end - start)
-    assert sample.offset == pytest.approx(sample.server_time - sample.local_time)
-    assert abs(sample.offset - theta) <= sample.uncertainty + 1e-6
+def reading(theta: float, start: float, up: float, down: float, lag: float = 0.0) -> Reading:
+    """A reading issued at ``start`` (``lag``: a later proven start, as TCP's SYN RTT)."""
+    read_at = start + lag + up
+    end = read_at + down
+    return Reading(server_second(read_at, theta), start, start + lag, end, end - start)
+
+
+@given(theta=offsets, start=st.floats(1e9, 2e9), up=delays, down=delays)
+def test_plain_sample_is_centred_and_holds_the_truth(
+    theta: float, start: float, up: float, down: float
+) -> None:
+    r = reading(theta, start, up, down)
+    sample = plain_sample("h", 37, "udp", r)
+    assert sample.offset == pytest.approx(r.second + 0.5 - (r.issued + r.end) / 2, abs=EPS)
+    assert sample.uncertainty == pytest.approx((1 + r.end - r.issued) / 2, abs=EPS)
+    assert sample.local_time == pytest.approx((r.issued + r.end) / 2, abs=EPS)
+    assert sample.server_time == pytest.approx(sample.local_time + sample.offset, abs=EPS)
+    assert (sample.protocol, sample.probes, sample.rtt) == ("udp", 1, r.rtt)
+    assert abs(sample.offset - theta) <= sample.uncertainty + EPS
+
+
+def test_plain_sample_by_hand() -> None:
+    # Second 100 read between 1000.0 and 1000.2: offset in [-900.2, -899.0).
+    sample = plain_sample("h", 37, "tcp", Reading(100, 1000.0, 1000.0, 1000.2, 0.2))
+    assert sample.offset == pytest.approx(-899.6)
+    assert sample.uncertainty == pytest.approx(0.6)
 
 
 @given(
     theta=offsets,
     start=st.floats(1e9, 2e9),
-    probes=st.lists(st.tuples(st.floats(0.0, 3.0), delays, delays), min_size=1, max_size=12),
-)
-def test_estimator_interval_always_contains_truth(
-    theta: float, start: float, probes: list[tuple[float, float, float]]
+    probes=st.lists(
+        st.tuples(st.floats(0.0, 3.0), delays, delays, st.floats(0.0, 0.2)), min_size=1,
+        max_size=20,
+    ),
+)  # fmt: skip
+def test_intersection_always_contains_truth(
+    theta: float, start: float, probes: list[tuple[float, float, float, float]]
 ) -> None:
     est = OffsetEstimator()
     now = start
-    for gap, d1, d2 in probes:
-        begin = now + gap
-        read_at = begin + d1
-        end = read_at + d2
-        assert est.add(server_second(read_at, theta), begin, end)
-        now = end
-    assert est.readings == len(probes)
+    for gap, up, down, lag in probes:
+        now += gap
+        assert est.add(reading(theta, now, up, down, lag))
+    assert len(est.readings) == len(probes)
     assert est.restarts == 0
-    assert est.lo - 1e-6 <= theta <= est.hi + 1e-6
-    assert abs(est.offset - theta) <= est.uncertainty + 1e-6
-
-
-@given(theta=st.floats(-1000, 1000), lead=st.floats(0.0, 0.01))
-def test_bisection_converges_with_well_timed_probes(theta: float, lead: float) -> None:
-    est = OffsetEstimator()
-    now = 1_800_000_000.0
-    est.add(server_second(now + lead, theta), now, now + 2 * lead)
-    for _ in range(9):
-        now = est.next_probe_at(now, lead, 0.1)
-        read_at = now + lead
-        est.add(server_second(read_at, theta), now, read_at + lead)
-        now = read_at + lead
-    assert est.uncertainty <= 0.01 + 2 * lead
-    assert abs(est.offset - theta) <= est.uncertainty + 1e-6
-
-
-def test_next_probe_respects_min_gap_and_aims_at_a_tick() -> None:
-    est = OffsetEstimator()
-    est.add(100, 1000.0, 1000.2)  # offset in [-900.2, -899.0]
-    at = est.next_probe_at(1000.2, 0.05, 0.15)
-    assert at >= 1000.2 + 0.15
-    # The server read lands where local + middle offset is a whole second.
-    assert (at + 0.05 + est.offset) % 1 == pytest.approx(0.0, abs=1e-6)
+    assert est.interval.lo - EPS <= theta <= est.interval.hi + EPS
+    sample = est.sample("h", 37, "tcp")
+    assert abs(sample.offset - theta) <= sample.uncertainty + EPS
+    assert sample.probes == len(probes)
+    assert sample.rtt == min(r.rtt for r in est.readings)
 
 
 def test_contradicting_reading_restarts() -> None:
     est = OffsetEstimator()
-    assert est.add(100, 0.0, 0.1)  # [99.9, 101]
-    assert not est.add(500, 1.0, 1.1)  # the server's clock stepped
+    assert est.add(Reading(100, 0.0, 0.0, 0.1, 0.1))  # [99.9, 101)
+    assert not est.add(Reading(500, 1.0, 1.0, 1.1, 0.1))  # the server's clock stepped
     assert est.restarts == 1
-    assert est.lo == pytest.approx(498.9)
-    assert est.hi == pytest.approx(500.0)
+    assert est.interval == Interval(pytest.approx(498.9), pytest.approx(500.0))  # type: ignore[arg-type]
+    assert len(est.readings) == 1
+
+
+def test_interval_basics() -> None:
+    a = Interval(1.0, 3.0)
+    assert a.intersect(Interval(2.0, 5.0)) == Interval(2.0, 3.0)
+    assert a.intersect(Interval(4.0, 5.0)) is None
+    assert (a.mid, a.half_width, a.width) == (2.0, 1.0, 2.0)
+    assert 1.0 in a
+    assert 3.0 not in a  # half-open
+    assert "2" not in a
+
+
+@given(cut=st.floats(-1e5, 1e5), earliest=st.floats(1e9, 2e9))
+def test_read_instant_is_the_next_tick_of_a_server_at_the_cut(cut: float, earliest: float) -> None:
+    at = read_instant(cut, earliest)
+    assert earliest - EPS <= at < earliest + 1 + EPS
+    assert (at + cut) % 1 == pytest.approx(0, abs=1e-4) or (at + cut) % 1 == pytest.approx(
+        1, abs=1e-4
+    )
+
+
+@given(
+    lo=st.floats(-100, 100), width=st.floats(0.0001, 1.2), floor=st.floats(0, 0.3),
+    count=st.integers(1, 12),
+)  # fmt: skip
+def test_cuts_are_inside_the_interval_and_ordered(
+    lo: float, width: float, floor: float, count: int
+) -> None:
+    span = Interval(lo, lo + width)
+    cuts = plan_cuts(span, floor, count)
+    assert len(cuts) == count
+    assert cuts == sorted(cuts)
+    assert all(span.lo <= c <= span.hi for c in cuts)
+
+
+def run_rounds(
+    theta: float, up: float, down: float, rule: StopRule
+) -> tuple[OffsetEstimator, int]:
+    """Simulate precise mode's rounds with exact timing and fixed delays."""
+    est = OffsetEstimator()
+    now = 1_800_000_000.0
+    est.add(reading(theta, now, up, down))
+    rounds = 0
+    before: float | None = None
+    while not rule.done(est, rounds, before):
+        before = est.interval.width
+        cuts = plan_cuts(est.interval, est.floor, rule.round_size(est))
+        now = est.readings[-1].end
+        lead = est.lead
+        for send in sorted(read_instant(c, now + lead) - lead for c in cuts):
+            est.add(reading(theta, send, up, down))
+        rounds += 1
+    return est, rounds
+
+
+@given(theta=st.floats(-1000, 1000), up=st.floats(0.00001, 0.2), down=st.floats(0.00001, 0.2))
+def test_rounds_reach_the_limit_and_stay_correct(theta: float, up: float, down: float) -> None:
+    rule = StopRule()
+    est, rounds = run_rounds(theta, up, down, rule)
+    assert est.interval.lo - EPS <= theta <= est.interval.hi + EPS
+    rtt = up + down
+    # The physical limit: about the round trip wide, whatever part went up.
+    assert est.uncertainty <= 1.1 * rtt / 2 + 0.001
+    assert rounds <= 3
+
+
+def test_round_sizes() -> None:
+    rule = StopRule()
+    est = OffsetEstimator()
+    est.add(Reading(100, 0.0, 0.0, 0.08, 0.08))  # 80 ms: two rounds of 12 reach 1.07 x
+    assert rule.round_size(est) == 12
+    est = OffsetEstimator()
+    est.add(Reading(100, 0.0, 0.0, 0.0001, 0.0001))  # loopback: three rounds of ~9
+    assert 8 <= rule.round_size(est) <= 10
+    assert not rule.done(est, 0, None)
+    assert rule.done(est, rule.max_rounds, None)
+
+
+def test_stop_when_a_round_at_the_limit_gains_nothing() -> None:
+    rule = StopRule()
+    est = OffsetEstimator()
+    est.add(Reading(100, 0.0, 0.0, 0.05, 0.05))
+    est.add(Reading(100, 0.9925, 0.9925, 1.0425, 0.05))  # [99.95, 100.0075)
+    width = est.interval.width
+    assert width == pytest.approx(0.0575)  # floor 0.05: near the limit, not within it
+    assert not rule.done(est, 1, None)
+    assert rule.done(est, 2, width)  # the last round gained nothing
+    assert not rule.done(est, 2, width + 0.05)  # it gained a lot: go on
