@@ -32,8 +32,9 @@ CLI = [sys.executable, "-m", "trio_timehttp"]
 
 
 def sample(offset: float, uncertainty: float = 0.5, local: float = 1796156000.0) -> TimeSample:
-    return TimeSample(host="h", port=37, server_time=local + offset, local_time=local,
-                      offset=offset, rtt=0.002, uncertainty=uncertainty)  # fmt: skip
+    return TimeSample(host="h", port=37, protocol="udp", server_time=local + offset,
+                      local_time=local, offset=offset, rtt=0.002,
+                      uncertainty=uncertainty)  # fmt: skip
 
 
 def parse(page: bytes) -> dict[str, list[Sample]]:
