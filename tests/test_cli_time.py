@@ -301,7 +301,10 @@ async def test_a_signal_ends_a_watch_with_its_summary(nursery: trio.Nursery, sig
     assert b"Traceback" not in err
 
 
-async def test_a_signal_before_the_first_reading_exits_130() -> None:
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+async def test_a_signal_before_the_first_reading_exits_as_interrupted(
+    signum: int, status: int
+) -> None:
     # A listener nobody accepts from: the connection completes in the backlog
     # and the reading waits for 4 bytes that never come.
     with trio.socket.socket() as silent:
@@ -315,8 +318,8 @@ async def test_a_signal_before_the_first_reading_exits_130() -> None:
         try:
             with trio.fail_after(30):
                 conn, _ = await silent.accept()  # the reading is under way
-                proc.send_signal(signal.SIGINT)
-                assert await proc.wait() == 130
+                proc.send_signal(signum)
+                assert await proc.wait() == status
             conn.close()
         finally:
             if proc.returncode is None:
