@@ -25,7 +25,7 @@ from prometheus_client.samples import Sample
 from trio_timehttp import BytesConsumer, ConnectError, Timeout, TimeSample, fetch, serve_time
 from trio_timehttp._metrics_server import serve_metrics
 from trio_timehttp._monitor import MonitorConfig, monitor, read_round
-from trio_timehttp._monitor_metrics import make_render
+from trio_timehttp._monitor_metrics import MetricsPage
 from trio_timehttp._monitor_state import MonitorState
 
 CLI = [sys.executable, "-m", "trio_timehttp"]
@@ -82,7 +82,7 @@ def test_the_page_parses_and_shows_every_metric() -> None:
     for i, r in enumerate(results):
         state.record(i, r)
     state.finish_round(results)
-    families = parse(make_render(state)())
+    families = parse(MetricsPage(state).render())
     a = {"source": "a:37", "protocol": "udp"}
     assert value(families["timehttp_offset_seconds"], **a) == 0.01
     assert value(families["timehttp_uncertainty_seconds"], **a) == 0.5
@@ -107,11 +107,11 @@ def test_the_page_parses_and_shows_every_metric() -> None:
 def test_no_combined_offset_without_a_majority() -> None:
     state = MonitorState(["a", "b"])
     state.finish_round([sample(0.0), sample(100.0)])
-    families = parse(make_render(state)())
+    families = parse(MetricsPage(state).render())
     assert families["timehttp_combined_offset_seconds"] == []
     assert value(families["timehttp_falsetickers"]) == 0
     # Before any complete round: no combined values at all, and it still parses.
-    families = parse(make_render(MonitorState(["a"]))())
+    families = parse(MetricsPage(MonitorState(["a"])).render())
     assert families["timehttp_falsetickers"] == []
     assert value(families["timehttp_rounds"]) == 0
 
@@ -120,7 +120,7 @@ def test_label_values_are_escaped() -> None:
     source = 'http://x/"quoted"\\path\nline'
     state = MonitorState([source])
     state.record(0, sample(0.5))
-    families = parse(make_render(state)())
+    families = parse(MetricsPage(state).render())
     assert value(families["timehttp_offset_seconds"], source=source) == 0.5
 
 
@@ -201,7 +201,7 @@ async def test_a_scrape_never_waits_on_a_reading(nursery: trio.Nursery) -> None:
     sources = (fast, quiet)
     state = MonitorState(sources)
     config = MonitorConfig(sources, interval=60, timeout=60)
-    listeners = await nursery.start(partial(monitor, config, state, make_render(state), 0))
+    listeners = await nursery.start(partial(monitor, config, state, MetricsPage(state)))
     port = listeners[0].socket.getsockname()[1]
     with trio.fail_after(10):
         await silent.accepted.wait()  # the round is under way, stuck on the quiet source
@@ -209,20 +209,35 @@ async def test_a_scrape_never_waits_on_a_reading(nursery: trio.Nursery) -> None:
         consumer = BytesConsumer()
         await fetch(f"http://127.0.0.1:{port}/metrics", consumer, timeout=None)
     families = parse(consumer.body)
+    # The page is the last complete round's: none yet, whatever the fast source did.
     assert value(families["timehttp_rounds"]) == 0
+    assert families["timehttp_offset_seconds"] == []
     assert state.rounds == 0
 
 
-async def test_rounds_repeat_every_interval(
+class CountingPage(MetricsPage):
+    def __init__(self, state: MonitorState) -> None:
+        super().__init__(state)
+        self.refreshed: list[int] = []
+        self._state = state
+
+    def refresh(self) -> None:
+        super().refresh()
+        self.refreshed.append(self._state.rounds)
+
+
+async def test_rounds_repeat_every_interval_and_refresh_the_page(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     sources = (await time_server(nursery),)
     state = MonitorState(sources)
-    render = make_render(state)
+    page = CountingPage(state)
     with trio.move_on_after(35):
-        await monitor(MonitorConfig(sources, interval=10), state, render, 0)
+        await monitor(MonitorConfig(sources, interval=10), state, page)
     assert state.rounds == 4  # at 0, 10, 20 and 30 s
     assert state.sources[0].readings == 4
+    assert page.refreshed == [1, 2, 3, 4]
+    assert value(parse(page.render())["timehttp_readings"]) == 4
 
 
 async def test_the_metrics_port_is_bound_before_any_reading() -> None:
@@ -230,9 +245,9 @@ async def test_the_metrics_port_is_bound_before_any_reading() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         state = MonitorState(["127.0.0.1:1"])
+        config = MonitorConfig(("127.0.0.1:1",), metrics_port=taken.getsockname()[1])
         with pytest.raises(OSError, match="in use"):
-            await monitor(MonitorConfig(("127.0.0.1:1",)), state, make_render(state),
-                          taken.getsockname()[1])  # fmt: skip
+            await monitor(config, state, MetricsPage(state))
         assert state.sources[0].readings == 0
 
 

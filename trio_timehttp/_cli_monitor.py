@@ -12,14 +12,13 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Callable
 from functools import partial
 from typing import TextIO
 
 import trio
 
 from ._cli_args import PROG, Parser, UsageError, int_in, positive_float, single
-from ._monitor import MonitorConfig, monitor
+from ._monitor import MonitorConfig, Page, monitor
 from ._monitor_state import MonitorState
 
 log = logging.getLogger("trio_timehttp.cli")
@@ -80,7 +79,7 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
 
 def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
     try:
-        from ._monitor_metrics import make_render
+        from ._monitor_metrics import MetricsPage
     except ImportError:
         print(f"{PROG}: error: {_MISSING}", file=sys.stderr)
         return 1
@@ -96,27 +95,20 @@ def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
         timeout=args.timeout,
         precise=args.precise,
         concurrency=args.concurrency,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
-    run = partial(_run, config, state, make_render(state), args.metrics_port, args.metrics_host)
     try:
-        trio.run(run)
+        trio.run(_run, config, state, MetricsPage(state))
     except BaseExceptionGroup as group:
         raise single(group) from None
     return 0
 
 
-async def _run(
-    config: MonitorConfig,
-    state: MonitorState,
-    render: Callable[[], bytes],
-    port: int,
-    host: str,
-) -> None:
+async def _run(config: MonitorConfig, state: MonitorState, page: Page) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(
-                partial(monitor, config, state, render, port, host=host)
-            )
+            listeners = await nursery.start(partial(monitor, config, state, page))
             address = listeners[0].socket.getsockname()
             where = f"[{address[0]}]" if ":" in address[0] else address[0]
             print(

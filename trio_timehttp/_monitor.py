@@ -9,7 +9,7 @@ start every ``interval`` seconds; a round that takes longer than that delays
 the next (rounds never overlap, so at most ``concurrency`` readings -- and
 sockets -- are ever open, whatever the number of sources).
 
-``monitor(config, state, render, ...)`` is the whole exporter: the metrics
+``monitor(config, state, page)`` is the whole exporter: the metrics
 server (``serve_metrics``) and the reading loop in one nursery.
 """
 
@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 import trio
 
@@ -42,7 +42,9 @@ class MonitorConfig:
     ``interval`` seconds between round starts (default ``60.0``); ``port``
     and ``udp`` for RFC 868 sources without a port; ``timeout`` per reading
     (``None``: the client's default, 5 s, 10 s for URLs, 15 s precise);
-    ``concurrency`` readings at most at once (default ``256``).
+    ``concurrency`` readings at most at once (default ``256``);
+    ``metrics_port`` (``0``: any free port) and ``metrics_host`` (default
+    ``"127.0.0.1"``) where ``/metrics`` is served.
     """
 
     sources: tuple[str, ...]
@@ -52,39 +54,56 @@ class MonitorConfig:
     timeout: float | None = None
     precise: bool = False
     concurrency: int = 256
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+
+
+class Page(Protocol):
+    """What ``monitor`` serves: ``render()`` the page, ``refresh()`` it after each round."""
+
+    def render(self) -> bytes: ...
+
+    def refresh(self) -> None: ...
 
 
 async def monitor(
     config: MonitorConfig,
     state: MonitorState,
-    render: Callable[[], bytes],
-    port: int,
+    page: Page,
     *,
-    host: str = "127.0.0.1",
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
-    """Serve ``render()`` at ``http://host:port/metrics`` and read the sources, until cancelled.
+    """Serve ``page`` at ``http://metrics_host:metrics_port/metrics`` and read the sources.
 
-    The metrics port is bound first: a bind failure is the plain ``OSError``
-    before any reading starts; then ``task_status.started(listeners)`` (read
-    the port of ``port=0`` from ``listeners[0].socket.getsockname()``).
+    Runs until cancelled. The metrics port is bound first: a bind failure is
+    the plain ``OSError`` before any reading starts; then
+    ``task_status.started(listeners)`` (read the port of ``metrics_port=0``
+    from ``listeners[0].socket.getsockname()``). ``page.refresh()`` is
+    called after every round.
     """
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    listeners = await trio.open_tcp_listeners(config.metrics_port, host=config.metrics_host)
     async with trio.open_nursery() as nursery:
-        await nursery.start(partial(serve_metrics_listeners, render, listeners))
+        await nursery.start(partial(serve_metrics_listeners, page.render, listeners))
         task_status.started(listeners)
-        await run_readings(config, state)
+        await run_readings(config, state, page.refresh)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-async def run_readings(config: MonitorConfig, state: MonitorState) -> NoReturn:
-    """Rounds of readings every ``config.interval`` seconds, recorded in ``state``; forever."""
+async def run_readings(
+    config: MonitorConfig, state: MonitorState, on_round: Callable[[], None] = lambda: None
+) -> NoReturn:
+    """Rounds of readings every ``config.interval`` seconds, recorded in ``state``; forever.
+
+    ``on_round()`` is called after each round is judged, before the wait for
+    the next: no reading is in flight then.
+    """
     next_start = trio.current_time()
     while True:
         await trio.sleep_until(next_start)
         began = trio.current_time()
         results = await read_round(config, state)
         reading = state.finish_round(results)
+        on_round()
         took = trio.current_time() - began
         logger.info(
             "round %d: %d of %d sources answered in %.3f s",

@@ -1,10 +1,11 @@
 """What ``trio-timehttp monitor`` knows about its sources between scrapes (pure).
 
 The reading loop writes here (``record`` as each source's reading ends,
-``finish_round`` once every source of a round is done); the metrics
-collector only reads. Nothing here waits, so a scrape never waits on a
-reading. Memory is fixed by the number of sources: one record each, with at
-most one error counter per error kind.
+``finish_round`` once every source of a round is done); the metrics page is
+rendered from it after each round (``_monitor_metrics.MetricsPage``). Nothing
+here waits, so a scrape never waits on a reading. Memory is fixed by the
+number of sources: one record each, with at most one error counter per error
+kind.
 
 Series semantics (what the collector exports from this):
 
