@@ -87,6 +87,7 @@ class Sample:
     rounds: int
     readings: int
     scrape_s: float | None  # None: missed the deadline or failed
+    wall: float = 0.0  # time.time() when the scrape began
 
 
 @dataclass
@@ -95,12 +96,28 @@ class Run:
     dead: int
     interval: float
     seconds: float
+    concurrency: int
     samples: list[Sample] = field(default_factory=list)
     rounds_log: list[float] = field(default_factory=list)  # seconds per round, from the log
+    round_spans: list[tuple[float, float]] = field(default_factory=list)  # wall clock
     cpu_per_scrape: float = 0.0
 
 
-_ROUND = re.compile(r"round (\d+): (\d+) of (\d+) sources answered in ([0-9.]+) s")
+_ROUND = re.compile(
+    r"^(\S+ \S+) \S+ INFO round (\d+): (\d+) of (\d+) sources answered in ([0-9.]+) s", re.M
+)
+
+
+def _spans(log: str) -> list[tuple[float, float]]:
+    """Wall-clock (start, end) of every round, from the monitor's log lines."""
+    import datetime
+
+    spans = []
+    for m in _ROUND.finditer(log):
+        moment = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f")
+        end = moment.timestamp()  # the log's local time, as time.time() sees it
+        spans.append((end - float(m.group(5)), end))
+    return spans
 
 
 def scrape(url: str, deadline: float) -> tuple[float | None, int, int]:
@@ -161,13 +178,14 @@ def wait_for_url(log: Path, deadline: float) -> str:
 
 def measure(args: argparse.Namespace) -> Run:
     sut, load = pick_cores()
-    run = Run(args.sources, args.dead, args.interval, args.seconds)
+    run = Run(args.sources, args.dead, args.interval, args.seconds, args.concurrency)
     with servers(args.sources, args.dead, load) as (ports, closed):
         sources = [f"127.0.0.1:{p}" for p in ports + closed]
         with tempfile.TemporaryDirectory() as tmp:
             log = Path(tmp) / "monitor.log"
             cmd = [sys.executable, "-m", "trio_timehttp", "-v", "monitor", *sources,
-                   "--interval", str(args.interval), "--metrics-port", "0"]  # fmt: skip
+                   "--interval", str(args.interval), "--metrics-port", "0",
+                   "--concurrency", str(args.concurrency)]  # fmt: skip
             with (
                 log.open("w") as err,
                 started(
@@ -177,12 +195,16 @@ def measure(args: argparse.Namespace) -> Run:
                 url = wait_for_url(log, 30)
                 began = time.monotonic()
                 while (now := time.monotonic()) - began < args.seconds:
+                    wall = time.time()
                     latency, rounds, readings = scrape(url, args.scrape_deadline)
                     cpu, rss = cpu_seconds(proc.pid), rss_kib(proc.pid)
-                    run.samples.append(Sample(now - began, cpu, rss, rounds, readings, latency))
+                    sample = Sample(now - began, cpu, rss, rounds, readings, latency, wall)
+                    run.samples.append(sample)
                     time.sleep(max(0.0, args.scrape_every - (time.monotonic() - now)))
                 run.cpu_per_scrape = scrape_cost(url, proc.pid, run.samples[-1].rounds)
-            run.rounds_log = [float(m.group(4)) for m in _ROUND.finditer(log.read_text())]
+            text = log.read_text()
+            run.rounds_log = [float(m.group(5)) for m in _ROUND.finditer(text)]
+            run.round_spans = _spans(text)
     return run
 
 
@@ -200,12 +222,18 @@ def report(run: Run) -> dict[str, Any]:
     per_round: dict[int, Sample] = {}
     for s in ok:
         per_round.setdefault(s.rounds, s)  # the first sample after each round ended
-    latencies = [s.scrape_s for s in run.samples if s.scrape_s is not None]
-    missed = sum(1 for s in run.samples if s.scrape_s is None)
+
+    def in_round(s: Sample) -> bool:
+        done = s.wall + (s.scrape_s if s.scrape_s is not None else 0.0)
+        return any(start <= done and s.wall <= end for start, end in run.round_spans)
+
+    during = [s for s in run.samples if in_round(s)]
+    between = [s for s in run.samples if not in_round(s)]
     return {
         "sources": run.sources,
         "dead": run.dead,
         "interval_s": run.interval,
+        "concurrency": run.concurrency,
         "seconds": run.seconds,
         "rounds": last.rounds,
         "cpu_per_reading_us": reading_cpu / readings * 1e6 if readings else None,
@@ -216,12 +244,21 @@ def report(run: Run) -> dict[str, Any]:
             "median": statistics.median(run.rounds_log) if run.rounds_log else None,
             "max": max(run.rounds_log) if run.rounds_log else None,
         },
-        "scrapes": len(run.samples),
-        "scrape_ms": {
-            "median": statistics.median(latencies) * 1e3 if latencies else None,
-            "max": max(latencies) * 1e3 if latencies else None,
-        },
-        "scrape_missed": missed,
+        "scrapes_during_rounds": _latency(during),
+        "scrapes_between_rounds": _latency(between),
+    }
+
+
+def _latency(samples: list[Sample]) -> dict[str, Any]:
+    took = sorted(s.scrape_s for s in samples if s.scrape_s is not None)
+    if not took:
+        return {"count": len(samples), "missed": len(samples)}
+    return {
+        "count": len(samples),
+        "missed": sum(1 for s in samples if s.scrape_s is None),
+        "median_ms": statistics.median(took) * 1e3,
+        "p99_ms": took[min(len(took) - 1, int(len(took) * 0.99))] * 1e3,
+        "max_ms": took[-1] * 1e3,
     }
 
 
@@ -233,6 +270,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seconds", type=float, default=180.0, help="measured run (default 180)")
     p.add_argument("--scrape-every", type=float, default=0.25, help="seconds between scrapes")
     p.add_argument("--scrape-deadline", type=float, default=1.0, help="a scrape's deadline")
+    p.add_argument("--concurrency", type=int, default=64, help="monitor --concurrency")
     p.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve is not None:

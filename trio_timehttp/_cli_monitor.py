@@ -70,9 +70,9 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     mon.add_argument(
         "--concurrency",
         type=int_in(1, 100000),
-        default=256,
+        default=64,
         metavar="N",
-        help="readings at most at once (default 256)",
+        help="readings at most at once (default 64; raise it when many sources time out)",
     )
     mon.set_defaults(func=cmd_monitor)
 

@@ -42,7 +42,11 @@ class MonitorConfig:
     ``interval`` seconds between round starts (default ``60.0``); ``port``
     and ``udp`` for RFC 868 sources without a port; ``timeout`` per reading
     (``None``: the client's default, 5 s, 10 s for URLs, 15 s precise);
-    ``concurrency`` readings at most at once (default ``256``);
+    ``concurrency`` readings at most at once (default ``64``: a round of
+    1,000 loopback sources then takes ~0.35 s, and a scrape during it waits
+    ~30 ms for the event loop; 256 made that ~170 ms for no faster round --
+    bench/README.md; a round lasts about ``silent sources / concurrency *
+    timeout``, so raise it when many sources time out);
     ``metrics_port`` (``0``: any free port) and ``metrics_host`` (default
     ``"127.0.0.1"``) where ``/metrics`` is served.
     """
@@ -53,7 +57,7 @@ class MonitorConfig:
     udp: bool = False
     timeout: float | None = None
     precise: bool = False
-    concurrency: int = 256
+    concurrency: int = 64
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
 
