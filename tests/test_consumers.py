@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import trio
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_timehttp import (
@@ -443,19 +443,21 @@ USABLE = sorted({c for c in map(_text_codec, CHARSET_NAMES) if c is not None})
 async def test_text_any_chunking_decodes_like_the_whole(
     codec: str, text: str, cuts: list[int]
 ) -> None:
-    try:
-        body = text.encode(codec)
-    except UnicodeError:
-        body = None
-    assume(body is not None)
-    assert body is not None
+    body = text.encode(codec, "ignore")  # what the codec can say of the text
     points = sorted({0, len(body), *(c for c in cuts if c < len(body))})
     chunks = [body[a:b] for a, b in itertools.pairwise(points)]
     decoded, c, _ = await decode_all(chunks, f"text/plain; charset={codec}")
     assert decoded == (await decode_all([body], f"text/plain; charset={codec}"))[0]
     assert c.encoding == codec
-    if codec.startswith("utf") and not text.startswith("\ufeff"):
+    if codec.startswith("utf") and not text.startswith("\ufeff") and body == _strict(text, codec):
         assert decoded == text  # the Unicode codecs also round-trip
+
+
+def _strict(text: str, codec: str) -> bytes | None:
+    try:
+        return text.encode(codec)
+    except UnicodeError:
+        return None
 
 
 def _flaky_codec(name: str) -> codecs.CodecInfo | None:
