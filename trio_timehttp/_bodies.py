@@ -41,7 +41,7 @@ import inspect
 import io
 import os
 import stat
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, Final
 
 import trio
@@ -84,6 +84,7 @@ class RequestBody:
     def __init__(self, length: int | None) -> None:
         self.length = length
         self.sent = 0
+        self._written = False
 
     def expect_length(self, length: int) -> None:
         """Hold the body to ``length`` (a caller's Content-Length); ``ValueError`` on a clash."""
@@ -107,6 +108,28 @@ class RequestBody:
 
     async def _next(self) -> bytes:
         raise NotImplementedError
+
+    async def write(self, send: Callable[[bytes], Awaitable[None]]) -> None:
+        """Send the whole body with ``send``: as is when ``length`` is known, else chunked.
+
+        A second ``write`` (a retry, a 307/308) starts from the beginning, or
+        raises ``ValueError`` for a body that cannot be replayed — it is never
+        sent again empty. Each chunk is sent before the next is read
+        (``send`` returns once the kernel took it: backpressure).
+        """
+        if self._written:
+            self.rewind()
+        self._written = True
+        chunked = self.length is None
+        while chunk := await self.read():
+            await send(encode_chunk(chunk) if chunked else chunk)
+        if chunked:
+            await send(LAST_CHUNK)
+
+    @property
+    def used(self) -> bool:
+        """Whether ``write`` has begun sending this body."""
+        return self._written
 
     def rewind(self) -> None:
         """Start again from the beginning; ``ValueError`` if the body cannot be replayed."""

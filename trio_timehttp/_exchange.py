@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Protocol
 
 from ._errors import ProtocolError
@@ -62,14 +62,16 @@ class StaleConnection(ProtocolError):
 class Decoder(Protocol):
     """Transforms body pieces before the consumer sees them (content decoding).
 
-    ``decode(data)`` returns the decoded bytes so far (may be empty);
-    ``flush()`` the rest once the body is complete. Raise ``ProtocolError``
-    (or ``BodyTooLarge``) for bad input.
+    ``decode(data)`` yields the decoded pieces ``data`` completes, each of
+    bounded size (so memory stays flat whatever the compression ratio; the
+    consumer is awaited between pieces); ``flush()`` the rest once the body
+    is complete. Each is exhausted before the next call. They raise
+    ``ProtocolError`` (or ``BodyTooLarge``) for bad input.
     """
 
-    def decode(self, data: bytes) -> bytes: ...
+    def decode(self, data: bytes) -> Iterable[bytes]: ...
 
-    def flush(self) -> bytes: ...
+    def flush(self) -> Iterable[bytes]: ...
 
 
 class Hooks:
@@ -284,9 +286,9 @@ class Exchange:
         while not self.complete:
             for piece in await receive():
                 if decoder is not None:
-                    piece = decoder.decode(piece)
-                    if not piece:
-                        continue
+                    for out in decoder.decode(piece):
+                        await hooks.call(feed, out)
+                    continue
                 # Hooks.call inlined: this is the hot loop.
                 try:
                     result = feed(piece)
@@ -296,9 +298,8 @@ class Exchange:
                     hooks.raised = exc
                     raise
         if decoder is not None:
-            rest = decoder.flush()
-            if rest:
-                await hooks.call(feed, rest)
+            for out in decoder.flush():
+                await hooks.call(feed, out)
 
     async def drain(self) -> bool:
         """Read and drop the rest of a response nobody will read.
