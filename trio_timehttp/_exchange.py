@@ -23,12 +23,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Protocol
 
+import trio
+
 from ._errors import ProtocolError
 from ._framing import BodyReader, ContentLengthReader, FramingError, UntilCloseReader, body_reader
 from ._headreader import Head, HeadError, HeadMemo, HeadReader
 from ._models import Response
 from ._pool import Connection, Pool
-from ._prepare import Prepared
+from ._prepare import BodySource, Prepared
 from ._timing import ExchangeTimes
 from ._transport import TRANSPORT_ERRORS
 
@@ -53,6 +55,10 @@ BODY_READ: Final = 262144
 # current response is read and dropped if that costs at most DRAIN_LIMIT
 # bytes (so the connection can be reused); otherwise the connection is closed.
 DRAIN_LIMIT: Final = 65536
+# Expect: 100-continue: how long the body waits for the server's 100 before it
+# is sent anyway (RFC 9110 section 10.1.1 lets a client stop waiting; curl's
+# --expect100-timeout default is 1 s: a server that ignores Expect is common).
+CONTINUE_WAIT: Final = 1.0
 
 
 class StaleConnection(ProtocolError):
@@ -107,10 +113,15 @@ class Exchange:
     """One request and its response on ``conn``; see the module docstring for the phases."""
 
     __slots__ = (
+        "_early",
+        "_early_eof",
+        "_early_error",
         "_first",
+        "_heads",
         "_memo",
         "_send_error",
         "_times",
+        "body_held",
         "complete",
         "conn",
         "head",
@@ -134,6 +145,12 @@ class Exchange:
         self.reader: BodyReader | None = None
         self.reusable = False
         self.complete = False  # the body's framing proved it complete
+        # Expect: 100-continue: what came back while the body was held.
+        self._heads: HeadReader | None = None
+        self._early: Head | None = None  # a final answer instead of 100
+        self._early_eof = False
+        self._early_error: HeadError | None = None
+        self.body_held = False  # the body was never sent (the answer came first)
 
     # ----------------------------------------------------------------- errors
 
@@ -168,6 +185,10 @@ class Exchange:
             await transport.send_all(self.prepared.head)
             body = self.prepared.body
             if body is not None:
+                if self._expects_continue(body) and not await self._await_continue():
+                    log.debug("%s answered before 100 Continue: body not sent", self.prepared.url)
+                    self.body_held = True
+                    return
                 await body.write(transport.send_all)
         except TRANSPORT_ERRORS as exc:
             log.debug("sending to %s failed (%s); reading any response", self.prepared.url, exc)
@@ -176,19 +197,51 @@ class Exchange:
         if times is not None:
             times.sent = time.time()
 
+    def _expects_continue(self, body: BodySource) -> bool:
+        expect = self.prepared.request.headers.get("expect") or ""
+        return body.length != 0 and expect.strip().lower() == "100-continue"
+
+    async def _await_continue(self) -> bool:
+        """Wait for 100 Continue, at most ``CONTINUE_WAIT`` s: True to send the body now.
+
+        False when the final answer (or the close) came first: then the body
+        is never sent and the connection is not reused (RFC 9110 section
+        10.1.1: the server may still be waiting for a body we did not send).
+        What was read stays in the head reader for ``receive_head``.
+        """
+        reader = self._heads = HeadReader(self._memo)
+        with trio.move_on_after(CONTINUE_WAIT):
+            while reader.informational == 0:
+                data = await self.conn.transport.recv(HEAD_READ)
+                self.received += len(data)
+                if not data:
+                    self._early_eof = True
+                    return False
+                try:
+                    self._early = reader.feed(data)
+                except HeadError as exc:
+                    self._early_error = exc
+                    return False
+                if self._early is not None:
+                    return False
+        return True
+
     async def receive_head(self) -> Head:
         """Read the final response head (skipping 1xx), checked by the head reader."""
         transport = self.conn.transport
-        reader = HeadReader(self._memo)
+        reader = self._heads or HeadReader(self._memo)
+        head = self._early
         try:
-            while True:
+            if self._early_error is not None:
+                raise self._early_error
+            if self._early_eof:
+                reader.feed_eof()
+            while head is None:
                 data = await transport.recv(HEAD_READ)
                 self.received += len(data)
                 if not data:
                     reader.feed_eof()
                 head = reader.feed(data)
-                if head is not None:
-                    break
         except TRANSPORT_ERRORS as exc:
             raise self._no_head(exc) from exc
         except HeadError as exc:
@@ -208,6 +261,7 @@ class Exchange:
             and head.persistent
             and not self.prepared.closes
             and self._send_error is None
+            and not self.body_held
         )
         return head
 
