@@ -61,6 +61,10 @@ DRAIN_LIMIT: Final = 65536
 CONTINUE_WAIT: Final = 1.0
 
 
+class _SendFailed(Exception):
+    """The socket failed while the body was sent (the cause is the transport's error)."""
+
+
 class StaleConnection(ProtocolError):
     """A reused connection broke before any byte of the response: safe to retry once."""
 
@@ -181,21 +185,43 @@ class Exchange:
             times.reused = self.conn.reused
             if self.conn.reused:
                 times.start = time.time()
+        body = self.prepared.body
         try:
             await transport.send_all(self.prepared.head)
-            body = self.prepared.body
-            if body is not None:
-                if self._expects_continue(body) and not await self._await_continue():
-                    log.debug("%s answered before 100 Continue: body not sent", self.prepared.url)
-                    self.body_held = True
-                    return
-                await body.write(transport.send_all)
+            held = body is not None and self._expects_continue(body)
+            if held and not await self._await_continue():
+                log.debug("%s answered before 100 Continue: body not sent", self.prepared.url)
+                self.body_held = True
+                return
         except TRANSPORT_ERRORS as exc:
-            log.debug("sending to %s failed (%s); reading any response", self.prepared.url, exc)
-            self._send_error = exc
+            self._sending_failed(exc)
             return
+        if body is not None:
+            # Outside the transport-error handler: the body's own errors
+            # (an OSError from a file, too) propagate unchanged.
+            try:
+                await body.write(self._send_body)
+            except _SendFailed as exc:
+                self._sending_failed(exc.__cause__)
+                return
         if times is not None:
             times.sent = time.time()
+
+    def _sending_failed(self, exc: BaseException | None) -> None:
+        log.debug("sending to %s failed (%s); reading any response", self.prepared.url, exc)
+        self._send_error = exc
+
+    async def _send_body(self, data: bytes) -> None:
+        """Send body bytes, telling a send failure apart from the body's own errors.
+
+        A body source's exceptions (a caller's iterator, a file's ``OSError``)
+        propagate unchanged and end the exchange; only the socket's own
+        failures mean "the server may have answered: read it".
+        """
+        try:
+            await self.conn.transport.send_all(data)
+        except TRANSPORT_ERRORS as exc:
+            raise _SendFailed from exc
 
     def _expects_continue(self, body: BodySource) -> bool:
         expect = self.prepared.request.headers.get("expect") or ""
