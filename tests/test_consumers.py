@@ -1,4 +1,4 @@
-"""The ready-made consumers: BytesConsumer, TextConsumer, FileConsumer.
+"""The ready-made consumers: BytesConsumer, TextConsumer (FileConsumer: test_file_consumer.py).
 
 The unit tests call the consumer methods directly with hand-built responses
 (pure and fast); the ``fetch`` tests at the end run them, and stdlib
@@ -8,11 +8,8 @@ incremental parsers used as consumers, against the local h11 test server.
 from __future__ import annotations
 
 import itertools
-import os
-import stat
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +20,6 @@ from hypothesis import strategies as st
 from trio_timehttp import (
     BodyTooLarge,
     BytesConsumer,
-    ConnectError,
-    FileConsumer,
-    ProtocolError,
     Request,
     Response,
     TextConsumer,
@@ -34,7 +28,7 @@ from trio_timehttp import (
 from trio_timehttp._consumers import content_type_charset
 from trio_timehttp._headers import Headers
 
-from helpers import ServerRequest, serve_evil, serve_http
+from helpers import ServerRequest, serve_http
 
 URL = "http://example.com/doc"
 
@@ -417,133 +411,6 @@ async def test_text_any_split_decodes_like_the_whole(
 
 
 # --------------------------------------------------------------------------
-# FileConsumer
-
-
-def leftovers(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir())
-
-
-def test_file_written_and_renamed_on_close(tmp_path: Path) -> None:
-    target = tmp_path / "out.bin"
-    c = FileConsumer(target)
-    c.http_header(make_response(headers={"content-length": "6"}))
-    c.feed(b"abc")
-    # Mid-transfer: nothing at the final path, one hidden temporary beside it.
-    assert not target.exists()
-    (tmp,) = leftovers(tmp_path)
-    assert tmp.startswith(".out.bin.")
-    assert tmp.endswith(".part")
-    c.feed(b"def")
-    assert c.bytes_written == 6
-    c.close()
-    assert target.read_bytes() == b"abcdef"
-    assert leftovers(tmp_path) == ["out.bin"]
-    assert c.complete
-
-
-def test_file_accepts_str_path_and_replaces_an_old_file(tmp_path: Path) -> None:
-    target = tmp_path / "out.txt"
-    target.write_bytes(b"old")
-    c = FileConsumer(str(target))
-    c.http_header(make_response())
-    c.feed(b"new")
-    c.close()
-    assert target.read_bytes() == b"new"
-
-
-def test_file_empty_body(tmp_path: Path) -> None:
-    target = tmp_path / "empty"
-    c = FileConsumer(target)
-    c.http_header(make_response(204))
-    c.close()
-    assert target.read_bytes() == b""
-
-
-def test_file_head_response_with_content_length_completes(tmp_path: Path) -> None:
-    target = tmp_path / "head"
-    c = FileConsumer(target)
-    c.http_header(make_response(headers={"content-length": "100"}, method="HEAD"))
-    c.close()
-    assert target.exists()
-
-
-def test_file_permissions_follow_the_umask(tmp_path: Path) -> None:
-    old = os.umask(0o022)
-    try:
-        c = FileConsumer(tmp_path / "perm")
-        c.http_header(make_response())
-        c.close()
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "perm").stat().st_mode) == 0o644
-
-
-@pytest.mark.parametrize("how", ["http_error", "failure_response", "no_response", "short_body"])
-def test_file_failed_transfer_leaves_nothing_new(tmp_path: Path, how: str) -> None:
-    target = tmp_path / "out"
-    target.write_bytes(b"previous")
-    c = FileConsumer(target)
-    if how == "failure_response":
-        c.http_header(failure())
-    elif how != "no_response":
-        c.http_header(make_response(headers={"content-length": "10"}))
-        c.feed(b"12345")
-        if how == "http_error":
-            c.http_error(RuntimeError("connection reset"))
-    c.close()
-    c.close()  # idempotent
-    assert target.read_bytes() == b"previous"
-    assert leftovers(tmp_path) == ["out"]
-    assert not c.complete
-
-
-def test_file_failed_transfer_with_no_previous_file(tmp_path: Path) -> None:
-    c = FileConsumer(tmp_path / "out")
-    c.http_header(make_response())
-    c.feed(b"part")
-    c.http_error(RuntimeError("cut"))
-    c.feed(b"ignored after a failure")
-    c.close()
-    assert leftovers(tmp_path) == []
-
-
-def test_file_write_error_fails_the_transfer(tmp_path: Path) -> None:
-    c = FileConsumer(tmp_path / "out")
-    c.http_header(make_response())
-    with pytest.raises(TypeError):
-        c.feed("not bytes")  # type: ignore[arg-type]
-    c.close()
-    assert leftovers(tmp_path) == []
-
-
-def test_file_missing_directory_raises(tmp_path: Path) -> None:
-    c = FileConsumer(tmp_path / "missing" / "out")
-    with pytest.raises(FileNotFoundError):
-        c.http_header(make_response())
-    c.close()
-
-
-def test_file_second_head_starts_over(tmp_path: Path) -> None:
-    target = tmp_path / "out"
-    c = FileConsumer(target)
-    c.http_header(make_response())
-    c.feed(b"first")
-    c.http_header(make_response())
-    c.feed(b"second")
-    c.close()
-    assert target.read_bytes() == b"second"
-    assert leftovers(tmp_path) == ["out"]
-
-
-def test_file_without_http_header_is_not_complete(tmp_path: Path) -> None:
-    c = FileConsumer(tmp_path / "out")
-    c.feed(b"data")
-    c.close()
-    assert leftovers(tmp_path) == []
-
-
-# --------------------------------------------------------------------------
 # XMLParser as a consumer (pure part; the fetch run is below)
 
 
@@ -625,118 +492,3 @@ async def test_fetch_bytes_consumer_and_its_bound() -> None:
         nursery.cancel_scope.cancel()
     assert whole.body == bytes(range(256)) * 400
     assert whole.response is response
-
-
-async def test_fetch_file_consumer(tmp_path: Path) -> None:
-    target = tmp_path / "big.bin"
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_http, content_handler)
-        consumer = FileConsumer(target)
-        await fetch(server.url("/big"), consumer)
-        nursery.cancel_scope.cancel()
-    assert target.read_bytes() == bytes(range(256)) * 400
-    assert consumer.complete
-    assert leftovers(tmp_path) == ["big.bin"]
-
-
-@pytest.mark.parametrize(
-    "reply",
-    [
-        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
-    ],
-)
-async def test_fetch_file_consumer_truncated_body_leaves_no_file(
-    tmp_path: Path, reply: bytes
-) -> None:
-    target = tmp_path / "out"
-    target.write_bytes(b"previous")
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_evil, [("recv",), ("send", reply), ("close",)])
-        consumer = FileConsumer(target)
-        with pytest.raises(ProtocolError):
-            await fetch(server.url("/"), consumer)
-        nursery.cancel_scope.cancel()
-    assert target.read_bytes() == b"previous"
-    assert leftovers(tmp_path) == ["out"]
-    assert not consumer.complete
-
-
-async def test_fetch_file_consumer_connection_refused_leaves_no_file(tmp_path: Path) -> None:
-    listener = trio.socket.socket()
-    await listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    listener.close()  # nothing listens there now
-    consumer = FileConsumer(tmp_path / "out")
-    with pytest.raises(ConnectError):
-        await fetch(f"http://127.0.0.1:{port}/", consumer)
-    assert consumer.response is not None
-    assert consumer.response.status_code is None
-    assert leftovers(tmp_path) == []
-
-
-def test_file_gives_up_when_no_temporary_name_is_free(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("trio_timehttp._consumers.secrets.token_hex", lambda n: "same")
-    (tmp_path / ".out.same.part").write_bytes(b"someone else's")
-    c = FileConsumer(tmp_path / "out")
-    with pytest.raises(FileExistsError, match="temporary file"):
-        c.http_header(make_response())
-    c.close()
-    assert leftovers(tmp_path) == [".out.same.part"]
-
-
-def test_file_rename_failure_removes_the_temporary_file(tmp_path: Path) -> None:
-    target = tmp_path / "a-directory"
-    (target / "inside").mkdir(parents=True)
-    c = FileConsumer(target)
-    c.http_header(make_response())
-    c.feed(b"data")
-    with pytest.raises(OSError):  # noqa: PT011 - IsADirectoryError or similar
-        c.close()
-    assert leftovers(tmp_path) == ["a-directory"]
-    assert not c.complete
-
-
-async def test_file_close_inside_a_cancelled_scope_is_a_failure(tmp_path: Path) -> None:
-    c = FileConsumer(tmp_path / "out")
-    c.http_header(make_response())  # chunked: no length to check against
-    c.feed(b"part of it")
-    # No checkpoint needed: close() only looks at the scope's cancelled state.
-    with trio.CancelScope() as scope:  # noqa: ASYNC100
-        scope.cancel()
-        c.close()
-    assert leftovers(tmp_path) == []
-    assert not c.complete
-
-
-async def test_fetch_cancelled_mid_chunked_body_leaves_no_file(tmp_path: Path) -> None:
-    async def slow(request: ServerRequest) -> Any:
-        async def body() -> Any:
-            yield b"part one"
-            await trio.sleep_forever()
-
-        return 200, [], body()
-
-    class CancelAfterFirstChunk(FileConsumer):
-        """Cancels the fetch from outside once the first chunk is on disk."""
-
-        scope = trio.CancelScope()
-
-        def feed(self, data: bytes) -> None:
-            super().feed(data)
-            self.scope.cancel()
-
-    target = tmp_path / "out"
-    target.write_bytes(b"previous")
-    consumer = CancelAfterFirstChunk(target)
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_http, slow)
-        with consumer.scope:
-            await fetch(server.url("/"), consumer)
-        nursery.cancel_scope.cancel()
-    assert consumer.bytes_written == len(b"part one")
-    assert target.read_bytes() == b"previous"
-    assert leftovers(tmp_path) == ["out"]

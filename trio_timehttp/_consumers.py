@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import inspect
 import logging
-import math
 import os
 import re
 import secrets
+import stat
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -470,39 +471,44 @@ class TextConsumer:
 # --------------------------------------------------------------------------
 # File
 
-
-def _cancelled() -> bool:
-    """True when called from a Trio task whose cancel scope has been cancelled.
-
-    A ``fetch`` cancelled from outside in the middle of a chunked or
-    read-until-close body calls ``close()`` with no ``http_error`` first, and
-    nothing in the body's bytes says it was cut short. The one sign left is
-    that we are running inside the cancellation: Trio reports the effective
-    deadline of a cancelled scope as -inf. Imported here, not at the top: the
-    consumers work (and are tested) without a Trio run.
-    """
-    import trio
-
-    try:
-        return trio.current_effective_deadline() == -math.inf
-    except RuntimeError:  # not inside trio.run()
-        return False
+# os.access(..., effective_ids=True) where the platform has it (Linux does):
+# the check must be about the user the process runs as (setuid, setpriv).
+_EUID_ACCESS = os.access in os.supports_effective_ids
 
 
 class FileConsumer:
-    """Writes the body to ``path``, atomically: all of it, or nothing new there.
+    """Writes the body to ``path``; a failed transfer never leaves a file that looks complete.
 
-    The body goes to a temporary file beside ``path`` (same directory, so the
-    final ``os.replace`` is an atomic rename on one file system) and is
-    renamed into place by ``close()`` only after a complete body. A failed
-    transfer — a failure ``Response``, ``http_error``, a write error, a body
-    shorter than its ``Content-Length``, ``close()`` without a response, or
-    ``close()`` called inside a cancelled Trio scope (a cancelled fetch) —
-    removes the temporary file and leaves whatever was at ``path`` untouched.
+    Where ``path`` names a regular file, or nothing yet, the body goes to a
+    hidden temporary file beside it (``.NAME.XXXXXXXXXXXX.part``; same
+    directory, so the final ``os.replace`` is an atomic rename on one file
+    system) and ``close()`` renames it into place only after
+    ``http_complete()`` — the requester's word that the body's framing proved
+    it complete. Anything else — a failure ``Response``, ``http_error``, a
+    write error, a cancelled or interrupted fetch, ``close()`` without
+    ``http_complete()`` — removes the temporary file and leaves whatever was
+    at ``path`` untouched. A replaced file keeps its permission bits (a new
+    one gets ``0o666`` less the umask).
+
+    What is at ``path`` is never destroyed: a symlink stays a symlink (the
+    file it points to is the one replaced, by a temporary file beside *it*);
+    a device, a FIFO or any other non-regular file (``/dev/null``,
+    ``/dev/stdout``) is written through, as ``curl -o`` does — such writes
+    cannot be taken back, so there a failed transfer leaves what it wrote.
+
+    ``open()`` checks and opens the target now; a caller wanting mistakes
+    found before the request (the CLI does) calls it first, otherwise the
+    first response does. It raises ``OSError`` naming ``path`` (never the
+    temporary file): ``IsADirectoryError`` for a directory,
+    ``FileNotFoundError`` for a missing directory, ``PermissionError`` for a
+    directory that cannot take the temporary file or a read-only file. A
+    FIFO's open waits for a reader, as a shell's ``>`` does.
+
     Any complete response is written whatever its status (status codes are
     data): check ``.response.status_code``. ``.bytes_written`` counts the
-    body so far (for a progress display); ``.complete`` says whether the
-    file was put in place.
+    body so far (for a progress display); ``.complete`` says whether the whole
+    body is in place. A second ``http_header`` (a retried request) starts the
+    body over.
 
     Plain blocking writes, not ``trio.wrap_file``: the writes are small and
     sequential into the page cache (microseconds each), while a thread hop
@@ -516,13 +522,42 @@ class FileConsumer:
         self.response: Response | None = None
         self.bytes_written = 0
         self.complete = False
-        self._tmp_path: str | None = None
         self._file: Any = None
+        self._tmp_path: str | None = None  # None while writing through
+        self._target = ""  # the real path the temporary file is renamed to
         self._failed = False
+        self._ended = False  # http_complete() was called
         self._closed = False
 
-    def _open(self) -> None:
-        directory, name = os.path.split(os.path.abspath(self.path))
+    def _error(self, exc: OSError) -> OSError:
+        """``exc`` again, naming the user's path (not a temporary file or a resolved link)."""
+        return OSError(exc.errno, exc.strerror or str(exc), self.path)
+
+    def open(self) -> None:
+        """Check the target and open it (idempotent); see the class docstring for errors."""
+        if self._file is not None:
+            return
+        real = os.path.realpath(self.path)  # through every symlink; the links stay
+        try:
+            try:
+                info: os.stat_result | None = os.stat(real)
+            except FileNotFoundError:
+                info = None  # a new file (or a dangling link's target)
+            if info is not None and stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "Is a directory")
+            if info is not None and not stat.S_ISREG(info.st_mode):
+                # O_NOCTTY: writing to a terminal must not make it ours.
+                fd = os.open(real, os.O_WRONLY | os.O_NOCTTY)
+                self._file = os.fdopen(fd, "wb", buffering=1 << 16)
+                return
+            if info is not None and not os.access(real, os.W_OK, effective_ids=_EUID_ACCESS):
+                raise PermissionError(errno.EACCES, "Permission denied (the file is read-only)")
+            self._open_temporary(real, info)
+        except OSError as exc:
+            raise self._error(exc) from exc
+
+    def _open_temporary(self, real: str, info: os.stat_result | None) -> None:
+        directory, name = os.path.split(real)
         for _ in range(100):
             candidate = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.part")
             try:
@@ -532,12 +567,15 @@ class FileConsumer:
             except FileExistsError:
                 continue
             self._tmp_path = candidate
+            self._target = real
             self._file = os.fdopen(fd, "wb", buffering=1 << 16)
+            if info is not None:  # replacing a file: keep its permission bits
+                os.fchmod(fd, stat.S_IMODE(info.st_mode))
             return
-        raise FileExistsError(f"could not create a temporary file beside {self.path}")
+        raise FileExistsError(errno.EEXIST, "could not create a temporary file beside it")
 
     def _discard(self) -> None:
-        """Drop the temporary file (a failed or abandoned transfer)."""
+        """Drop the temporary file (a failed transfer); close a written-through target."""
         if self._file is not None:
             with contextlib.suppress(OSError):  # the data is being thrown away anyway
                 self._file.close()
@@ -548,26 +586,34 @@ class FileConsumer:
             self._tmp_path = None
 
     def http_header(self, response: Response) -> Request | None:
-        """Start a fresh temporary file for a real response; a failure ends the transfer."""
-        self._discard()
-        self.bytes_written = 0
+        """Open the target for a real response (starting over if written to); a failure ends it."""
         self.response = response
+        self._ended = False
         if response.status_code is None:
             self._failed = True
-        else:
-            self._open()
+            self._discard()
+            return None
+        self._failed = False
+        if self._file is not None and self.bytes_written and self._tmp_path is not None:
+            self._file.seek(0)
+            self._file.truncate()
+        self.bytes_written = 0
+        self.open()
         return None
 
     def feed(self, data: bytes) -> None:
-        """Append a chunk to the temporary file."""
+        """Append a chunk to the temporary file (or the written-through target)."""
         if self._failed:
             return
         try:
             if self._file is None:
-                self._open()
+                self.open()
             self._file.write(data)
+        except OSError as exc:
+            self._failed = True  # disk full, a closed FIFO, ...: incomplete
+            raise self._error(exc) from exc
         except BaseException:
-            self._failed = True  # a write error (disk full) or cancellation: incomplete
+            self._failed = True  # a bad chunk, or an interruption: incomplete
             raise
         self.bytes_written += len(data)
 
@@ -576,29 +622,28 @@ class FileConsumer:
         self._failed = True
         self._discard()
 
+    def http_complete(self) -> None:
+        """The requester's signal that the body ended complete; ``close()`` then keeps it."""
+        if not self._failed and self.response is not None:
+            self._ended = True
+
     def close(self) -> None:
-        """Put the file in place if the body is complete, else remove the temporary file."""
+        """Put the file in place after ``http_complete()``, else remove the temporary file."""
         if self._closed:
             return
         self._closed = True
-        response = self.response
-        expected = _content_length(response) if response is not None else None
-        if (
-            self._failed
-            or _cancelled()
-            or self._file is None
-            or response is None
-            or response.status_code is None
-            or (expected is not None and expected != self.bytes_written)
-        ):
+        if not self._ended or self._failed or self._file is None:
             self._discard()
             return
         try:
             self._file.close()
             self._file = None
-            assert self._tmp_path is not None
-            os.replace(self._tmp_path, self.path)
-            self._tmp_path = None
+            if self._tmp_path is not None:
+                os.replace(self._tmp_path, self._target)
+                self._tmp_path = None
+        except OSError as exc:
+            self._discard()
+            raise self._error(exc) from exc
         except BaseException:
             self._discard()
             raise
