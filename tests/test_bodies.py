@@ -176,7 +176,8 @@ async def test_a_file_truncated_while_sent_is_a_value_error(tmp_path: pathlib.Pa
         assert len(await body.read()) == CHUNK_SIZE
         os.truncate(path, CHUNK_SIZE + 5)
         assert len(await body.read()) == 5
-        with pytest.raises(ValueError, match=r"ended after 65541 of 131072 bytes"):
+        expected = rf"ended after {CHUNK_SIZE + 5} of {2 * CHUNK_SIZE} bytes"
+        with pytest.raises(ValueError, match=expected):
             await body.read()
 
 
