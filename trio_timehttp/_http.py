@@ -17,10 +17,12 @@ it, so it happens even after the deadline.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import ssl
 import time
-from collections.abc import Hashable
+from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -28,6 +30,7 @@ import trio
 
 from ._bodies import RequestBody, request_body
 from ._consumer import Consumer
+from ._consumers import RedirectingConsumer
 from ._decoding import BodyDecoder, DecodeLimits, accept_encoding, parse_codings
 from ._errors import ConnectError, HTTPError, InvalidURL, RedirectError, TimeHTTPError, Timeout
 from ._exchange import Decoder, Exchange, Hooks, StaleConnection
@@ -37,6 +40,7 @@ from ._models import Content, Request, Response
 from ._pool import Connection, Pool
 from ._prepare import USER_AGENT, Prepared, Preparer
 from ._retry import RetryPolicy, parse_retry_after
+from ._stream import BodyStream
 from ._timing import ExchangeTimes
 from ._transport import HandshakeError, TLSPlan, Transport, TransportPlan, open_transport
 from ._urls import URL
@@ -77,14 +81,6 @@ class _Options:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
-class _Retry(Exception):
-    """Raised inside a hop when an answer asks for a retry the policy allows."""
-
-    def __init__(self, delay: float, reason: str) -> None:
-        super().__init__(reason)
-        self.delay = delay
-
-
 class _State:
     """Per-fetch bookkeeping shared by the hops of a redirect chain."""
 
@@ -95,6 +91,7 @@ class _State:
         "delivered",
         "history",
         "options",
+        "prepared",
         "request",
         "times",
         "url",
@@ -103,6 +100,7 @@ class _State:
     def __init__(
         self, url: str, times: ExchangeTimes | None, options: _Options | None = None
     ) -> None:
+        self.prepared: Prepared | None = None  # the first hop's, made while validating
         self.url = url  # the URL of the hop in progress (for messages)
         self.request: Request | None = None  # the hop in progress
         self.history: list[Response] = []  # the hops before it
@@ -147,6 +145,16 @@ class _State:
     def remaining(self) -> float | None:
         """Seconds left before the deadline (None: no deadline)."""
         return None if self.deadline is None else self.deadline - trio.current_time()
+
+
+class _Discard:
+    """The consumer behind ``Client.stream``'s redirect policy: the body is pulled instead."""
+
+    def feed(self, data: bytes) -> None:  # pragma: no cover - never fed
+        pass
+
+    def close(self) -> None:  # pragma: no cover - never closed
+        pass
 
 
 class Client(trio.abc.AsyncResource):
@@ -247,17 +255,33 @@ class Client(trio.abc.AsyncResource):
         hooks = Hooks(consumer)
         state = _State(url, None, self._request_options(decode, max_decoded_size, retries))
         try:
-            fields = Headers(headers)
-            if state.options.decode is not None and "accept-encoding" not in fields:
-                fields = Headers([*fields.items(), ("accept-encoding", accept_encoding())])
-            if expect_continue and "expect" not in fields:
-                fields = Headers([*fields.items(), ("expect", "100-continue")])
-            request = self._first_request(Request(method, url, fields, body))
-            state.body_for(request)  # a body of the wrong type fails here, before any I/O
+            request = self._first_request(
+                self._new_request(method, url, headers, body, state, expect_continue), state
+            )
         except BaseException:
             await hooks.call(hooks.close)
             raise
         return await self._run(request, hooks, state, timeout)
+
+    def _new_request(
+        self,
+        method: str,
+        url: str,
+        headers: HeadersLike | None,
+        body: Content | None,
+        state: _State,
+        expect_continue: bool,
+    ) -> Request:
+        """The caller's request, with the fields decoding and Expect: 100-continue ask for."""
+        fields = Headers(headers)
+        extra = []
+        if state.options.decode is not None and "accept-encoding" not in fields:
+            extra.append(("accept-encoding", accept_encoding()))
+        if expect_continue and "expect" not in fields:
+            extra.append(("expect", "100-continue"))
+        if extra:
+            fields = Headers([*fields.items(), *extra])
+        return Request(method, url, fields, body)
 
     def _request_options(
         self, decode: bool | None, max_decoded_size: int | None, retries: int | None
@@ -284,17 +308,90 @@ class Client(trio.abc.AsyncResource):
         hooks = Hooks(consumer)
         state = _State(url, times)
         try:
-            request = self._first_request(Request(method, url))
+            request = self._first_request(Request(method, url), state)
         except BaseException:
             await hooks.call(hooks.close)
             raise
         return await self._run(request, hooks, state, None)
 
-    def _first_request(self, request: Request) -> Request:
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: HeadersLike | None = None,
+        body: Content | None = None,
+        timeout: float | None = _DEFAULT,
+        follow_redirects: bool = False,
+        expect_continue: bool = False,
+        decode: bool | None = None,
+        max_decoded_size: int | None = _DEFAULT,
+        retries: int | None = None,
+    ) -> AsyncIterator[Response]:
+        """Pull a response: ``async with client.stream(url) as response:``.
+
+        The ``Response`` is yielded once its head is in; read the body with
+        ``response.aiter_bytes()`` or ``await response.aread()``. Leaving the
+        block drains the rest (within a small bound, so the connection can be
+        reused) or closes the connection. ``timeout`` (default: the Client's)
+        is one deadline over connecting, the head, and the whole block, body
+        included; past it the block is cancelled and ``Timeout`` is raised.
+        Redirects are followed only with ``follow_redirects=True``, by the
+        policy of ``RedirectingConsumer``. Errors as ``fetch`` raises them.
+        ``body``, ``expect_continue``, ``decode``, ``max_decoded_size``,
+        ``retries``: as for ``fetch``.
+        """
+        if timeout is _DEFAULT:
+            timeout = self._timeout
+        state = _State(url, None, self._request_options(decode, max_decoded_size, retries))
+        request = self._first_request(
+            self._new_request(method, url, headers, body, state, expect_continue), state
+        )
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        state.deadline = None if timeout is None else deadline
+        with trio.CancelScope(deadline=deadline) as scope:
+            ex = await self._start_following(request, state, follow_redirects)
+            clean = False
+            try:
+                response = ex.response(list(state.history))
+                pulled = BodyStream(ex, self._decoder(response, state))
+                response._body = pulled
+                yield response
+                clean = await pulled.finish()
+            finally:
+                ex.release(self._pool, clean)
+        if scope.cancelled_caught:
+            raise Timeout(f"timed out after {timeout} s fetching {state.url}")
+
+    async def _start_following(self, request: Request, state: _State, follow: bool) -> Exchange:
+        """The exchange whose head is final: redirects followed when ``follow``."""
+        policy = RedirectingConsumer(_Discard()) if follow else None
+        while True:
+            state.url = request.url
+            ex = await self._start(request, state)
+            if policy is None:
+                return ex
+            try:
+                response = ex.response(list(state.history))
+                step = await policy.http_header(response)
+                if not isinstance(step, Request):
+                    return ex
+                clean = await ex.drain()
+            except BaseException:
+                ex.release(self._pool, False)
+                raise
+            ex.release(self._pool, clean)
+            state.history.append(response)
+            request = self._with_defaults(step, first=False)
+
+    def _first_request(self, request: Request, state: _State) -> Request:
         """The request as the first hop sends it: the Client's default fields merged in."""
         if self._closed:
             raise HTTPError(f"the Client is closed (fetching {request.url})")
-        self._preparer.prepare(request)  # an unusable URL fails here, before any I/O
+        # An unusable URL, or a body of the wrong type, fails here, before any I/O.
+        body = state.body_for(request)
+        state.prepared = self._preparer.prepare(request, body=body)
         return self._with_defaults(request, first=True)
 
     def _with_defaults(self, request: Request, *, first: bool) -> Request:
@@ -390,10 +487,40 @@ class Client(trio.abc.AsyncResource):
     async def _hop(
         self, request: Request, hooks: Hooks, state: _State
     ) -> tuple[Response, Request | None]:
-        """One request: retried once on a fresh connection if a reused one was stale,
-        and as the retry policy allows (connect failures, 429/503)."""
+        """One exchange pushed into the consumer; pooled only after a clean end."""
+        ex = await self._start(request, state)
+        clean = False
+        try:
+            response = ex.response(list(state.history))
+            follow: Request | None = None
+            if hooks.header is not None:
+                result = await hooks.call(hooks.header, response)
+                if isinstance(result, Request):
+                    follow = result
+            state.delivered = follow is None
+            if follow is not None:
+                clean = await ex.drain()
+                return response, follow
+            await ex.stream_body(hooks, self._decoder(response, state))
+            state.complete = ex.complete
+            clean = True
+            return response, None
+        finally:
+            ex.release(self._pool, clean)
+
+    async def _start(self, request: Request, state: _State) -> Exchange:
+        """Send ``request`` and read its head: the exchange, ready for its body.
+
+        Retried once on a fresh connection when a reused one turned out stale
+        (``StaleConnection``) and the request may be sent again, and as the
+        retry policy allows (connect failures; 429/503 to idempotent methods,
+        whose answer is drained, never shown). On failure the connection is
+        closed; on success the caller must ``release`` it.
+        """
         body = state.body_for(request)
-        prepared = self._preparer.prepare(request, body=body)
+        prepared = state.prepared
+        if prepared is None or prepared.request is not request:
+            prepared = self._preparer.prepare(request, body=body)
         route = self._route(prepared.url)
         if route.target is not None:
             prepared = self._preparer.prepare(request, route.target, body)
@@ -409,16 +536,30 @@ class Client(trio.abc.AsyncResource):
                 await self._pause(prepared, delay, attempt, state, str(exc))
                 attempt += 1
                 continue
+            ex = Exchange(conn, prepared, self._memo, state.times)
             try:
-                return await self._exchange(conn, prepared, hooks, state, attempt)
+                await ex.send_request()
+                await ex.receive_head()
+                delay, reason = self._status_retry(ex, state, attempt)
+                if delay is not None:
+                    ex.release(self._pool, await ex.drain())
             except StaleConnection:
+                ex.release(self._pool, False)
                 if fresh or not prepared.retryable:
                     raise
                 log.debug("reused connection to %s was stale; retrying", prepared.url.authority)
                 fresh = True
-            except _Retry as retry:
-                await self._pause(prepared, retry.delay, attempt, state, str(retry))
+                continue
+            except BaseException:
+                ex.release(self._pool, False)
+                raise
+            if delay is not None:
+                await self._pause(prepared, delay, attempt, state, reason)
                 attempt += 1
+                continue
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s %s -> %s", request.method, request.url, ex.head and ex.head.status)
+            return ex
 
     def _retry_wait(self, state: _State, attempt: int, retry_after: float | None) -> float | None:
         """The wait before retry ``attempt``, or None: the policy or the deadline says no."""
@@ -440,56 +581,20 @@ class Client(trio.abc.AsyncResource):
         )
         await trio.sleep(delay)
 
-    def _status_retry(
-        self, prepared: Prepared, response: Response, state: _State, attempt: int
-    ) -> _Retry | None:
-        """A retry for a 429/503 answer, if the policy, the body and the deadline allow one."""
-        status = response.status_code
+    def _status_retry(self, ex: Exchange, state: _State, attempt: int) -> tuple[float | None, str]:
+        """The wait before retrying a 429/503 answer, if the policy, the body and the
+        deadline allow one (None: the answer stands)."""
+        head, prepared = ex.head, ex.prepared
         policy = state.options.retry
-        if status is None or not policy.retries:
-            return None
-        if not policy.retryable_status(prepared.request.method, status):
-            return None
+        if head is None or not policy.retries:
+            return None, ""
+        if not policy.retryable_status(prepared.request.method, head.status):
+            return None, ""
         if prepared.body is not None and not prepared.body.replayable:
             log.info("not retrying %s: its body cannot be sent again", prepared.request.url)
-            return None
-        after = parse_retry_after(response.headers.get("retry-after"), now=time.time())
-        delay = self._retry_wait(state, attempt, after)
-        if delay is None:
-            return None
-        return _Retry(delay, f"answered {status} {response.reason}".rstrip())
-
-    async def _exchange(
-        self, conn: Connection, prepared: Prepared, hooks: Hooks, state: _State, attempt: int
-    ) -> tuple[Response, Request | None]:
-        """The phases of one exchange; the connection is pooled only after a clean end."""
-        ex = Exchange(conn, prepared, self._memo, state.times)
-        clean = False
-        try:
-            await ex.send_request()
-            await ex.receive_head()
-            response = ex.response(list(state.history))
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s %s -> %s", prepared.request.method, response.url, response)
-            retry = self._status_retry(prepared, response, state, attempt)
-            if retry is not None:
-                clean = await ex.drain()
-                raise retry
-            follow: Request | None = None
-            if hooks.header is not None:
-                result = await hooks.call(hooks.header, response)
-                if isinstance(result, Request):
-                    follow = result
-            state.delivered = follow is None
-            if follow is not None:
-                clean = await ex.drain()
-                return response, follow
-            await ex.stream_body(hooks, self._decoder(response, state))
-            state.complete = ex.complete
-            clean = True
-            return response, None
-        finally:
-            ex.release(self._pool, clean)
+            return None, ""
+        after = parse_retry_after(head.headers.get("retry-after"), now=time.time())
+        return self._retry_wait(state, attempt, after), f"answered {head.status} {head.reason}"
 
     def _decoder(self, response: Response, state: _State) -> Decoder | None:
         """The content decoder for a response's body, when decoding is on and it has a coding.
