@@ -17,6 +17,7 @@ from trio_timehttp import BytesConsumer, Client, fetch
 from trio_timehttp._metrics_server import CONTENT_TYPE, serve_metrics
 
 PAGE = b"# TYPE x gauge\nx 1.0\n"
+REASONS = {b"400": b"Bad Request", b"404": b"Not Found", b"405": b"Method Not Allowed"}
 
 
 async def start(
@@ -102,6 +103,7 @@ async def test_wrong_requests(nursery: trio.Nursery, request_bytes: bytes, statu
     port = await start(nursery)
     got = await exchange(port, request_bytes)
     assert got.startswith(b"HTTP/1.1 " + status + b" ")
+    assert got.split(b"\r\n")[0] == b"HTTP/1.1 " + status + b" " + REASONS[status]
     if status == b"405":
         assert b"\r\nallow: GET, HEAD\r\n" in got
     # The server still answers the next client.

@@ -67,6 +67,7 @@ PURE = [
     "_decoding",
     "_retry",
     "_resume",
+    "_monitor_state",
 ]
 IO = {"trio", "h11", "socket", "select", "selectors", "asyncio", "logging"}
 

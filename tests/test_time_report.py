@@ -40,10 +40,13 @@ JSON_SOURCE_KEYS = ["source", "host", "port", "protocol", "offset", "uncertainty
 JSON_SUMMARY_KEYS = ["offset", "uncertainty", "sources", "answered", "falsetickers"]
 
 
-def sample(offset: float, uncertainty: float = 0.5, rtt: float = 0.002) -> TimeSample:
+def sample(
+    offset: float, uncertainty: float = 0.5, rtt: float = 0.002, protocol: str = "tcp"
+) -> TimeSample:
     local = 1796156000.0
-    return TimeSample(host="h", port=37, server_time=local + offset, local_time=local,
-                      offset=offset, rtt=rtt, uncertainty=uncertainty)  # fmt: skip
+    return TimeSample(host="h", port=37, protocol=protocol, server_time=local + offset,
+                      local_time=local, offset=offset, rtt=rtt,
+                      uncertainty=uncertainty)  # fmt: skip
 
 
 def reading(*results: TimeSample | TimeHTTPError, udp: bool = False):  # type: ignore[no-untyped-def]
@@ -260,3 +263,14 @@ def test_watch_line_and_summary() -> None:
         "--- 4 readings: combined offset min -0.250 s / mean +0.000 s / max +0.250 s; "
         "1 with no answer, 1 with no majority, 1 source errors"
     )
+
+
+def test_json_takes_protocol_and_probes_from_the_sample() -> None:
+    import dataclasses
+
+    precise = dataclasses.replace(sample(0.01, 0.004, protocol="https"), probes=7)
+    r = make_reading(["https://x/", "y"], [precise, Timeout("t")], ["https", "udp"])
+    objects = json_objects(r)
+    assert (objects[0]["protocol"], objects[0]["probes"]) == ("https", 7)
+    assert objects[1]["error"]["kind"] == "timeout"
+    assert "  udp    error: t" in text_lines(r)[1]

@@ -11,8 +11,8 @@ in progress is dropped, the closing summary is written (on stdout in text
 mode; on stderr with ``--json`` or in plugin mode, so stdout stays parseable),
 and the exit status is what it would have been had ``--count`` ended there
 (text/JSON: 0 if any reading got an answer, else 1; plugin mode: the worst
-state seen). Only a watch interrupted before its first reading completed exits
-130, the command line's status for an interrupted command.
+state seen). Only a watch stopped before its first reading completed exits as
+any interrupted command does: 130 after Ctrl-C, 143 after SIGTERM.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from ._time_report import (
 )
 from ._timeclient import query_many
 
-#: Exit status of a watch interrupted before its first reading completed.
-INTERRUPTED = 130
+#: Exit status of a watch stopped by a signal before its first reading completed.
+INTERRUPTED: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
@@ -191,21 +191,25 @@ def _write(reading: Reading, options: _Options, out: TextIO, *, when: float | No
 async def _watch(options: _Options, out: TextIO) -> int:
     """Readings every ``interval`` until ``count`` or a signal; then the closing summary."""
     stats = WatchStats()
+    stopped_by: list[int] = []
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope)
+            nursery.start_soon(_stop_on_signal, signals, nursery.cancel_scope, stopped_by)
             await _repeat(options, out, stats)
             nursery.cancel_scope.cancel()
     print(stats.summary(), file=sys.stderr if options.json or options.thresholds else out)
     if stats.readings == 0:
-        return INTERRUPTED
+        return INTERRUPTED[stopped_by[0]] if stopped_by else 130
     if options.thresholds is not None:
         return worst_state(stats.states)
     return 0 if stats.answered else 1
 
 
-async def _stop_on_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
-    async for _ in signals:
+async def _stop_on_signal(
+    signals: AsyncIterator[int], scope: trio.CancelScope, stopped_by: list[int]
+) -> None:
+    async for signum in signals:
+        stopped_by.append(signum)
         scope.cancel()
         return
 

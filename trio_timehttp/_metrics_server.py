@@ -24,6 +24,7 @@ What must stay true:
 
 from __future__ import annotations
 
+import http
 import logging
 from collections.abc import Callable
 from typing import NoReturn
@@ -31,7 +32,7 @@ from typing import NoReturn
 import h11
 import trio
 
-__all__ = ["CONTENT_TYPE", "serve_metrics"]
+__all__ = ["CONTENT_TYPE", "serve_metrics", "serve_metrics_listeners"]
 
 logger = logging.getLogger("trio_timehttp.metrics")
 
@@ -74,6 +75,20 @@ async def serve_metrics(
     listener and connection.
     """
     listeners = await trio.open_tcp_listeners(port, host=host)
+    await serve_metrics_listeners(render, listeners, timeout=timeout, task_status=task_status)
+
+
+async def serve_metrics_listeners(
+    render: Callable[[], bytes],
+    listeners: list[trio.SocketListener],
+    *,
+    timeout: float = 10.0,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """``serve_metrics`` on listeners already bound (the caller binds before its nursery).
+
+    Takes ownership of ``listeners``: they are closed when this returns.
+    """
     for listener in listeners:
         logger.info("metrics at http://%s/metrics", _address(listener))
     handler = _Handler(render, timeout)
@@ -197,7 +212,8 @@ async def _send(
     stream: trio.SocketStream, conn: h11.Connection, reply: _Reply, head: bool
 ) -> None:
     headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
-    data = conn.send(h11.Response(status_code=reply.status, headers=headers)) or b""
+    reason = http.HTTPStatus(reply.status).phrase.encode()
+    data = conn.send(h11.Response(status_code=reply.status, headers=headers, reason=reason)) or b""
     if not head and reply.body:
         data += conn.send(h11.Data(data=reply.body)) or b""
     data += conn.send(h11.EndOfMessage()) or b""

@@ -102,6 +102,9 @@ def make_reading(
 ) -> Reading:
     """Pair each source with its result and its protocol, and judge the samples together.
 
+    ``protocols`` label the sources that failed (``protocol_of``); a sample
+    carries its own.
+
     Raises ``ValueError`` unless the three sequences have the same length.
     """
     if not len(sources) == len(results) == len(protocols):
@@ -114,7 +117,8 @@ def make_reading(
     out = []
     for i, (source, result, protocol) in enumerate(zip(sources, results, protocols, strict=True)):
         if isinstance(result, TimeSample):
-            out.append(SourceResult(source, protocol, result, None, i in false, i in wild))
+            judged = SourceResult(source, result.protocol, result, None, i in false, i in wild)
+            out.append(judged)
         else:
             out.append(SourceResult(source, protocol, None, result))
     return Reading(tuple(out), verdict)

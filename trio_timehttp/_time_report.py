@@ -130,7 +130,7 @@ def json_objects(reading: Reading) -> list[dict[str, Any]]:
                 "offset": s.offset,
                 "uncertainty": s.uncertainty,
                 "rtt": s.rtt,
-                "probes": _probes(r),
+                "probes": s.probes,
                 "local_time": s.local_time,
                 "falseticker": r.falseticker,
             }
@@ -145,12 +145,6 @@ def json_objects(reading: Reading) -> list[dict[str, Any]]:
     }
     objects.append({"summary": summary})
     return objects
-
-
-def _probes(result: SourceResult) -> int:
-    # TimeSample gains ``probes`` on the accuracy branch; until it is merged
-    # every sample here is counted as one reading.
-    return 1
 
 
 # -- plugin ------------------------------------------------------------------------------------
