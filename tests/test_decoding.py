@@ -59,11 +59,11 @@ def decode(
     step = (len(data) or 1) if split is None else split
     pieces = [data[i : i + step] for i in range(0, len(data), step)]
     for piece in pieces:
-        for chunk in decoder.feed(piece):
+        for chunk in decoder.decode(piece):
             assert isinstance(chunk, bytes)
             assert 0 < len(chunk) <= CHUNK_SIZE
             out += chunk
-    for chunk in decoder.finish():
+    for chunk in decoder.flush():
         assert 0 < len(chunk) <= CHUNK_SIZE
         out += chunk
     assert decoder.decoded_bytes == len(out)
@@ -85,8 +85,10 @@ def test_trailing_garbage_after_a_complete_stream_is_ignored(name: str, split: i
     decoder = BodyDecoder(header(name))
     step = split or len(encoded) + 9
     data = encoded + b"\x00garbage"
-    out = b"".join(c for i in range(0, len(data), step) for c in decoder.feed(data[i : i + step]))
-    out += b"".join(decoder.finish())
+    out = b"".join(
+        c for i in range(0, len(data), step) for c in decoder.decode(data[i : i + step])
+    )
+    out += b"".join(decoder.flush())
     assert out == b"hello world"
     assert decoder.ignored_bytes == 8
 
@@ -195,9 +197,9 @@ def test_round_trip_for_any_body_and_any_split(body: bytes, name: str, cuts: lis
     decoder = BodyDecoder(header(name))
     out = bytearray()
     for a, b in itertools.pairwise(bounds):
-        for chunk in decoder.feed(encoded[a:b]):
+        for chunk in decoder.decode(encoded[a:b]):
             out += chunk
-    for chunk in decoder.finish():
+    for chunk in decoder.flush():
         out += chunk
     assert out == body
 
@@ -207,7 +209,7 @@ def test_round_trip_for_any_body_and_any_split(body: bytes, name: str, cuts: lis
 def test_no_piece_is_longer_than_the_chunk_size(body: bytes, chunk: int) -> None:
     for name in ("gzip", "br", "zstd"):
         decoder = BodyDecoder(header(name), chunk_size=chunk)
-        pieces = [*decoder.feed(ENCODERS[name](body * 20)), *decoder.finish()]
+        pieces = [*decoder.decode(ENCODERS[name](body * 20)), *decoder.flush()]
         assert all(0 < len(p) <= chunk for p in pieces)
         assert b"".join(pieces) == body * 20
 
@@ -252,9 +254,9 @@ def streamed(compress: Callable[[bytes], bytes], flush: Callable[[], bytes], mib
 
 def feed_all(decoder: BodyDecoder, data: bytes, step: int = 65536) -> Iterator[int]:
     for i in range(0, len(data), step):
-        for piece in decoder.feed(data[i : i + step]):
+        for piece in decoder.decode(data[i : i + step]):
             yield len(piece)
-    for piece in decoder.finish():
+    for piece in decoder.flush():
         yield len(piece)
 
 

@@ -76,10 +76,10 @@ async def test_precise_reading_is_within_50_ms(nursery: trio.Nursery, truth: flo
     assert sample.uncertainty < 0.05
     assert sample.server_time == pytest.approx(sample.local_time + sample.offset)
     # Polite: a bounded number of probes, on a few keep-alive connections (at
-    # most 4 at once; a probe abandoned mid-way takes its connection with it).
-    assert len(server.requests) <= 40
+    # most 6 at once; a probe abandoned mid-way takes its connection with it).
+    assert len(server.requests) <= 50  # 48 probes at most, a HEAD retried or two
     assert sample.probes <= len(server.requests)
-    assert server.connections <= 8
+    assert server.connections <= 10
 
 
 @pytest.mark.parametrize("status", [405, 501])
@@ -168,3 +168,29 @@ async def test_query_many_mixes_urls_and_rfc868_hosts(nursery: trio.Nursery) -> 
     assert isinstance(results[1], TimeSample)
     assert results[1].port == port
     assert not isinstance(results[2], TimeSample)
+
+
+async def test_an_answer_from_a_cache_is_not_the_origins_clock(nursery: trio.Nursery) -> None:
+    # A cache serves its stored response: the origin's Date of long ago, and Age.
+    def cached(request: ServerRequest) -> Reply:
+        return 200, [("date", email.utils.formatdate(time.time() - 3000, usegmt=True)),
+                     ("age", "3000")], b""  # fmt: skip
+
+    server = await nursery.start(serve_http, cached)
+    with pytest.raises(ProtocolError, match=r"from a cache \(Age: 3000\)"):
+        await query_http_time(server.url("/"))
+    assert len(server.requests) == 3  # asked again, no-cache each time, then gave up
+
+
+async def test_cached_answers_are_skipped_fresh_ones_count(nursery: trio.Nursery) -> None:
+    # Every other answer comes from a cache with a stale Date: they are skipped.
+    def sometimes_cached(request: ServerRequest) -> Reply:
+        if len(server.requests) % 2 == 0:
+            return 200, [("date", email.utils.formatdate(time.time() - 60, usegmt=True)),
+                         ("age", "60")], b""  # fmt: skip
+        return 200, [("date", email.utils.formatdate(time.time() + 7.25, usegmt=True))], b""
+
+    server = await nursery.start(serve_http, sometimes_cached)
+    sample = await query_http_time(server.url("/"), precise=True)
+    assert abs(sample.offset - 7.25) <= sample.uncertainty + 1e-6
+    assert sample.probes < len(server.requests)

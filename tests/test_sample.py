@@ -21,7 +21,7 @@ from trio_timehttp._sample import (
     StopRule,
     plain_sample,
     plan_cuts,
-    read_instant,
+    read_instants,
 )
 
 offsets = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
@@ -106,24 +106,33 @@ def test_interval_basics() -> None:
     assert "2" not in a
 
 
-@given(cut=st.floats(-1e5, 1e5), earliest=st.floats(1e9, 2e9))
-def test_read_instant_is_the_next_tick_of_a_server_at_the_cut(cut: float, earliest: float) -> None:
-    at = read_instant(cut, earliest)
-    assert earliest - EPS <= at < earliest + 1 + EPS
-    assert (at + cut) % 1 == pytest.approx(0, abs=1e-4) or (at + cut) % 1 == pytest.approx(
-        1, abs=1e-4
-    )
+@given(
+    lo=st.floats(-1e5, 1e5), width=st.floats(0, 0.999), count=st.integers(1, 12),
+    earliest=st.floats(1e9, 2e9),
+)  # fmt: skip
+def test_read_instants_are_one_tick_of_servers_at_the_cuts(
+    lo: float, width: float, count: int, earliest: float
+) -> None:
+    cuts = [lo + width * k / count for k in range(count)]
+    instants = read_instants(cuts, earliest)
+    assert all(at >= earliest - EPS for at in instants)
+    assert max(instants) - min(instants) <= width + EPS  # one pass of the tick
+    assert max(instants) < earliest + 1 + width + EPS
+    for at, cut in zip(instants, cuts, strict=True):
+        frac = (at + cut) % 1
+        assert min(frac, 1 - frac) == pytest.approx(0, abs=1e-4)
+    assert read_instants([], earliest) == []
 
 
 @given(
     lo=st.floats(-100, 100), width=st.floats(0.0001, 1.2), floor=st.floats(0, 0.3),
-    count=st.integers(1, 12),
+    count=st.integers(1, 12), least=st.floats(0, 0.01),
 )  # fmt: skip
 def test_cuts_are_inside_the_interval_and_ordered(
-    lo: float, width: float, floor: float, count: int
+    lo: float, width: float, floor: float, count: int, least: float
 ) -> None:
     span = Interval(lo, lo + width)
-    cuts = plan_cuts(span, floor, count)
+    cuts = plan_cuts(span, floor, count, least)
     assert len(cuts) == count
     assert cuts == sorted(cuts)
     assert all(span.lo <= c <= span.hi for c in cuts)
@@ -140,10 +149,10 @@ def run_rounds(
     before: float | None = None
     while not rule.done(est, rounds, before):
         before = est.interval.width
-        cuts = plan_cuts(est.interval, est.floor, rule.round_size(est))
+        cuts = plan_cuts(est.interval, est.floor, rule.round_size(est), rule.gap(est.floor))
         now = est.readings[-1].end
         lead = est.lead
-        for send in sorted(read_instant(c, now + lead) - lead for c in cuts):
+        for send in sorted(at - lead for at in read_instants(cuts, now + lead)):
             est.add(reading(theta, send, up, down))
         rounds += 1
     return est, rounds
@@ -155,30 +164,45 @@ def test_rounds_reach_the_limit_and_stay_correct(theta: float, up: float, down: 
     est, rounds = run_rounds(theta, up, down, rule)
     assert est.interval.lo - EPS <= theta <= est.interval.hi + EPS
     rtt = up + down
-    # The physical limit: about the round trip wide, whatever part went up.
+    # The physical limit: about the round trip wide, whatever part went up;
+    # the midpoint off by no more than the asymmetry (and 2 ms).
     assert est.uncertainty <= 1.1 * rtt / 2 + 0.001
+    assert abs(est.offset - theta) <= abs(up - down) / 2 + 0.002
     assert rounds <= 3
 
 
 def test_round_sizes() -> None:
     rule = StopRule()
     est = OffsetEstimator()
-    est.add(Reading(100, 0.0, 0.0, 0.08, 0.08))  # 80 ms: two rounds of 12 reach 1.07 x
-    assert rule.round_size(est) == 12
-    est = OffsetEstimator()
-    est.add(Reading(100, 0.0, 0.0, 0.0001, 0.0001))  # loopback: three rounds of ~9
-    assert 8 <= rule.round_size(est) <= 10
-    assert not rule.done(est, 0, None)
+    est.add(Reading(100, 0.0, 0.0, 0.08, 0.08))  # a second to cut: as many as a round takes
+    assert rule.round_size(est) == rule.max_per_round
+    est.add(Reading(100, 0.88, 0.88, 0.96, 0.08))  # [99.92, 100.12)
+    assert est.interval.width == pytest.approx(0.2)
+    assert rule.round_size(est) == 12  # 0.12 s to cut into 3 ms gaps: all a round takes
+    est.add(Reading(100, 0.9, 0.9, 0.98, 0.08))  # [99.92, 100.1): 0.1 s + floor
+    est.add(Reading(101, 0.9, 0.9, 0.9865, 0.08))  # lo 100.0135
+    assert est.interval.width - est.floor == pytest.approx(0.0065)
+    assert rule.round_size(est) == 6  # 6.5 ms into 3 ms gaps, with a margin of 3
+    assert not rule.done(est, 1, None)
     assert rule.done(est, rule.max_rounds, None)
+
+
+def test_gaps_bound_both_goals() -> None:
+    rule = StopRule()
+    for floor in (0.0001, 0.02, 0.08, 0.15, 1.0):
+        # Half-width within 1.1 x floor/2 + 1 ms; the midpoint within 2 ms (plus asymmetry).
+        assert floor + rule.accept_gap(floor) <= 1.1 * floor + 0.002
+        assert rule.accept_gap(floor) / 2 <= 0.002
+        assert rule.gap(floor) < rule.accept_gap(floor)
 
 
 def test_stop_when_a_round_at_the_limit_gains_nothing() -> None:
     rule = StopRule()
     est = OffsetEstimator()
     est.add(Reading(100, 0.0, 0.0, 0.05, 0.05))
-    est.add(Reading(100, 0.9925, 0.9925, 1.0425, 0.05))  # [99.95, 100.0075)
+    est.add(Reading(100, 0.995, 0.995, 1.045, 0.05))  # [99.95, 100.005)
     width = est.interval.width
-    assert width == pytest.approx(0.0575)  # floor 0.05: near the limit, not within it
+    assert width == pytest.approx(0.055)  # floor 0.05: near the limit, not within it
     assert not rule.done(est, 1, None)
     assert rule.done(est, 2, width)  # the last round gained nothing
     assert not rule.done(est, 2, width + 0.05)  # it gained a lot: go on

@@ -7,6 +7,7 @@ precise readings use real time against our own server with a shifted clock.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -22,6 +23,8 @@ from hypothesis import strategies as st
 
 from trio_timehttp import (
     ConnectError,
+    InvalidURL,
+    TimeHTTPError,
     Timeout,
     TimeProtocolError,
     TimeSample,
@@ -461,3 +464,77 @@ async def test_precise_with_no_reading_is_a_timeout(
     with pytest.raises(Timeout):
         await query_time("127.0.0.1", port, precise=True)
     assert trio.current_time() - start == pytest.approx(15.0)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+UNENCODABLE = [
+    "\u2603.example",
+    "a" * 64 + ".example",
+    "\u00e9" * 64 + ".example",
+    "a\u200db.example",
+]
+
+
+@pytest.mark.parametrize("udp", [False, True])
+@pytest.mark.parametrize("host", UNENCODABLE)
+async def test_unencodable_host_is_a_connect_error(host: str, udp: bool) -> None:
+    with pytest.raises(ConnectError, match=r"cannot (resolve|connect)") as info:
+        await query_time(host, 37, udp=udp, timeout=5)
+    assert host.split(".")[0] in str(info.value)
+
+
+async def test_out_of_descriptors_is_a_connect_error(nursery: trio.Nursery) -> None:
+    import resource
+
+    _, socks = await nursery.start(functools.partial(serve_time, 0, host="127.0.0.1", tcp=False))
+    port = socks[0].getsockname()[1]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (fd_count() + 16, hard))
+    filler: list[int] = []
+    try:
+        with contextlib.suppress(OSError):  # take every descriptor left
+            while True:
+                filler.append(os.dup(0))
+        with pytest.raises(ConnectError, match="udp") as info:
+            await query_time("127.0.0.1", port, udp=True, timeout=2)
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert isinstance(info.value.__cause__, OSError)
+
+
+@pytest.mark.parametrize("source", ["htp://x", "ftp://127.0.0.1/", "ntp://pool.example:123"])
+async def test_other_schemes_are_unsupported_not_malformed_ports(source: str) -> None:
+    scheme = source.split(":")[0]
+    [result] = await query_many([source], timeout=2)
+    assert isinstance(result, InvalidURL)
+    assert f"unsupported scheme {scheme!r}" in str(result)
+    with pytest.raises(ConnectError, match=f"unsupported scheme {scheme!r}"):
+        await query_time(source)
+
+
+async def test_query_many_keeps_every_slot_whatever_the_sources(nursery: trio.Nursery) -> None:
+    # One bad source is one error in its slot; never an ExceptionGroup.
+    good = await start_tcp(nursery, sends(encode_time(FIXED)))
+    sources = [*UNENCODABLE, "htp://x", "", "[::1", "http://[::1/", f"127.0.0.1:{good}"]
+    results = await query_many(sources, timeout=3)
+    assert len(results) == len(sources)
+    assert all(isinstance(r, TimeHTTPError) for r in results[:-1]), results
+    assert isinstance(results[-1], TimeSample)
+
+
+async def test_syn_rtt_is_the_kernels_and_never_more_than_connect_took(
+    nursery: trio.Nursery,
+) -> None:
+    port = await start_tcp(nursery, sends(encode_time(FIXED), then_close=False))
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with sock:
+        before = time.time()
+        await sock.connect(("127.0.0.1", port))
+        took = time.time() - before
+        syn = _timeclient._syn_rtt(sock, took)
+        assert 0 < syn <= took  # measured by the kernel on this handshake
+        assert _timeclient._syn_rtt(sock, syn / 2) == 0.0  # implausible: refused, not trusted

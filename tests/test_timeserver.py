@@ -867,3 +867,20 @@ async def test_stats_count_every_outcome(
         "accept_errors": 0, "send_errors": 0,
     }  # fmt: skip
     assert stats.active_connections == 0
+
+
+async def test_our_client_reads_a_wildcard_server_at_a_second_address(
+    nursery: trio.Nursery,
+) -> None:
+    # Issue 10.6 as a user met it: query_time believes only a reply from the
+    # address it asked, so against a wildcard server at 127.0.0.2 it used to
+    # time out. Now the reply comes from 127.0.0.2.
+    from trio_timehttp import query_time
+
+    socks = await nursery.start(
+        functools.partial(serve_time_udp, 0, host=None, clock=lambda: FIXED + 0.5)
+    )
+    port = port_of(next(s for s in socks if s.family == socket.AF_INET))
+    sample = await query_time(f"127.0.0.2:{port}", udp=True, timeout=5)
+    assert sample.port == port
+    assert abs(sample.server_time - (FIXED + 0.5)) <= 1.0

@@ -1,10 +1,11 @@
 """A WAN emulator for the tests and the accuracy bench: a userspace TCP+UDP relay on loopback.
 
-    python tests/wanrelay.py --tcp HOST:PORT --udp HOST:PORT [--up 0.04] [--down 0.04]
-        [--jitter 0.01] [--loss 0.05] [--seed 1]
+    python tests/wanrelay.py [--tcp HOST:PORT ...] [--udp HOST:PORT ...] [--up 0.04]
+        [--down 0.04] [--jitter 0.01] [--loss 0.05] [--seed 1]
 
-Prints one line ``READY <tcp_port> <udp_port>`` (0 for a side not relayed)
-once it listens on 127.0.0.1, then relays until killed. Run it in its own
+Each ``--tcp``/``--udp`` target (repeatable) gets its own port on 127.0.0.1;
+prints one line ``READY <port>...`` (the TCP targets' ports in order, then
+the UDP ones) once it listens, then relays until killed. Run it in its own
 process: its timing must not depend on the scheduler of the process under test.
 
 What it emulates, per direction (``up``: client -> server, ``down``: back):
@@ -59,52 +60,61 @@ def _address(text: str) -> tuple[str, int]:
 # --------------------------------------------------------------------- TCP
 
 
-async def _pump(
-    source: trio.SocketStream, sink: trio.SocketStream, path: Path, rng: random.Random, up: bool
-) -> None:
-    """Copy ``source`` to ``sink``, each chunk delayed; half-close ``sink`` at EOF."""
-    send, receive = trio.open_memory_channel[tuple[float, bytes]](math.inf)
+Chunks = trio.MemorySendChannel[tuple[float, bytes]]
 
-    async def deliver() -> None:
-        async for when, data in receive:
-            await trio.sleep_until(when)
-            if not data:
-                break
-            await sink.send_all(data)
-        with contextlib.suppress(trio.BrokenResourceError):
-            await sink.send_eof()
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(deliver)
-        last = 0.0
-        while True:
-            try:
-                data = await source.receive_some(65536)
-            except trio.BrokenResourceError:
-                data = b""
-            last = max(last, trio.current_time() + path.delay(rng, up))
-            send.send_nowait((last, data))
-            if not data:
-                break
+async def _read(source: trio.SocketStream, out: Chunks, path: Path, rng: random.Random,
+                up: bool) -> None:  # fmt: skip
+    """Queue what ``source`` sends with its delivery instants (b"" at EOF), in order."""
+    last = 0.0
+    while True:
+        try:
+            data = await source.receive_some(65536)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        last = max(last, trio.current_time() + path.delay(rng, up))
+        out.send_nowait((last, data))
+        if not data:
+            return
+
+
+async def _deliver(queue: trio.MemoryReceiveChannel[tuple[float, bytes]],
+                   sink: trio.SocketStream) -> None:  # fmt: skip
+    """Send each queued chunk at its instant; half-close ``sink`` at EOF."""
+    async for when, data in queue:
+        await trio.sleep_until(when)
+        if not data:
+            break
+        await sink.send_all(data)
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await sink.send_eof()
 
 
 async def _tcp_connection(
-    client: trio.SocketStream, target: tuple[str, int], path: Path, rng: random.Random
+    client: trio.SocketStream, *, target: tuple[str, int], path: Path, rng: random.Random
 ) -> None:
+    up_send, up_receive = trio.open_memory_channel[tuple[float, bytes]](math.inf)
+    down_send, down_receive = trio.open_memory_channel[tuple[float, bytes]](math.inf)
     async with client:
-        # The request's way up: the server sees the connection one up-delay later.
-        await trio.sleep(path.delay(rng, True))
         try:
-            server = await trio.open_tcp_stream(*target)
-        except OSError:
-            return
-        async with server:
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_pump, client, server, path, rng, True)
-                    nursery.start_soon(_pump, server, client, path, rng, False)
-            except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                pass
+            async with trio.open_nursery() as nursery:
+                # What the client sends is timed from when it arrived, even
+                # before the server is reached.
+                nursery.start_soon(_read, client, up_send, path, rng, True)
+                # The connection's way up: the server sees it one up-delay later.
+                await trio.sleep(path.delay(rng, True))
+                try:
+                    server = await trio.open_tcp_stream(*target)
+                except OSError:
+                    nursery.cancel_scope.cancel()
+                    return
+                async with server:
+                    nursery.start_soon(_deliver, up_receive, server)
+                    nursery.start_soon(_read, server, down_send, path, rng, False)
+                    await _deliver(down_receive, client)
+                    nursery.cancel_scope.cancel()
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
 
 
 # --------------------------------------------------------------------- UDP
@@ -156,8 +166,8 @@ async def _udp_relay(
 
 async def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tcp", type=_address, default=None)
-    parser.add_argument("--udp", type=_address, default=None)
+    parser.add_argument("--tcp", type=_address, action="append", default=[])
+    parser.add_argument("--udp", type=_address, action="append", default=[])
     parser.add_argument("--up", type=float, default=0.0)
     parser.add_argument("--down", type=float, default=0.0)
     parser.add_argument("--jitter", type=float, default=0.0)
@@ -166,22 +176,18 @@ async def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     path = Path(args.up, args.down, args.jitter, args.loss)
     rng = random.Random(args.seed)
+    ports: list[int] = []
     async with trio.open_nursery() as nursery:
-        tcp_port = udp_port = 0
-        if args.tcp:
-            target = args.tcp
-
-            async def handler(stream: trio.SocketStream) -> None:
-                await _tcp_connection(stream, target, path, rng)
-
+        for target in args.tcp:
+            handler = partial(_tcp_connection, target=target, path=path, rng=rng)
             listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
-            tcp_port = listeners[0].socket.getsockname()[1]
-        if args.udp:
+            ports.append(listeners[0].socket.getsockname()[1])
+        for target in args.udp:
             listen = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             await listen.bind(("127.0.0.1", 0))
-            udp_port = listen.getsockname()[1]
-            nursery.start_soon(_udp_relay, listen, args.udp, path, rng)
-        print(f"READY {tcp_port} {udp_port}", flush=True)  # noqa: T201 (the protocol)
+            ports.append(listen.getsockname()[1])
+            nursery.start_soon(_udp_relay, listen, target, path, rng)
+        print("READY", *ports, flush=True)  # noqa: T201 (the protocol)
 
 
 if __name__ == "__main__":

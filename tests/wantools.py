@@ -51,11 +51,31 @@ def offset_servers(offset: float, cert: str | None = None, key: str | None = Non
 def relay(tcp: int | None, udp: int | None, *, up: float = 0.0, down: float = 0.0,
           jitter: float = 0.0, loss: float = 0.0, seed: int = 1
           ) -> contextlib.AbstractContextManager[list[int]]:  # fmt: skip
-    """``[tcp, udp]`` ports of a WAN relay in front of 127.0.0.1 ``tcp`` / ``udp``."""
-    argv = [str(HERE / "wanrelay.py"), "--up", repr(up), "--down", repr(down),
-            "--jitter", repr(jitter), "--loss", repr(loss), "--seed", str(seed)]  # fmt: skip
-    if tcp:
-        argv += ["--tcp", f"127.0.0.1:{tcp}"]
-    if udp:
-        argv += ["--udp", f"127.0.0.1:{udp}"]
-    return started(argv)
+    """``[tcp, udp]`` ports of a WAN relay in front of 127.0.0.1 ``tcp`` / ``udp`` (0: none)."""
+    return _relay_many([tcp] if tcp else [], [udp] if udp else [], up=up, down=down,
+                       jitter=jitter, loss=loss, seed=seed, pad=(tcp, udp))  # fmt: skip
+
+
+@contextlib.contextmanager
+def _relay_many(tcp: Sequence[int], udp: Sequence[int], *, pad: tuple[int | None, int | None]
+                | None = None, **path: float) -> Iterator[list[int]]:  # fmt: skip
+    argv = [str(HERE / "wanrelay.py")]
+    for name, value in path.items():
+        argv += [f"--{name}", repr(value)]
+    argv += [a for port in tcp for a in ("--tcp", f"127.0.0.1:{port}")]
+    argv += [a for port in udp for a in ("--udp", f"127.0.0.1:{port}")]
+    with started(argv) as ports:
+        if pad is None:
+            yield ports
+        else:  # one of each, 0 for a side not relayed
+            it = iter(ports)
+            yield [next(it) if pad[0] else 0, next(it) if pad[1] else 0]
+
+
+def relay_many(tcp: Sequence[int], udp: Sequence[int], **path: float
+               ) -> contextlib.AbstractContextManager[list[int]]:  # fmt: skip
+    """Relay ports for every TCP target, then every UDP target, over one emulated path.
+
+    ``path``: ``up``, ``down``, ``jitter``, ``loss``, ``seed`` as for ``relay``.
+    """
+    return _relay_many(tcp, udp, **path)

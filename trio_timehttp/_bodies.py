@@ -14,13 +14,13 @@ body                                   length     replayable  read from
 ``list``/``tuple`` of bytes            sum        yes         memory, piece by piece
 other sync iterable of bytes           None       no          ``next()`` in this task
 async iterable of bytes                None       no          ``anext()``
-regular file, ``BytesIO`` (seekable)   size-pos   yes         ``read(64 KiB)`` in this task
-pipe, FIFO, socket, tty file           None       no          ``read(64 KiB)`` in a thread
-file with ``async def read``           None       no          ``await read(64 KiB)``
+regular file, ``BytesIO`` (seekable)   size-pos   yes         ``read(256 KiB)`` in this task
+pipe, FIFO, socket, tty file           None       no          ``read(256 KiB)`` in a thread
+file with ``async def read``           None       no          ``await read(256 KiB)``
 =====================================  =========  ==========  ==========================
 
-Why regular files are read in the calling task and not in a thread: a 64 KiB
-read of a regular file is a copy out of the page cache (~10 us, see
+Why regular files are read in the calling task and not in a thread: a 256 KiB
+read of a regular file is a copy out of the page cache (~10-40 us, see
 bench/README.md "File reads"), far less than a thread hop costs; this is the
 same choice as ``FileConsumer``'s writes. A pipe or FIFO can block for ever,
 so those reads go to ``trio.to_thread`` (abandoned on cancellation, so the
@@ -41,7 +41,7 @@ import inspect
 import io
 import os
 import stat
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any, Final
 
 import trio
@@ -49,7 +49,13 @@ import trio
 __all__ = ["CHUNK_SIZE", "LAST_CHUNK", "RequestBody", "encode_chunk", "request_body"]
 
 # File bodies are read this much at a time; chunks from iterables go out as given.
-CHUNK_SIZE: Final = 65536
+# Measured (bench/README.md "Request bodies"): a 256 MiB file PUT to a local
+# sink took 0.18-0.24 s with 64 KiB reads, 0.10-0.14 s with 256 KiB, 0.11-0.13 s
+# with 1 MiB: each read-and-send costs a trip through the event loop.
+CHUNK_SIZE: Final = 262144
+# Chunks up to this size are copied into one send with their framing; larger
+# ones are sent as they are (a copy costs more than a syscall beyond ~32 KiB).
+COPY_LIMIT: Final = 32768
 # RFC 9112 section 7.1: last-chunk (size 0) and an empty trailer section.
 LAST_CHUNK: Final = b"0\r\n\r\n"
 
@@ -84,6 +90,7 @@ class RequestBody:
     def __init__(self, length: int | None) -> None:
         self.length = length
         self.sent = 0
+        self._written = False
 
     def expect_length(self, length: int) -> None:
         """Hold the body to ``length`` (a caller's Content-Length); ``ValueError`` on a clash."""
@@ -107,6 +114,41 @@ class RequestBody:
 
     async def _next(self) -> bytes:
         raise NotImplementedError
+
+    async def write(self, send: Callable[[bytes], Awaitable[None]]) -> None:
+        """Send the whole body with ``send``: as is when ``length`` is known, else chunked.
+
+        A second ``write`` (a retry, a 307/308) starts from the beginning, or
+        raises ``ValueError`` for a body that cannot be replayed — it is never
+        sent again empty. Each chunk is sent before the next is read
+        (``send`` returns once the kernel took it: backpressure).
+        """
+        if self._written:
+            self.rewind()
+        self._written = True
+        if self.length is not None:
+            while chunk := await self.read():
+                await send(chunk)
+            return
+        # Chunked: a large chunk goes out as it is, between its size line
+        # and the CRLF that ends it (sent with the next size line), instead
+        # of being copied into one buffer with them: a 1 GiB chunked upload
+        # spent more time copying than sending (bench/README.md).
+        ending = b""
+        while chunk := await self.read():
+            head = b"%b%x\r\n" % (ending, len(chunk))
+            if len(chunk) <= COPY_LIMIT:
+                await send(head + chunk)
+            else:
+                await send(head)
+                await send(chunk)
+            ending = b"\r\n"
+        await send(ending + LAST_CHUNK)
+
+    @property
+    def used(self) -> bool:
+        """Whether ``write`` has begun sending this body."""
+        return self._written
 
     def rewind(self) -> None:
         """Start again from the beginning; ``ValueError`` if the body cannot be replayed."""

@@ -31,7 +31,7 @@ from ._access import AllowList
 from ._binding import bind_sockets, format_address, split_by_kind
 from ._cli_args import Parser, UsageError, int_in, non_negative_float, single
 from ._privileges import Identity, PrivilegeError, drop_privileges, resolve_identity
-from ._serverstats import ServerStats, log_summaries
+from ._serverstats import ServerStats, log_summaries, totals_line
 from ._timeserver import serve_time
 
 log = logging.getLogger("trio_timehttp.cli")
@@ -91,6 +91,19 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         metavar="S",
         help="log a summary of answers, denials and errors every S seconds; 0: never "
         "(default 600)",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int_in(0, 65535),
+        metavar="P",
+        help="serve Prometheus metrics at http://HOST:P/metrics (needs prometheus_client; "
+        "bound after --user takes effect)",
+    )
+    serve.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address for --metrics-port (default 127.0.0.1: this machine only)",
     )
     serve.add_argument(
         "--workers",
@@ -203,10 +216,18 @@ def _status_line(socks: list[socket.socket]) -> str:
     return "serving " + "; ".join(parts)
 
 
-async def _serve(args: argparse.Namespace, socks: list[socket.socket]) -> None:
-    """Serve ``socks`` until a signal (or, in a worker, the supervisor's death)."""
+async def _serve(
+    args: argparse.Namespace,
+    socks: list[socket.socket],
+    stats: ServerStats,
+    render: Callable[[], bytes] | None,
+) -> None:
+    """Serve ``socks`` until a signal (or, in a worker, the supervisor's death).
+
+    With ``render`` (``--metrics-port``) the metrics page is served too,
+    before readiness is announced: a service that says READY=1 answers both.
+    """
     rate = None if args.udp_rate == 0 else (args.udp_rate, args.udp_burst)
-    stats = ServerStats()
     status = _status_line(socks)
     lifeline = None if args.lifeline is None else socket.socket(fileno=args.lifeline)
     async with trio.open_nursery() as nursery:
@@ -218,6 +239,8 @@ async def _serve(args: argparse.Namespace, socks: list[socket.socket]) -> None:
             )  # fmt: skip
             if args.stats_interval > 0:
                 nursery.start_soon(log_summaries, stats, args.stats_interval, log)
+            if render is not None:
+                await _start_metrics(nursery, args, render)
             if lifeline is not None:
                 lifeline.send(_workers.READY)
                 nursery.start_soon(_workers.watch_lifeline, lifeline, nursery.cancel_scope.cancel)
@@ -233,13 +256,46 @@ async def _serve(args: argparse.Namespace, socks: list[socket.socket]) -> None:
         lifeline.close()
 
 
-def _serve_sockets_checked(args: argparse.Namespace, socks: list[socket.socket]) -> None:
+async def _start_metrics(
+    nursery: trio.Nursery, args: argparse.Namespace, render: Callable[[], bytes]
+) -> None:
+    from ._metrics_server import serve_metrics
+
+    try:
+        await nursery.start(partial(serve_metrics, render, args.metrics_port,
+                                    host=args.metrics_host))  # fmt: skip
+    except OSError as exc:
+        raise UsageError(
+            f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: "
+            f"{exc.strerror or exc}"
+        ) from None
+
+
+def _metrics_page(args: argparse.Namespace, stats: ServerStats) -> Callable[[], bytes] | None:
+    """``--metrics-port``: the page's render function; checked before anything is bound."""
+    if args.metrics_port is None:
+        return None
+    try:
+        from ._serve_metrics import ServiceMetrics
+    except ImportError:
+        raise UsageError(
+            "--metrics-port needs prometheus_client (pip install trio_timehttp[metrics])"
+        ) from None
+    return ServiceMetrics(stats).render
+
+
+def _serve_sockets_checked(
+    args: argparse.Namespace,
+    socks: list[socket.socket],
+    stats: ServerStats,
+    render: Callable[[], bytes] | None,
+) -> None:
     """Run `_serve`, turning a mismatch of sockets and flags into one clear error."""
     tcp, udp = split_by_kind(socks)
     if (tcp and not args.tcp) or (udp and not args.udp):
         raise UsageError("the inherited sockets include a kind switched off (--no-tcp/--no-udp)")
     try:
-        trio.run(_serve, args, socks)
+        trio.run(_serve, args, socks, stats, render)
     except BaseExceptionGroup as group:
         leaf = single(group)
         if leaf is group:
@@ -259,6 +315,8 @@ def _worker_command(args: argparse.Namespace) -> list[str]:
     ]  # fmt: skip
     for network in args.allow or ():
         command += ["--allow", network]
+    if args.user is not None:  # each worker drops for itself, once it has its sockets
+        command += ["--user", args.user] + (["--group", args.group] if args.group else [])
     if not args.tcp:
         command.append("--no-tcp")
     if not args.udp:
@@ -269,7 +327,12 @@ def _worker_command(args: argparse.Namespace) -> list[str]:
 def _run_workers(
     args: argparse.Namespace, inherited: list[socket.socket] | None, drop: Callable[[], None]
 ) -> int:
-    """The supervisor: lock the port, bind one SO_REUSEPORT set per worker, drop, supervise."""
+    """The supervisor: lock the port, bind one SO_REUSEPORT set per worker, supervise.
+
+    Workers are exec'd before anyone drops privileges (the interpreter may
+    not be readable by the target user) and drop for themselves; the
+    supervisor drops once they run (``Hooks.spawned``).
+    """
     locks: list[socket.socket] = []
     if inherited is not None:
         sets = [inherited] * args.workers
@@ -288,19 +351,17 @@ def _run_workers(
                     sock.close()
             raise
     where = _status_line(sets[0])
+
+    def ready(pids: list[int]) -> None:
+        log.info("started %d workers (pids %s), %s", len(pids), ", ".join(map(str, pids)), where)
+        _systemd.notify(f"READY=1\nSTATUS={where} with {len(pids)} workers", os.environ)
+
+    def stopping() -> None:
+        _systemd.notify("STOPPING=1", os.environ)
+
     try:
-        drop()
-
-        def ready(pids: list[int]) -> None:
-            log.info("started %d workers (pids %s), %s", len(pids),
-                     ", ".join(map(str, pids)), where)  # fmt: skip
-            _systemd.notify(f"READY=1\nSTATUS={where} with {len(pids)} workers", os.environ)
-
-        def stopping() -> None:
-            _systemd.notify("STOPPING=1", os.environ)
-
-        command = _worker_command(args)
-        return trio.run(_workers.supervise, command, sets, ready, stopping)
+        hooks = _workers.Hooks(spawned=drop, ready=ready, stopping=stopping)
+        return trio.run(_workers.supervise, _worker_command(args), sets, hooks)
     finally:
         for lock in locks:
             lock.close()
@@ -320,6 +381,9 @@ def _check(args: argparse.Namespace) -> Identity | None:
             raise UsageError(f"--{exc}") from None
     if args.group is not None and args.user is None:
         raise UsageError("--group needs --user")
+    if args.metrics_port is not None and args.workers > 1:
+        # Each worker counts only its own share; one page would show a part.
+        raise UsageError("--metrics-port is not supported with --workers (yet)")
     if args.user is None:
         return None
     try:
@@ -331,6 +395,8 @@ def _check(args: argparse.Namespace) -> Identity | None:
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     """Run the service (see the module docstring for the order); returns the exit status."""
     identity = _check(args)
+    stats = ServerStats()
+    render = _metrics_page(args, stats)
     worker = args.worker_fds is not None
     _configure_logging(with_pid=worker or args.workers > 1)
     inherited = _inherited(args)
@@ -345,6 +411,6 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         for sock in socks:
             sock.close()
         raise
-    _serve_sockets_checked(args, socks)
-    log.info("stopped")
+    _serve_sockets_checked(args, socks, stats, render)
+    log.info("stopped; in all %s", totals_line(stats))
     return 0

@@ -39,6 +39,8 @@ from typing import Any, Protocol, TypeVar
 from ._consumer import call_optional
 from ._errors import BodyTooLarge, InvalidURL, RedirectError, TooManyRedirects
 from ._models import Request, Response
+from ._partial import PartialFile
+from ._resume import Action, decide, range_headers
 from ._urls import URL, parse_url, resolve_location
 
 __all__ = [
@@ -598,6 +600,13 @@ class TextConsumer:
 _EUID_ACCESS = os.access in os.supports_effective_ids
 
 
+def _stat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+
+
 class FileConsumer:
     """Writes the body to ``path``; a failed transfer never leaves a file that looks complete.
 
@@ -637,9 +646,20 @@ class FileConsumer:
     per chunk would cost more than the write; and this module stays free of
     Trio. For the same reason there is no ``fsync``: the promise is about
     failed *transfers*, not power loss.
+
+    ``resume=True`` (for a regular file, or nothing yet, at ``path``): the
+    body goes to ``<target>.part`` instead, which a failed transfer *keeps*;
+    ``range_headers()`` gives the ``Range``/``If-Range`` fields that ask for
+    the rest of it (pass them to ``fetch`` as ``headers``), and the answer
+    decides (``_resume``): a 206 from our offset is appended, a 200 starts
+    over, a 416 for exactly our size means the ``.part`` is already whole;
+    a 206 that would corrupt the file raises ``ProtocolError`` from
+    ``http_header``. The ``.part`` becomes ``path`` only when complete (its
+    size the resource's full size, when the answer says it). ``offset`` is
+    where this transfer's ``bytes_written`` began.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, resume: bool = False) -> None:
         self.path = os.fspath(path)
         self.response: Response | None = None
         self.bytes_written = 0
@@ -650,6 +670,11 @@ class FileConsumer:
         self._failed = False
         self._ended = False  # http_complete() was called
         self._closed = False
+        self.resume = resume
+        self.offset = 0
+        self._partial: PartialFile | None = None  # resume=True, on a regular target
+        self._total: int | None = None  # the resource's size, for a resumed body
+        self._dropping = False  # a 416 for a whole .part: its body is no file content
 
     def _error(self, exc: OSError) -> OSError:
         """``exc`` again, naming the user's path (not a temporary file or a resolved link)."""
@@ -657,7 +682,7 @@ class FileConsumer:
 
     def open(self) -> None:
         """Check the target and open it (idempotent); see the class docstring for errors."""
-        if self._file is not None:
+        if self._file is not None or self._partial is not None:
             return
         real = os.path.realpath(self.path)  # through every symlink; the links stay
         try:
@@ -674,6 +699,10 @@ class FileConsumer:
                 return
             if info is not None and not os.access(real, os.W_OK, effective_ids=_EUID_ACCESS):
                 raise PermissionError(errno.EACCES, "Permission denied (the file is read-only)")
+            if self.resume:
+                self._partial = PartialFile(real)  # opened once the answer is known
+                self._target = real
+                return
             self._open_temporary(real, info)
         except OSError as exc:
             raise self._error(exc) from exc
@@ -707,6 +736,11 @@ class FileConsumer:
                 os.unlink(self._tmp_path)
             self._tmp_path = None
 
+    def range_headers(self) -> list[tuple[str, str]]:
+        """With ``resume=True``: the fields asking for the rest of a ``.part`` (else ``[]``)."""
+        self.open()
+        return [] if self._partial is None else range_headers(self._partial.state())
+
     def http_header(self, response: Response) -> Request | None:
         """Open the target for a real response (starting over if written to); a failure ends it."""
         self.response = response
@@ -721,11 +755,38 @@ class FileConsumer:
             self._file.truncate()
         self.bytes_written = 0
         self.open()
+        if self._partial is not None:
+            self._resume_with(response)
         return None
+
+    def _resume_with(self, response: Response) -> None:
+        """Open the ``.part`` as the answer decides (append, restart), or give up resuming."""
+        assert self._partial is not None
+        assert response.status_code is not None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        state = self._partial.state()
+        try:
+            decision = decide(state, response.status_code, response.headers)
+        except BaseException:
+            self._failed = True  # appending would corrupt the file: leave the .part alone
+            raise
+        self._total = decision.total
+        self._dropping = decision.action is Action.COMPLETE
+        self.offset = state.offset if decision.action is not Action.RESTART else 0
+        if decision.action is Action.KEEP:  # not the file's content: as without resume
+            self._partial = None
+            self._open_temporary(self._target, _stat_or_none(self._target))
+        elif not self._dropping:
+            try:
+                self._file = self._partial.open(decision, response.headers)
+            except OSError as exc:
+                raise self._error(exc) from exc
 
     def feed(self, data: bytes) -> None:
         """Append a chunk to the temporary file (or the written-through target)."""
-        if self._failed:
+        if self._failed or self._dropping:
             return
         try:
             if self._file is None:
@@ -738,6 +799,16 @@ class FileConsumer:
             self._failed = True  # a bad chunk, or an interruption: incomplete
             raise
         self.bytes_written += len(data)
+
+    def _close_partial(self) -> None:
+        """Keep the ``.part`` (flushed) unless it is now whole: then put it in place."""
+        assert self._partial is not None
+        self._discard()  # closes the file; a .part is never removed
+        if self._ended and not self._failed and self.response is not None:
+            try:
+                self.complete = self._partial.finish(self._total)
+            except OSError as exc:
+                raise self._error(exc) from exc
 
     def http_error(self, exc: BaseException) -> None:
         """The transfer broke: throw the partial body away."""
@@ -754,6 +825,9 @@ class FileConsumer:
         if self._closed:
             return
         self._closed = True
+        if self._partial is not None:
+            self._close_partial()
+            return
         if not self._ended or self._failed or self._file is None:
             self._discard()
             return

@@ -5,8 +5,8 @@
 the order they were applied (RFC 9110 section 8.4), so they are undone in
 reverse: ``Content-Encoding: gzip, br`` is brotli-decoded first, then gunzipped.
 
-The decoder is driven like the framing readers: ``feed(data)`` and, once the
-body has ended, ``finish()``; each returns an *iterator* of decoded pieces,
+The decoder is driven like the framing readers: ``decode(data)`` and, once the
+body has ended, ``flush()``; each returns an *iterator* of decoded pieces,
 which the caller exhausts (awaiting its consumer between pieces) before it
 feeds more. That is what keeps memory flat whatever the input: no piece is
 longer than ``chunk_size`` and no stage ever holds more than about one
@@ -375,7 +375,7 @@ class BodyDecoder:
         """Bytes dropped after the end of a complete compressed stream, in all stages."""
         return sum(s.ignored for s in self._stages)
 
-    def feed(self, data: bytes) -> Iterator[bytes]:
+    def decode(self, data: bytes) -> Iterator[bytes]:
         """The decoded pieces ``data`` completes; exhaust it before feeding more.
 
         Raises (while iterated) ``ProtocolError`` for corrupt input and
@@ -390,7 +390,7 @@ class BodyDecoder:
         self._stages[0].push(data)
         yield from self._drain()
 
-    def finish(self) -> Iterator[bytes]:
+    def flush(self) -> Iterator[bytes]:
         """The last pieces once the body ended; ``ProtocolError`` if the stream was cut short."""
         yield from self._drain()
         for stage in self._stages:

@@ -36,7 +36,7 @@ _MAX_GET_BODY = 64 * 1024
 
 #: Precise mode keeps at most this many connections to the server, so that
 #: probes aimed at instants closer together than a round trip can overlap.
-HTTP_CHANNELS = 4
+HTTP_CHANNELS = 6
 
 #: How many answers from a cache (``Age``) the first reading tolerates.
 _STALE_TRIES = 3
@@ -166,7 +166,7 @@ async def query_http_time(
     or only ever from a cache: requests say ``Cache-Control: no-cache`` and
     ``Pragma: no-cache``, and a response with ``Age`` is skipped). The sample
     is the midpoint and half-width of the interval the Date proves. With
-    ``precise=True`` further requests (on at most 4 kept-alive connections)
+    ``precise=True`` further requests (on at most 6 kept-alive connections)
     are timed so the server's second ticks over during them (``_probing``);
     if the deadline passes after the first reading, the estimate so far is
     returned.

@@ -3,7 +3,7 @@
 The arithmetic and the plan live in ``_sample`` (pure); this runs the plan in
 real time. After the first reading, each *round* spreads a few probes over
 the local instants at which the server's second would tick if the offset
-were at each planned cut (``plan_cuts``, ``read_instant``), runs them
+were at each planned cut (``plan_cuts``, ``read_instants``), runs them
 concurrently (each in its own task, at most ``channels`` at once), and
 intersects what comes back; ``StopRule`` says when another round cannot pay
 and how many probes it takes. Rounds fall about a second apart (the tick
@@ -18,6 +18,7 @@ the estimator.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Protocol
 
@@ -25,7 +26,7 @@ import trio
 import trio.lowlevel
 
 from ._errors import TimeHTTPError
-from ._sample import OffsetEstimator, Reading, StopRule, plan_cuts, read_instant
+from ._sample import OffsetEstimator, Reading, StopRule, plan_cuts, read_instants
 
 __all__ = ["Prober", "refine"]
 
@@ -42,6 +43,10 @@ PLAN_AHEAD = 0.005
 #: loop instead of sleeping: a timed sleep wakes up to a millisecond late
 #: (epoll's timeout is in whole milliseconds), as much as the finest cut.
 SPIN = 0.0015
+#: How long one probe keeps its channel busy: the fastest exchange so far
+#: times this, and never under MIN_BUSY.
+BUSY_MARGIN = 1.5
+MIN_BUSY = 0.0005
 
 
 class Prober(Protocol):
@@ -63,12 +68,13 @@ async def refine(prober: Prober, est: OffsetEstimator, rule: StopRule | None = N
     failed. Cancellation (the caller's deadline) may stop it at any point.
     """
     rule = rule or StopRule()
+    _note(est, est.readings[-1], 0)
     rounds = 0
     before: float | None = None
     while not rule.done(est, rounds, before):
         before = est.interval.width
-        answered = await _round(prober, est, rule)
         rounds += 1
+        answered = await _round(prober, est, rule, rounds)
         log.debug(
             "round %d: %d answered, +-%.6f s (floor %.6f s)",
             rounds,
@@ -80,44 +86,83 @@ async def refine(prober: Prober, est: OffsetEstimator, rule: StopRule | None = N
             return
 
 
-async def _round(prober: Prober, est: OffsetEstimator, rule: StopRule) -> int:
-    """One round of concurrent probes at the planned instants; how many answered."""
-    count = rule.round_size(est)
-    floor, lead = est.floor, est.lead
-    if prober.channels is not None:
-        # Probes on one channel run one after another: no more than fit.
-        fit = 1 + int((est.interval.width - floor) / max(floor, 1e-4))
-        count = max(1, min(count, prober.channels * fit))
-    cuts = plan_cuts(est.interval, floor, count)
-    earliest = time.time() + lead + PLAN_AHEAD
-    sends = sorted(read_instant(cut, earliest) - lead for cut in cuts)
+def _plan(prober: Prober, est: OffsetEstimator, rule: StopRule) -> tuple[list[float], int]:
+    """The round's cuts, and over how many channels to run them (0: one task each).
+
+    Probes on one channel run one after another, each busy for about the
+    fastest exchange so far (x ``BUSY_MARGIN``, at least ``MIN_BUSY``), and
+    channel ``k`` of ``c`` takes every ``c``-th cut. No more channels than the
+    spacing needs: concurrent exchanges slow each other down (on loopback
+    they would widen every window). At the bound, fewer cuts spread evenly
+    beat many of which some never run.
+    """
+    floor = est.floor
+    cuts = plan_cuts(est.interval, floor, rule.round_size(est), rule.gap(floor), est.jitter)
+    if prober.channels is None:
+        return cuts, 0
+    if len(cuts) < 2:
+        return cuts, 1
+    busy = max(BUSY_MARGIN * min(r.end - r.issued for r in est.readings), MIN_BUSY)
+    spread = (cuts[-1] - cuts[0]) * (len(cuts) + 1) / (len(cuts) - 1)
+    need = math.ceil(busy * (len(cuts) + 1) / spread)
+    if need <= prober.channels:
+        return cuts, need
+    fit = max(prober.channels, int(prober.channels * spread / busy) - 1)
+    cuts = plan_cuts(est.interval, floor, min(fit, len(cuts)), rule.gap(floor), est.jitter)
+    return cuts, prober.channels
+
+
+async def _round(prober: Prober, est: OffsetEstimator, rule: StopRule, round_number: int) -> int:
+    """One round of probes at the planned instants; how many answered.
+
+    Each channel (each probe, when there is no bound) is one task taking its
+    share of the instants in turn: channel ``k`` of ``c`` takes every
+    ``c``-th, so its probes are spread over the whole round. A probe whose
+    channel comes free more than ``max(floor, 2 ms)`` after its instant is
+    dropped: it would cut elsewhere.
+    """
+    cuts, channels = _plan(prober, est, rule)
+    earliest = time.time() + est.lead + PLAN_AHEAD
+    sends = sorted(at - est.lead for at in read_instants(cuts, earliest))
     wait = max(PROBE_WAIT_RTTS * min(r.rtt for r in est.readings), MIN_PROBE_WAIT)
-    limiter = trio.CapacityLimiter(prober.channels) if prober.channels else None
-    late = max(floor, 0.002)
+    late = max(est.floor, 0.002)
+    lanes = [sends[k::channels] for k in range(channels)] if channels else [[t] for t in sends]
     answered = 0
 
-    async def one(send_at: float) -> None:
+    async def lane(instants: list[float]) -> None:
         nonlocal answered
-        await _sleep_until(send_at)
-        if limiter is not None:
-            await limiter.acquire()
-        try:
-            if limiter is not None and time.time() - send_at > late:
-                return  # its channel came free too late to cut where planned
-            with trio.move_on_after(wait):
-                reading = await prober.probe()
-                est.add(reading)
-                answered += 1
-        except TimeHTTPError as exc:
-            log.debug("probe failed: %s", exc)
-        finally:
-            if limiter is not None:
-                limiter.release()
+        for send_at in instants:
+            if time.time() - send_at > late:
+                continue
+            await _sleep_until(send_at)
+            try:
+                with trio.move_on_after(wait):
+                    reading = await prober.probe()
+                    est.add(reading)
+                    answered += 1
+                    _note(est, reading, round_number)
+            except TimeHTTPError as exc:
+                log.debug("probe failed: %s", exc)
 
     async with trio.open_nursery() as nursery:
-        for send_at in sends:
-            nursery.start_soon(one, send_at)
+        for instants in lanes:
+            if instants:
+                nursery.start_soon(lane, instants)
     return answered
+
+
+def _note(est: OffsetEstimator, reading: Reading, round_number: int) -> None:
+    """One DEBUG record per reading, with the interval after it (the bench plots these)."""
+    log.debug(
+        "round %d reading %d: second %d read in [%.6f, %.6f]; offset in [%.6f, %.6f)",
+        round_number,
+        len(est.readings),
+        reading.second,
+        reading.start,
+        reading.end,
+        est.interval.lo,
+        est.interval.hi,
+    )
 
 
 async def _sleep_until(when: float) -> None:

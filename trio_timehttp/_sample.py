@@ -37,7 +37,7 @@ __all__ = [
     "TimeSample",
     "plain_sample",
     "plan_cuts",
-    "read_instant",
+    "read_instants",
 ]
 
 
@@ -190,6 +190,12 @@ class OffsetEstimator:
         return min(r.window for r in self.readings)
 
     @property
+    def jitter(self) -> float:
+        """How much slower than the fastest a typical reading's window is (median - floor)."""
+        windows = sorted(r.window for r in self.readings)
+        return windows[len(windows) // 2] - windows[0]
+
+    @property
     def lead(self) -> float:
         """From issuing a probe to the server's read, by the fastest readings (half a window)."""
         return min(r.start - r.issued for r in self.readings) + self.floor / 2
@@ -206,83 +212,97 @@ class OffsetEstimator:
 # Planning: where the next readings should cut, and when to stop.
 
 
-def plan_cuts(interval: Interval, floor: float, count: int) -> list[float]:
+def plan_cuts(interval: Interval, floor: float, count: int, least: float = 0.0,
+              jitter: float = 0.0) -> list[float]:  # fmt: skip
     """``count`` offsets ("cuts") to test so that whichever gap holds the truth is narrow.
 
     A reading that cuts at ``c`` leaves ``[c - down, hi)`` or ``[lo, c + up)``
     where ``up + down`` is about its window; so the cuts are spread evenly over
     ``[lo + floor/2, hi - floor/2]`` (every outcome then leaves about
-    ``(width - floor)/(count + 1) + floor``). When the interval is already
-    near the floor (jitter), they bunch around the middle: there only fast
-    probes can narrow it, and more of them near the truth is what pays.
+    ``(width - floor)/(count + 1) + floor``), widened by ``jitter`` at each
+    end (where a probe's delays vary, so do the edges and where a cut lands),
+    over at least ``least``, centred, never beyond the interval: when the
+    interval is already near the floor, only fast probes can narrow it, and
+    more of them near the truth is what pays.
     """
-    pad = min(floor / 2, 0.4 * interval.width)
-    a, b = interval.lo + pad, interval.hi - pad
-    return [a + (b - a) * (k + 1) / (count + 1) for k in range(count)]
+    spread = min(max(interval.width - floor + 2 * jitter, least), interval.width)
+    a = interval.mid - spread / 2
+    return [a + spread * (k + 1) / (count + 1) for k in range(count)]
 
 
-def read_instant(cut: float, earliest: float) -> float:
-    """The first local instant ``>= earliest`` at which a server with offset ``cut`` ticks.
+def read_instants(cuts: list[float], earliest: float) -> list[float]:
+    """The local instants, all ``>= earliest``, at which servers with these offsets tick.
 
-    A server read at that instant shows the new second exactly when the
-    true offset is at least ``cut``.
+    A server read at the instant of cut ``c`` shows the new second exactly
+    when the true offset is at least ``c``. All cuts use the same tick (the
+    first one every cut can still make), so a round falls within one pass
+    of the tick, never split across two seconds.
     """
-    return math.ceil(earliest + cut) - cut
+    if not cuts:
+        return []
+    tick = math.ceil(earliest + max(cuts))
+    return [tick - cut for cut in cuts]
 
 
 @dataclass(frozen=True, slots=True)
 class StopRule:
     """When a precise reading has gained what it can, and how many probes the next round takes.
 
-    The limit: an interval no wider than ``limit_factor * floor +
-    limit_slack`` (``floor``: the narrowest probe window seen, about the
-    fastest round trip); a reading stops once within ``accept_factor *
-    floor + accept_slack`` (half-width <= 0.55 x floor + 0.75 ms). A round
-    of ``n`` cuts divides the reducible part (``width - floor``) by about
-    ``n + 1``; ``round_size`` picks the smallest round that reaches the
-    limit in the fewest rounds of at most
-    ``max_per_round`` probes. Stops also after ``max_rounds`` rounds, or when
-    a round at the limit's scale gained less than ``min_gain`` of the
-    reducible part (jitter: further probes are unlikely to pay).
+    The limit: an interval no wider than ``floor`` plus a small *gap*
+    (``floor``: the narrowest probe window seen, about the fastest round
+    trip; the gap: what is left between the two cuts nearest the truth).
+    Rounds are planned to leave ``gap(floor) = min(gain * floor + slack,
+    max_gap)`` and a reading stops once within ``accept_gap(floor)`` (cuts
+    land a little off their aim; one more round for the last few percent
+    costs another second). The gap bounds both goals: the half-width
+    (``floor/2 + gap/2``) and the error (the midpoint can be off by half the
+    gap, besides the path's asymmetry, which nothing can see).
+
+    A round of ``n`` cuts divides the reducible part (``width - floor``) by
+    about ``n + 1``: ``round_size`` takes ``max_per_round`` until one round
+    can finish, then what that round needs (with a margin). Stops also after
+    ``max_rounds`` rounds or ``max_probes`` readings (a polite bound on the
+    server's load), or when a round at the limit's scale gained less
+    than ``min_gain`` of the reducible part (jitter: more probes are unlikely
+    to pay).
     """
 
-    limit_factor: float = 1.07
-    limit_slack: float = 0.001
-    accept_factor: float = 1.1
+    gain: float = 0.07
+    slack: float = 0.001
+    max_gap: float = 0.003
+    accept_gain: float = 0.1
     accept_slack: float = 0.0015
+    accept_max_gap: float = 0.0035
     max_per_round: int = 12
     max_rounds: int = 6
+    max_probes: int = 48
     min_gain: float = 0.1
+    margin: float = 3.0
 
-    def limit(self, floor: float) -> float:
-        """The width rounds are planned to reach."""
-        return self.limit_factor * floor + self.limit_slack
+    def gap(self, floor: float) -> float:
+        """The gap rounds are planned to leave."""
+        return min(self.gain * floor + self.slack, self.max_gap)
+
+    def accept_gap(self, floor: float) -> float:
+        """The gap at which a reading stops."""
+        return min(self.accept_gain * floor + self.accept_slack, self.accept_max_gap)
 
     def done(self, est: OffsetEstimator, rounds: int, before: float | None) -> bool:
-        """True when no further round is worth running (``before``: the width a round ago).
-
-        A little over the planned limit is accepted (``accept_*``): cuts land
-        a little off their aim, and one more round for the last few percent
-        costs another second.
-        """
-        width = est.interval.width
+        """True when no further round is worth running (``before``: the width a round ago)."""
         floor = est.floor
-        accept = self.accept_factor * floor + self.accept_slack
-        if width <= accept or rounds >= self.max_rounds:
+        reducible = est.interval.width - floor
+        spent = rounds >= self.max_rounds or len(est.readings) >= self.max_probes
+        if reducible <= self.accept_gap(floor) or spent:
             return True
         if before is None:
             return False
-        reducible = before - floor
-        fine = reducible <= 2 * self.limit(floor)
-        return fine and before - width < self.min_gain * max(reducible, self.limit_slack)
+        earlier = before - floor
+        fine = earlier <= 2 * self.accept_gap(floor)
+        return fine and earlier - reducible < self.min_gain * max(earlier, self.slack)
 
     def round_size(self, est: OffsetEstimator) -> int:
         """How many probes the next round should take (2 to ``max_per_round``)."""
         floor = est.floor
-        target = self.limit(floor) - floor  # the gap a round may leave
-        reducible = est.interval.width - floor
-        ratio = reducible / target
-        if ratio <= self.max_per_round + 1:
-            return max(2, min(self.max_per_round, math.ceil(ratio) - 1))
-        rounds = math.ceil(math.log(ratio) / math.log(self.max_per_round + 1))
-        return max(2, min(self.max_per_round, math.ceil(float(ratio ** (1 / rounds))) - 1))
+        ratio = self.margin * (est.interval.width - floor) / self.gap(floor)
+        left = max(2, self.max_probes - len(est.readings))
+        return max(2, min(self.max_per_round, left, math.ceil(ratio) - 1))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import NoReturn, Protocol
 
 import trio
@@ -83,14 +84,23 @@ class ServerStats:
         return {name: getattr(self, name) for name in self.FIELDS}
 
 
+def _counts(counts: dict[str, int]) -> str:
+    errors = counts["accept_errors"] + counts["send_errors"]
+    return (
+        f"answered tcp {counts['tcp_answers']}, udp {counts['udp_answers']}; "
+        f"rate-limited {counts['rate_limited']}, denied {counts['denied']}, "
+        f"ignored {counts['ignored']}, errors {errors}"
+    )
+
+
 def summary_line(delta: dict[str, int], interval: float, active: int) -> str:
     """The INFO summary of one interval, from the counter differences."""
-    errors = delta["accept_errors"] + delta["send_errors"]
-    return (
-        f"last {interval:g} s: answered tcp {delta['tcp_answers']}, udp {delta['udp_answers']}; "
-        f"rate-limited {delta['rate_limited']}, denied {delta['denied']}, "
-        f"ignored {delta['ignored']}, errors {errors}; {active} connection(s) open"
-    )
+    return f"last {interval:g} s: {_counts(delta)}; {active} connection(s) open"
+
+
+def totals_line(stats: ServerStats) -> str:
+    """The counts since the start (for the stop line)."""
+    return _counts(stats.snapshot())
 
 
 async def log_summaries(stats: ServerStats, interval: float, logger: logging.Logger) -> NoReturn:
@@ -114,20 +124,28 @@ class BoundedLog:
     """Logs at most one line per ``interval`` seconds; the ones held back are counted.
 
     The next line that gets through says how many were held back since the
-    last one. Uses ``time.monotonic`` (a wall-clock step changes nothing).
+    last one. ``clock`` defaults to ``time.monotonic`` (a wall-clock step
+    changes nothing).
     """
 
-    __slots__ = ("_interval", "_last", "_level", "_logger", "suppressed")
+    __slots__ = ("_clock", "_interval", "_last", "_level", "_logger", "suppressed")
 
-    def __init__(self, logger: logging.Logger, level: int, interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        level: int,
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._logger = logger
+        self._clock = clock
         self._level = level
         self._interval = interval
         self._last = -math.inf
         self.suppressed = 0
 
     def __call__(self, message: str, *args: object) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last < self._interval:
             self.suppressed += 1
             return

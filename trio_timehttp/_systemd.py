@@ -67,7 +67,8 @@ def inherited_sockets(environ: MutableMapping[str, str], pid: int) -> list[Inher
         return []
     if count < 0:
         raise ValueError(f"LISTEN_FDS={fds_text!r}: negative")
-    names = environ.get("LISTEN_FDNAMES", "").split(":") if count else []
+    names_text = environ.get("LISTEN_FDNAMES")
+    names = names_text.split(":") if names_text is not None else []
     if len(names) != count:
         names = ["unknown"] * count
     fds = range(LISTEN_FDS_START, LISTEN_FDS_START + count)

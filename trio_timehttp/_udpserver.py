@@ -247,7 +247,8 @@ async def udp_loop(
     With ``source`` (a wildcard socket) each datagram is read with
     ``recvmsg`` and answered with ``sendmsg`` naming its destination as the
     source; the ancillary list is rebuilt only when the destination changes.
-    The admission rules and the batching are the same on both paths.
+    The admission rules and the batching are the same on both paths. (One
+    function on purpose: a call per datagram would cost more than the rules.)
     """
     recvfrom, sendto = sock.recvfrom, sock.sendto
     recvmsg, sendmsg = sock.recvmsg, sock.sendmsg
@@ -304,11 +305,11 @@ async def udp_loop(
                 else:
                     sendmsg([encode_time(clock())], ancillary, _SEND_FLAGS, addr)
                 answered += 1
+                if debug:
+                    logger.debug("udp answer to %s", format_address(addr))
             except OSError as exc:
                 # Full send buffer or an unroutable source: UDP may drop.
                 service.dropped(addr, exc)
-            if debug:
-                logger.debug("udp answer to %s", format_address(addr))
         stats.udp_answers += answered
         try:
             if handled == _BATCH:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import trio
 
-__all__ = ["READY", "Worker", "port_lock", "supervise", "watch_lifeline"]
+__all__ = ["READY", "Hooks", "Worker", "port_lock", "supervise", "watch_lifeline"]
 
 log = logging.getLogger("trio_timehttp.cli")
 
@@ -67,6 +67,21 @@ def port_lock(protocols: Sequence[str], port: int) -> list[socket.socket]:
             lock.close()
         raise
     return held
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the supervisor's caller does at each stage (each a plain sync call).
+
+    ``spawned()``: every worker runs, the sockets are closed here (the place
+    to drop privileges: the workers were exec'd while the interpreter was
+    surely readable). ``ready(pids)``: every worker serves. ``stopping()``:
+    stopping has begun.
+    """
+
+    spawned: Callable[[], None]
+    ready: Callable[[list[int]], None]
+    stopping: Callable[[], None]
 
 
 @dataclass
@@ -101,11 +116,13 @@ async def _wait_ready(worker: Worker) -> None:
         while not got.endswith(b"\n"):
             await trio.lowlevel.wait_readable(worker.lifeline)
             chunk = worker.lifeline.recv(64)
-            if not chunk:
+            if not chunk:  # its end closed: it is exiting; wait (briefly) for its status
+                with trio.move_on_after(_STOP_TIMEOUT):
+                    await worker.proc.wait()
                 break
             got += chunk
     if got != READY:
-        code = worker.proc.poll()
+        code = worker.proc.returncode
         what = f"exited with status {code}" if code is not None else "did not start in time"
         raise RuntimeError(f"worker {worker.proc.pid} {what}")
 
@@ -125,19 +142,15 @@ async def watch_lifeline(lifeline: socket.socket, on_gone: Callable[[], None]) -
 
 
 async def supervise(
-    command: list[str],
-    socket_sets: list[list[socket.socket]],
-    on_ready: Callable[[list[int]], None],
-    on_stopping: Callable[[], None],
+    command: list[str], socket_sets: list[list[socket.socket]], hooks: Hooks
 ) -> int:
     """Run one worker per socket set until a signal or a worker's death; returns the status.
 
     Each set is handed to its worker; once all are started every set is
     closed here (the workers hold them; a dead worker's sockets then leave the
     SO_REUSEPORT group instead of queueing connections nobody accepts). The
-    same set may be given for every worker (systemd's sockets).
-    ``on_ready(pids)`` once every worker serves; ``on_stopping()`` when
-    stopping starts. Workers get SIGTERM, then SIGKILL after 10 s.
+    same set may be given for every worker (systemd's sockets). `Hooks` are
+    called as they say. Workers get SIGTERM, then SIGKILL after 10 s.
     """
     status = 0
     workers: list[Worker] = []
@@ -150,9 +163,14 @@ async def supervise(
                 for socks in socket_sets:
                     for sock in socks:
                         sock.close()  # idempotent: a shared set is closed once
-            for worker in workers:
-                await _wait_ready(worker)
-            on_ready([w.proc.pid for w in workers])
+            hooks.spawned()
+            try:
+                for worker in workers:
+                    await _wait_ready(worker)
+            except RuntimeError as exc:
+                log.error("%s; stopping the others", exc)
+                return 1
+            hooks.ready([w.proc.pid for w in workers])
             async with trio.open_nursery() as nursery:
 
                 async def watch(worker: Worker) -> None:
@@ -171,7 +189,7 @@ async def supervise(
                     nursery.cancel_scope.cancel()
                     break
         finally:
-            on_stopping()
+            hooks.stopping()
             with trio.CancelScope(shield=True):
                 await _stop_all(workers)
     return status
