@@ -12,8 +12,9 @@ import trio_timehttp
 PACKAGE = pathlib.Path(trio_timehttp.__file__).parent
 
 EXPECTED = {
-    "TIME1970", "BodyTooLarge", "BytesConsumer", "Client", "ConnectError", "FileConsumer",
-    "HTTPError", "Headers", "InvalidURL", "ProtocolError", "ProxyError", "RedirectError",
+    "TIME1970", "BodyTooLarge", "BytesConsumer", "Client", "ConnectError", "Consumer",
+    "FileConsumer", "HTTPError", "Headers", "InvalidURL", "ProtocolError", "ProxyError",
+    "RedirectError",
     "RedirectingConsumer", "Request", "Response", "TextConsumer", "TimeHTTPError",
     "TimeProtocolError", "TimeSample", "Timeout", "TooManyRedirects", "__version__",
     "decode_time", "encode_time", "fetch", "query_http_time", "query_many", "query_time",
@@ -21,7 +22,7 @@ EXPECTED = {
 }  # fmt: skip
 
 PURE = ["_rfc868", "_sample", "_timing", "_headers", "_urls", "_models", "_combine", "_httpdate",
-        "_errors", "_version", "_proxy"]  # fmt: skip
+        "_errors", "_version", "_headreader", "_consumer", "_framing", "_proxy"]  # fmt: skip
 IO = {"trio", "h11", "socket", "select", "selectors", "asyncio", "logging"}
 
 

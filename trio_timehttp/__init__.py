@@ -3,6 +3,7 @@
 Public names are re-exported here; the modules behind them are private.
 """
 
+from ._consumer import Consumer
 from ._consumers import BytesConsumer, FileConsumer, RedirectingConsumer, TextConsumer
 from ._errors import (
     BodyTooLarge,
@@ -33,6 +34,7 @@ __all__ = [
     "BytesConsumer",
     "Client",
     "ConnectError",
+    "Consumer",
     "FileConsumer",
     "HTTPError",
     "Headers",

@@ -11,6 +11,7 @@ from typing import TextIO
 import trio
 
 from ._cli_args import Parser, UsageError, header_arg, int_in, positive_float
+from ._consumer import Consumer
 from ._consumers import FileConsumer, RedirectingConsumer
 from ._demo import DummyConsumer
 from ._http import fetch
@@ -142,7 +143,7 @@ def cmd_get(args: argparse.Namespace, out: TextIO) -> int:
         if sys.stderr.isatty():
             sink = _Progress(sink, sys.stderr)
     report = _BodyReport(out, sink)
-    consumer: object = report
+    consumer: Consumer = report
     if args.redirects:
         consumer = RedirectingConsumer(report, max_redirects=args.max_redirects)
     trio.run(partial(fetch, args.url, consumer, headers=args.headers, timeout=args.timeout))

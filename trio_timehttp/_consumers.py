@@ -34,6 +34,7 @@ import secrets
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from ._consumer import call_optional
 from ._errors import BodyTooLarge, InvalidURL, RedirectError, TooManyRedirects
 from ._models import Request, Response
 from ._urls import URL, parse_url, resolve_location
@@ -232,10 +233,7 @@ class RedirectingConsumer:
 
     async def _deliver(self, response: Response) -> Request | None:
         self._delivered = True
-        http_header = getattr(self.consumer, "http_header", None)
-        if http_header is None:
-            return None
-        result = await _maybe_await(http_header(response))
+        result = await call_optional(self.consumer, "http_header", response)
         if not isinstance(result, Request):
             return None
         # A wrapped wrapper asked for another request: pass it up; it expects
@@ -254,9 +252,7 @@ class RedirectingConsumer:
             error=exc,
         )
         self._delivered = True
-        http_header = getattr(self.consumer, "http_header", None)
-        if http_header is not None:
-            await _maybe_await(http_header(failure))
+        await call_optional(self.consumer, "http_header", failure)
 
     async def feed(self, data: bytes) -> None:
         """Body of the final response: straight to the wrapped consumer."""
@@ -272,9 +268,12 @@ class RedirectingConsumer:
         if not self._delivered and self._last is not None:
             await self._fail(self._last, exc)
             return
-        http_error = getattr(self.consumer, "http_error", None)
-        if http_error is not None:
-            await _maybe_await(http_error(exc))
+        await call_optional(self.consumer, "http_error", exc)
+
+    async def http_complete(self) -> None:
+        """The final response's body ended complete: tell the wrapped consumer."""
+        if self._delivered:
+            await call_optional(self.consumer, "http_complete")
 
     async def close(self) -> Any:
         """Close the wrapped consumer (once); returns what its ``close`` returns."""

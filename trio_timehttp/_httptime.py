@@ -20,6 +20,7 @@ from ._httpdate import parse_http_date
 from ._models import Response
 from ._probing import Reading, precise_sample, refine
 from ._sample import OffsetEstimator, TimeSample, plain_sample
+from ._timing import ExchangeTimes
 from ._urls import parse_url
 
 __all__ = ["query_http_time"]
@@ -43,16 +44,9 @@ class _DateConsumer:
 
     def __init__(self) -> None:
         self.response: Response | None = None
-        self.sent = 0.0
-        self.arrived = 0.0
         self.size = 0
 
-    def _trio_timehttp_sent(self) -> None:
-        # Called by our requester the moment the request has been sent.
-        self.sent = time.time()
-
     def http_header(self, response: Response) -> None:
-        self.arrived = time.time()
         self.response = response
 
     def feed(self, data: bytes) -> None:
@@ -68,19 +62,20 @@ async def _read_once(client: Client, url: str, method: str) -> tuple[Response, R
     """One request: the response, and the reading its Date gives (None without a Date).
 
     The server cannot have read its clock before our request began to leave,
-    so ``start`` is taken just before sending (a reused connection: no
-    connect inside); ``rtt`` runs from request sent to head received.
+    so ``start`` is taken before connecting or, on a reused connection, before
+    the first byte is sent (``ExchangeTimes``); ``rtt`` runs from request sent
+    to head received.
     """
     consumer = _DateConsumer()
-    start = time.time()
+    times = ExchangeTimes()
     with contextlib.suppress(_EnoughBody):
-        await client.fetch(url, consumer, method=method, timeout=None)
+        await client._fetch_timed(url, consumer, method=method, times=times)
     response = consumer.response
     assert response is not None  # fetch raised otherwise
     if "date" not in response.headers:
         return response, None
     second = _date_of(response, url)
-    return response, Reading(second, start, consumer.sent or start, consumer.arrived)
+    return response, Reading(second, times.start, times.sent or times.start, times.head)
 
 
 def _no_date(response: Response, url: str) -> ProtocolError:
