@@ -56,6 +56,18 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         default=300.0,
         help="total seconds for the whole exchange (default 300)",
     )
+    proxy = get.add_mutually_exclusive_group()
+    proxy.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="send the request through this HTTP proxy (http://[user:pass@]host:port)",
+    )
+    proxy.add_argument(
+        "--no-proxy",
+        dest="trust_env",
+        action="store_false",
+        help="ignore http_proxy, https_proxy, all_proxy and no_proxy in the environment",
+    )
     get.set_defaults(func=cmd_get)
 
 
@@ -146,5 +158,15 @@ def cmd_get(args: argparse.Namespace, out: TextIO) -> int:
     consumer: Consumer = report
     if args.redirects:
         consumer = RedirectingConsumer(report, max_redirects=args.max_redirects)
-    trio.run(partial(fetch, args.url, consumer, headers=args.headers, timeout=args.timeout))
+    trio.run(
+        partial(
+            fetch,
+            args.url,
+            consumer,
+            headers=args.headers,
+            timeout=args.timeout,
+            proxy=args.proxy,
+            trust_env=args.trust_env,
+        )
+    )
     return 0

@@ -46,6 +46,18 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         action="store_true",
         help="probe each server's second boundary: sub-second offsets",
     )
+    proxy = time_.add_mutually_exclusive_group()
+    proxy.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="send URL sources through this HTTP proxy (http://[user:pass@]host:port)",
+    )
+    proxy.add_argument(
+        "--no-proxy",
+        dest="trust_env",
+        action="store_false",
+        help="ignore http_proxy, https_proxy, all_proxy and no_proxy in the environment",
+    )
     time_.set_defaults(func=cmd_time)
 
 
@@ -88,6 +100,8 @@ def cmd_time(args: argparse.Namespace, out: TextIO) -> int:
             udp=args.udp,
             timeout=args.timeout,
             precise=args.precise,
+            proxy=args.proxy,
+            trust_env=args.trust_env,
         )
     )
     return _format_samples(args.sources, results, out)

@@ -17,7 +17,10 @@ it, so it happens even after the deadline.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
+import os
 import ssl
 import time
 from collections.abc import Hashable
@@ -27,15 +30,23 @@ from typing import Any, Final
 import trio
 
 from ._consumer import Consumer
-from ._errors import ConnectError, HTTPError, InvalidURL, TimeHTTPError, Timeout
+from ._errors import ConnectError, HTTPError, InvalidURL, ProxyError, TimeHTTPError, Timeout
 from ._exchange import Decoder, Exchange, Hooks, StaleConnection
 from ._headers import Headers, HeadersLike
 from ._headreader import HeadLimits, HeadMemo
 from ._models import Request, Response
 from ._pool import Connection, Pool
 from ._prepare import USER_AGENT, Prepared, Preparer
+from ._proxy import (
+    Proxy,
+    ProxyPolicy,
+    absolute_target,
+    forward_refusal,
+    with_proxy_authorization,
+)
 from ._timing import ExchangeTimes
 from ._transport import HandshakeError, TLSPlan, Transport, TransportPlan, open_transport
+from ._tunnel import open_tunnel
 from ._urls import URL
 
 __all__ = ["USER_AGENT", "Client", "Route", "fetch"]
@@ -57,13 +68,15 @@ class Route:
     """How one request reaches its server.
 
     ``key``: which pooled connections are interchangeable for it; ``plan``:
-    how to open a new one; ``target``: the request-target to send (None: the
-    URL's origin-form; a forward proxy wants the absolute URL).
+    how to open a new one; ``proxy``: the proxy on the way (None: direct);
+    ``forward``: the request goes to the proxy in absolute-form (an http
+    target), rather than through a CONNECT tunnel (https) or direct.
     """
 
     key: Hashable
     plan: TransportPlan
-    target: str | None = None
+    proxy: Proxy | None = None
+    forward: bool = False
 
 
 class _State:
@@ -94,7 +107,14 @@ class Client(trio.abc.AsyncResource):
     ``max_header_fields`` / ``max_header_bytes`` / ``max_informational``: caps
     on a response head's field count, its size, and the number of 1xx
     responses before the final one; beyond them the response is a
-    ``ProtocolError``.
+    ``ProtocolError`` (a proxy's answer to CONNECT gets the same caps).
+    ``proxy``: ``"http://[user:pass@]host:port"`` for every request (http
+    targets in absolute-form, https through a CONNECT tunnel); parsed here,
+    so an unusable one is an ``InvalidURL`` at once. ``trust_env`` (with no
+    ``proxy``): choose per origin from ``http_proxy``, ``https_proxy``/
+    ``HTTPS_PROXY``, ``all_proxy``/``ALL_PROXY`` and ``no_proxy``/``NO_PROXY``
+    as read now, as curl does (see ``_proxy``); loopback targets go direct.
+    Proxy failures are ``ProxyError``; the credentials go only to the proxy.
     """
 
     def __init__(
@@ -108,12 +128,16 @@ class Client(trio.abc.AsyncResource):
         max_header_fields: int = 100,
         max_header_bytes: int = 65536,
         max_informational: int = 10,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ) -> None:
         self._timeout = timeout
+        self._proxies = ProxyPolicy.from_settings(proxy, trust_env, os.environ)
         self._pool = Pool(max_connections, keepalive_expiry)
         self._headers = Headers(headers)
         self._ssl_context = ssl_context
         limits = HeadLimits(max_header_fields, max_header_bytes, max_informational)
+        self._limits = limits
         self._memo = HeadMemo(limits)
         self._preparer = Preparer()
         self._routes: dict[tuple[str, str, int], Route] = {}
@@ -275,13 +299,15 @@ class Client(trio.abc.AsyncResource):
         """One request, retried once on a fresh connection if a reused one was stale."""
         prepared = self._preparer.prepare(request)
         route = self._route(prepared.url)
-        if route.target is not None:
-            prepared = self._preparer.prepare(request, route.target)
+        if route.forward and route.proxy is not None:
+            prepared = self._preparer.prepare(request, absolute_target(prepared.url))
+            head = with_proxy_authorization(prepared.head, route.proxy)
+            prepared = dataclasses.replace(prepared, head=head)
         fresh = False
         while True:
             conn = await self._checkout(route, prepared.url, state, fresh=fresh)
             try:
-                return await self._exchange(conn, prepared, hooks, state)
+                return await self._exchange(conn, prepared, hooks, state, route)
             except StaleConnection:
                 if fresh or not prepared.retryable:
                     raise
@@ -289,7 +315,7 @@ class Client(trio.abc.AsyncResource):
                 fresh = True
 
     async def _exchange(
-        self, conn: Connection, prepared: Prepared, hooks: Hooks, state: _State
+        self, conn: Connection, prepared: Prepared, hooks: Hooks, state: _State, route: Route
     ) -> tuple[Response, Request | None]:
         """The phases of one exchange; the connection is pooled only after a clean end."""
         ex = Exchange(conn, prepared, self._memo, state.times)
@@ -298,6 +324,10 @@ class Client(trio.abc.AsyncResource):
             await ex.send_request()
             await ex.receive_head()
             response = ex.response(list(state.history))
+            if route.forward and route.proxy is not None and response.status_code is not None:
+                refused = forward_refusal(route.proxy, response.status_code, response.url)
+                if refused is not None:
+                    raise refused
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s %s -> %s", prepared.request.method, response.url, response)
             follow: Request | None = None
@@ -323,34 +353,50 @@ class Client(trio.abc.AsyncResource):
     # ------------------------------------------------------------ connections
 
     def _route(self, url: URL) -> Route:
-        """Where a request to ``url`` goes: straight to its origin (cached per origin)."""
+        """Where a request to ``url`` goes (cached per origin).
+
+        Direct to its origin, or through the proxy the policy chooses: an http
+        target in absolute-form on a connection to the proxy (pooled per
+        proxy, credentials included in the key), an https target through a
+        CONNECT tunnel with TLS to the origin inside (pooled as a connection
+        to that origin through that proxy). Raises ``InvalidURL`` when the
+        environment names an unusable proxy.
+        """
         route = self._routes.get(url.origin)
         if route is None:
-            tls = None
-            if url.scheme == "https":
-                if self._ssl_context is None:
-                    self._ssl_context = ssl.create_default_context()
-                tls = TLSPlan(self._ssl_context, url.host)
-            route = Route(url.origin, TransportPlan(url.host, url.port, tls))
+            route = self._new_route(url, self._proxies.choose(url))
             if len(self._routes) >= _ROUTES:
                 self._routes.clear()
             self._routes[url.origin] = route
         return route
 
+    def _new_route(self, url: URL, proxy: Proxy | None) -> Route:
+        tls = None
+        if url.scheme == "https":
+            if self._ssl_context is None:
+                self._ssl_context = ssl.create_default_context()
+            tls = TLSPlan(self._ssl_context, url.host)
+        if proxy is None:
+            return Route(url.origin, TransportPlan(url.host, url.port, tls))
+        if tls is None:
+            return Route(("forward", proxy), TransportPlan(proxy.host, proxy.port), proxy, True)
+        tunnel = functools.partial(open_tunnel, url=url, proxy=proxy, limits=self._limits)
+        plan = TransportPlan(proxy.host, proxy.port, tls, tunnel)
+        return Route((url.origin, proxy), plan, proxy)
+
     async def _checkout(self, route: Route, url: URL, state: _State, *, fresh: bool) -> Connection:
         """A pooled connection fit for reuse, or a new one within the bound."""
 
         async def connect() -> Transport:
-            return await self._connect(route.plan, url, state.times)
+            return await self._connect(route, url, state.times)
 
         try:
             return await self._pool.checkout(route.key, connect, fresh=fresh)
         except trio.ClosedResourceError as exc:
             raise HTTPError(f"the Client was closed while connecting to {url}") from exc
 
-    async def _connect(
-        self, plan: TransportPlan, url: URL, times: ExchangeTimes | None
-    ) -> Transport:
+    async def _connect(self, route: Route, url: URL, times: ExchangeTimes | None) -> Transport:
+        plan = route.plan
         log.debug("connecting to %s:%s", plan.host, plan.port)
         if times is not None:
             times.start = time.time()  # before anything the server could see
@@ -363,6 +409,8 @@ class Client(trio.abc.AsyncResource):
                 f"TLS handshake with {url.authority} failed ({url}): {exc}"
             ) from exc
         except OSError as exc:
+            if route.proxy is not None:
+                raise ProxyError(f"cannot connect to proxy {route.proxy} ({url}): {exc}") from exc
             raise ConnectError(f"cannot connect to {url.authority} ({url}): {exc}") from exc
 
 
@@ -374,7 +422,12 @@ async def fetch(
     headers: HeadersLike | None = None,
     body: bytes | None = None,
     timeout: float | None = 30.0,
+    proxy: str | None = None,
+    trust_env: bool = True,
 ) -> Response:
-    """One request through a short-lived ``Client`` (see ``Client.fetch``)."""
-    async with Client(timeout=timeout, max_connections=1) as client:
+    """One request through a short-lived ``Client`` (see ``Client.fetch``; ``proxy`` and
+    ``trust_env`` as on ``Client``)."""
+    async with Client(
+        timeout=timeout, max_connections=1, proxy=proxy, trust_env=trust_env
+    ) as client:
         return await client.fetch(url, consumer, method=method, headers=headers, body=body)

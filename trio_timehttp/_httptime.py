@@ -23,7 +23,13 @@ from ._sample import OffsetEstimator, TimeSample, plain_sample
 from ._timing import ExchangeTimes
 from ._urls import parse_url
 
-__all__ = ["query_http_time"]
+__all__ = ["NO_CACHE", "query_http_time"]
+
+# A cache on the way (a proxy's, or one in front of the origin) would answer
+# with a stored response: its Date is when the origin made it, not now (squid
+# adds an Age). RFC 9111 section 5.2.1.4 / 5.4: ask every cache to go to the
+# origin (Pragma for HTTP/1.0 caches).
+NO_CACHE = {"cache-control": "no-cache", "pragma": "no-cache"}
 
 log = logging.getLogger("trio_timehttp.httptime")
 
@@ -106,7 +112,12 @@ async def _first_reading(client: Client, url: str) -> tuple[str, Reading]:
 
 
 async def query_http_time(
-    url: str, *, timeout: float | None = None, precise: bool = False
+    url: str,
+    *,
+    timeout: float | None = None,
+    precise: bool = False,
+    proxy: str | None = None,
+    trust_env: bool = True,
 ) -> TimeSample:
     """Read a web server's clock from its ``Date`` header; offset = server - local.
 
@@ -115,14 +126,21 @@ async def query_http_time(
     ``ProtocolError`` when there is no usable ``Date``. With ``precise=True``
     further HEAD (or GET) requests on the same connection bisect the server's
     second; if the deadline passes after the first reading, the estimate so
-    far is returned.
+    far is returned. Every request asks caches not to answer from storage
+    (``Cache-Control: no-cache``, ``Pragma: no-cache``). ``proxy`` and
+    ``trust_env`` as on ``Client``: through a proxy the probes share one
+    connection to it (one CONNECT tunnel for https), and the proxy hop is
+    inside the measured round trip, so the uncertainty still holds.
     """
     target = parse_url(url)
     if timeout is None:
         timeout = DEFAULT_PRECISE_TIMEOUT if precise else DEFAULT_TIMEOUT
     estimator = OffsetEstimator()
     readings: list[Reading] = []
-    async with Client(timeout=None, max_connections=1) as client:
+    client = Client(
+        timeout=None, max_connections=1, headers=NO_CACHE, proxy=proxy, trust_env=trust_env
+    )
+    async with client:
         with trio.move_on_after(timeout):
             method, first = await _first_reading(client, url)
             readings.append(first)

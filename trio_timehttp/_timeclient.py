@@ -280,13 +280,16 @@ async def query_many(
     udp: bool = False,
     timeout: float | None = None,
     precise: bool = False,
+    proxy: str | None = None,
+    trust_env: bool = True,
 ) -> list[TimeSample | TimeHTTPError]:
     """Query every source at once (one task each, one nursery); results in the order given.
 
     A source starting with ``http://`` or ``https://`` is read with
-    ``query_http_time``; the others are RFC 868 hosts (``port``/``udp``
-    apply). A failed source yields its ``TimeHTTPError`` in its place; each
-    has its own deadline, so a dead one never delays the rest past it.
+    ``query_http_time`` (``proxy``/``trust_env`` apply); the others are
+    RFC 868 hosts (``port``/``udp`` apply; never proxied). A failed source
+    yields its ``TimeHTTPError`` in its place; each has its own deadline, so
+    a dead one never delays the rest past it.
     """
     from ._httptime import query_http_time
 
@@ -296,7 +299,9 @@ async def query_many(
     async def one(index: int, source: str) -> None:
         try:
             if source.lower().startswith(("http://", "https://")):
-                results[index] = await query_http_time(source, timeout=timeout, precise=precise)
+                results[index] = await query_http_time(
+                    source, timeout=timeout, precise=precise, proxy=proxy, trust_env=trust_env
+                )
             else:
                 results[index] = await query_time(
                     source, port, udp=udp, timeout=timeout, precise=precise
