@@ -82,9 +82,10 @@ class Route:
 class _State:
     """Per-fetch bookkeeping shared by the hops of a redirect chain."""
 
-    __slots__ = ("complete", "delivered", "history", "request", "times", "url")
+    __slots__ = ("complete", "delivered", "history", "prepared", "request", "times", "url")
 
     def __init__(self, url: str, times: ExchangeTimes | None) -> None:
+        self.prepared: Prepared | None = None  # the first hop's, made while validating
         self.url = url  # the URL of the hop in progress (for messages)
         self.request: Request | None = None  # the hop in progress
         self.history: list[Response] = []  # the hops before it
@@ -175,7 +176,7 @@ class Client(trio.abc.AsyncResource):
         hooks = Hooks(consumer)
         state = _State(url, None)
         try:
-            request = self._first_request(Request(method, url, headers, body))
+            request = self._first_request(Request(method, url, headers, body), state)
         except BaseException:
             await hooks.call(hooks.close)
             raise
@@ -191,17 +192,17 @@ class Client(trio.abc.AsyncResource):
         hooks = Hooks(consumer)
         state = _State(url, times)
         try:
-            request = self._first_request(Request(method, url))
+            request = self._first_request(Request(method, url), state)
         except BaseException:
             await hooks.call(hooks.close)
             raise
         return await self._run(request, hooks, state, None)
 
-    def _first_request(self, request: Request) -> Request:
+    def _first_request(self, request: Request, state: _State) -> Request:
         """The request as the first hop sends it: the Client's default fields merged in."""
         if self._closed:
             raise HTTPError(f"the Client is closed (fetching {request.url})")
-        self._preparer.prepare(request)  # an unusable URL fails here, before any I/O
+        state.prepared = self._preparer.prepare(request)  # an unusable URL fails here
         return self._with_defaults(request, first=True)
 
     def _with_defaults(self, request: Request, *, first: bool) -> Request:
@@ -297,7 +298,9 @@ class Client(trio.abc.AsyncResource):
         self, request: Request, hooks: Hooks, state: _State
     ) -> tuple[Response, Request | None]:
         """One request, retried once on a fresh connection if a reused one was stale."""
-        prepared = self._preparer.prepare(request)
+        prepared = state.prepared
+        if prepared is None or prepared.request is not request:
+            prepared = self._preparer.prepare(request)
         route = self._route(prepared.url)
         if route.forward and route.proxy is not None:
             prepared = self._preparer.prepare(request, absolute_target(prepared.url))

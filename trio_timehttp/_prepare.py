@@ -81,7 +81,7 @@ class BytesBody:
             await send(self.data)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prepared:
     """One hop's request, ready for the wire.
 
