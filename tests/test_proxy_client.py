@@ -210,6 +210,25 @@ async def test_hostile_proxy_gets_the_caps_and_the_deadline(
     assert SECRET not in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("behaviour", "error", "message"),
+    [
+        ("endless", t.ProtocolError, r"4096"),
+        ("drip", t.Timeout, r"timed out after 0.5 s"),
+        ("silent", t.Timeout, r"timed out after 0.5 s"),
+    ],
+)
+async def test_hostile_forward_proxy_gets_the_caps_and_the_deadline(
+    nursery: trio.Nursery, behaviour: str, error: type[Exception], message: str
+) -> None:
+    proxy = await start_proxy(nursery, behaviour)
+    client = t.Client(proxy=proxy.url_with("alice", SECRET), timeout=0.5, max_header_bytes=4096)
+    async with client:
+        with pytest.raises(error, match=message) as info:
+            await client.fetch("http://time.example/", t.BytesConsumer())
+    assert SECRET not in str(info.value)
+
+
 # --- the environment ---------------------------------------------------------------
 
 
