@@ -88,18 +88,18 @@ class Proxy:
 
 
 def redact(url: str) -> str:
-    """``url`` with any userinfo replaced by ``***``, for messages (never raises)."""
+    """A proxy URL with everything before its last ``@`` (after the scheme) as ``***``.
+
+    For messages; never raises. A proxy URL has no path, so any ``@`` ends a
+    userinfo -- even one holding a raw ``/``, ``?`` or ``#`` that a general URL
+    parser would take for the start of a path and show.
+    """
     scheme = _SCHEME.match(url)
     start = scheme.end() if scheme else 0
-    end = len(url)
-    for sep in "/?#":
-        at = url.find(sep, start)
-        if at >= 0:
-            end = min(end, at)
-    authority = url[start:end]
-    if "@" not in authority:
+    at = url.rfind("@", start)
+    if at < 0:
         return url
-    return url[:start] + "***@" + authority.rpartition("@")[2] + url[end:]
+    return url[:start] + "***" + url[at:]
 
 
 def _credentials(userinfo: str, shown: str) -> bytes:
