@@ -15,6 +15,7 @@ creating 1 GiB costs nothing and page-cache reads are cheap):
   frames the body in chunks of its output buffer size, without changing a
   byte (gzip would change the body).  `check_framing` verifies this.
 * ``/small.txt``        100 bytes, for the request-rate workloads.
+* ``/tls.bin``          the HTTPS bulk file (its own size: TLS is slower).
 
 Everything is served twice: plain HTTP on ``port`` and HTTPS (TLS 1.3 only,
 a certificate for 127.0.0.1 from a throwaway trustme CA whose PEM the
@@ -83,6 +84,7 @@ class Site:
     bulk_size: int
     tls_port: int = 0
     cafile: str = ""
+    tls_size: int = 0
 
     def url(self, path: str) -> str:
         return f"http://{LOOPBACK}:{self.port}{path}"
@@ -99,12 +101,22 @@ class Site:
         return self.url("/chunked/big.bin")
 
     @property
+    def tls_big(self) -> str:
+        return self.tls_url("/tls.bin")
+
+    @property
+    def tls_small(self) -> str:
+        return self.tls_url("/small.txt")
+
+    @property
     def small(self) -> str:
         return self.url("/small.txt")
 
 
 @contextlib.contextmanager
-def running(prefix: Path, *, core: int, bulk_size: int) -> Iterator[Site]:
+def running(
+    prefix: Path, *, core: int, bulk_size: int, tls_size: int = 256 << 20
+) -> Iterator[Site]:
     """Run nginx pinned to ``core`` with its private config under ``prefix``; always stop it."""
     nginx = which("nginx")
     if nginx is None:
@@ -117,6 +129,8 @@ def running(prefix: Path, *, core: int, bulk_size: int) -> Iterator[Site]:
     www.chmod(0o755)
     with open(www / "big.bin", "wb") as f:
         f.truncate(bulk_size)  # sparse: zeros, created instantly
+    with open(www / "tls.bin", "wb") as f:
+        f.truncate(tls_size)
     (www / "small.txt").write_bytes(b"x" * (SMALL_SIZE - 1) + b"\n")
     cafile = _make_certificates(prefix)
     last_error: Exception | None = None
@@ -142,7 +156,7 @@ def running(prefix: Path, *, core: int, bulk_size: int) -> Iterator[Site]:
             except (OSError, RuntimeError) as exc:
                 last_error = exc
                 continue
-            site = Site(port, bulk_size, tls_port, cafile)
+            site = Site(port, bulk_size, tls_port, cafile, tls_size)
             check_framing(site)
             yield site
             return

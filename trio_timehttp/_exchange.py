@@ -152,27 +152,48 @@ class Exchange:
     # ----------------------------------------------------------------- phases
 
     async def send_request(self) -> None:
-        """Send the head and the body. A send failure is kept, not raised: the
-        server may have answered and closed while we sent (RFC 9112 section 9.5),
-        and that response is read next."""
-        transport = self.conn.transport
+        """Send the head, then the body (``send_head`` + ``send_body``).
+
+        A send failure is kept, not raised: the server may have answered and
+        closed while we sent (RFC 9112 section 9.5), and that response is
+        read next; ``receive_head`` raises the send failure if none came.
+        """
+        if await self.send_head() and await self.send_body() and self._times is not None:
+            self._times.sent = time.time()
+
+    async def send_head(self) -> bool:
+        """The request head, after the exchange's cancel point; False if sending failed."""
+        await self.conn.transport.begin()
         times = self._times
-        await transport.begin()
         if times is not None:
             times.reused = self.conn.reused
             if self.conn.reused:
                 times.start = time.time()
+        return await self._send(self.prepared.head)
+
+    async def send_body(self) -> bool:
+        """The body source, if any (a seam: a source writes itself); False if sending failed."""
+        body = self.prepared.body
+        if body is None:
+            return True
         try:
-            await transport.send_all(self.prepared.head)
-            body = self.prepared.body
-            if body is not None:
-                await body.write(transport.send_all)
+            await body.write(self.conn.transport.send_all)
         except TRANSPORT_ERRORS as exc:
-            log.debug("sending to %s failed (%s); reading any response", self.prepared.url, exc)
-            self._send_error = exc
-            return
-        if times is not None:
-            times.sent = time.time()
+            self._sending_failed(exc)
+            return False
+        return True
+
+    async def _send(self, data: bytes) -> bool:
+        try:
+            await self.conn.transport.send_all(data)
+        except TRANSPORT_ERRORS as exc:
+            self._sending_failed(exc)
+            return False
+        return True
+
+    def _sending_failed(self, exc: BaseException) -> None:
+        log.debug("sending to %s failed (%s); reading any response", self.prepared.url, exc)
+        self._send_error = exc
 
     async def receive_head(self) -> Head:
         """Read the final response head (skipping 1xx), checked by the head reader."""

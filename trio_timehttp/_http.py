@@ -17,19 +17,22 @@ it, so it happens even after the deadline.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import os
 import ssl
 import time
-from collections.abc import Hashable
+from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import trio
 
 from ._consumer import Consumer
+from ._consumers import RedirectingConsumer
 from ._errors import ConnectError, HTTPError, InvalidURL, ProxyError, TimeHTTPError, Timeout
 from ._exchange import Decoder, Exchange, Hooks, StaleConnection
 from ._headers import Headers, HeadersLike
@@ -44,6 +47,7 @@ from ._proxy import (
     forward_refusal,
     with_proxy_authorization,
 )
+from ._stream import BodyStream
 from ._timing import ExchangeTimes
 from ._transport import HandshakeError, TLSPlan, Transport, TransportPlan, open_transport
 from ._tunnel import open_tunnel
@@ -92,6 +96,16 @@ class _State:
         self.delivered = False  # http_header got a real response for this hop
         self.complete = False  # the final body's framing proved it complete
         self.times = times
+
+
+class _Discard:
+    """The consumer behind ``Client.stream``'s redirect policy: the body is pulled instead."""
+
+    def feed(self, data: bytes) -> None:  # pragma: no cover - never fed
+        pass
+
+    def close(self) -> None:  # pragma: no cover - never closed
+        pass
 
 
 class Client(trio.abc.AsyncResource):
@@ -198,6 +212,68 @@ class Client(trio.abc.AsyncResource):
             raise
         return await self._run(request, hooks, state, None)
 
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: HeadersLike | None = None,
+        body: bytes | None = None,
+        timeout: float | None = _DEFAULT,
+        follow_redirects: bool = False,
+    ) -> AsyncIterator[Response]:
+        """Pull a response: ``async with client.stream(url) as response:``.
+
+        The ``Response`` is yielded once its head is in; read the body with
+        ``response.aiter_bytes()`` or ``await response.aread()``. Leaving the
+        block drains the rest (within a small bound, so the connection can be
+        reused) or closes the connection. ``timeout`` (default: the Client's)
+        is one deadline over connecting, the head, and the whole block, body
+        included; past it the block is cancelled and ``Timeout`` is raised.
+        Redirects are followed only with ``follow_redirects=True``, by the
+        policy of ``RedirectingConsumer``. Errors as ``fetch`` raises them.
+        """
+        if timeout is _DEFAULT:
+            timeout = self._timeout
+        state = _State(url, None)
+        request = self._first_request(Request(method, url, headers, body), state)
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        with trio.CancelScope(deadline=deadline) as scope:
+            ex = await self._start_following(request, state, follow_redirects)
+            clean = False
+            try:
+                response = ex.response(list(state.history))
+                pulled = BodyStream(ex, self._decoder(response))
+                response._body = pulled
+                yield response
+                clean = await pulled.finish()
+            finally:
+                ex.release(self._pool, clean)
+        if scope.cancelled_caught:
+            raise Timeout(f"timed out after {timeout} s fetching {state.url}")
+
+    async def _start_following(self, request: Request, state: _State, follow: bool) -> Exchange:
+        """The exchange whose head is final: redirects followed when ``follow``."""
+        policy = RedirectingConsumer(_Discard()) if follow else None
+        while True:
+            state.url = request.url
+            ex = await self._start(request, state)
+            if policy is None:
+                return ex
+            try:
+                response = ex.response(list(state.history))
+                step = await policy.http_header(response)
+                if not isinstance(step, Request):
+                    return ex
+                clean = await ex.drain()
+            except BaseException:
+                ex.release(self._pool, False)
+                raise
+            ex.release(self._pool, clean)
+            state.history.append(response)
+            request = self._with_defaults(step, first=False)
+
     def _first_request(self, request: Request, state: _State) -> Request:
         """The request as the first hop sends it: the Client's default fields merged in."""
         if self._closed:
@@ -297,42 +373,11 @@ class Client(trio.abc.AsyncResource):
     async def _hop(
         self, request: Request, hooks: Hooks, state: _State
     ) -> tuple[Response, Request | None]:
-        """One request, retried once on a fresh connection if a reused one was stale."""
-        prepared = state.prepared
-        if prepared is None or prepared.request is not request:
-            prepared = self._preparer.prepare(request)
-        route = self._route(prepared.url)
-        if route.forward and route.proxy is not None:
-            prepared = self._preparer.prepare(request, absolute_target(prepared.url))
-            head = with_proxy_authorization(prepared.head, route.proxy)
-            prepared = dataclasses.replace(prepared, head=head)
-        fresh = False
-        while True:
-            conn = await self._checkout(route, prepared.url, state, fresh=fresh)
-            try:
-                return await self._exchange(conn, prepared, hooks, state, route)
-            except StaleConnection:
-                if fresh or not prepared.retryable:
-                    raise
-                log.debug("reused connection to %s was stale; retrying", prepared.url.authority)
-                fresh = True
-
-    async def _exchange(
-        self, conn: Connection, prepared: Prepared, hooks: Hooks, state: _State, route: Route
-    ) -> tuple[Response, Request | None]:
-        """The phases of one exchange; the connection is pooled only after a clean end."""
-        ex = Exchange(conn, prepared, self._memo, state.times)
+        """One exchange pushed into the consumer; pooled only after a clean end."""
+        ex = await self._start(request, state)
         clean = False
         try:
-            await ex.send_request()
-            await ex.receive_head()
             response = ex.response(list(state.history))
-            if route.forward and route.proxy is not None and response.status_code is not None:
-                refused = forward_refusal(route.proxy, response.status_code, response.url)
-                if refused is not None:
-                    raise refused
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s %s -> %s", prepared.request.method, response.url, response)
             follow: Request | None = None
             if hooks.header is not None:
                 result = await hooks.call(hooks.header, response)
@@ -348,6 +393,48 @@ class Client(trio.abc.AsyncResource):
             return response, None
         finally:
             ex.release(self._pool, clean)
+
+    async def _start(self, request: Request, state: _State) -> Exchange:
+        """Send ``request`` and read its head: the exchange, ready for its body.
+
+        Retried once on a fresh connection when a reused one turned out stale
+        (``StaleConnection``) and the request may be sent again. On failure the
+        connection is closed; on success the caller must ``release`` it.
+        """
+        prepared = state.prepared
+        if prepared is None or prepared.request is not request:
+            prepared = self._preparer.prepare(request)
+        route = self._route(prepared.url)
+        if route.forward and route.proxy is not None:
+            # Absolute-form, and the proxy's credentials in the head bytes only.
+            prepared = self._preparer.prepare(request, absolute_target(prepared.url))
+            head = with_proxy_authorization(prepared.head, route.proxy)
+            prepared = dataclasses.replace(prepared, head=head)
+        fresh = False
+        while True:
+            conn = await self._checkout(route, prepared.url, state, fresh=fresh)
+            ex = Exchange(conn, prepared, self._memo, state.times)
+            try:
+                await ex.send_request()
+                await ex.receive_head()
+            except StaleConnection:
+                ex.release(self._pool, False)
+                if fresh or not prepared.retryable:
+                    raise
+                log.debug("reused connection to %s was stale; retrying", prepared.url.authority)
+                fresh = True
+                continue
+            except BaseException:
+                ex.release(self._pool, False)
+                raise
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s %s -> %s", request.method, request.url, ex.head and ex.head.status)
+            if route.forward and route.proxy is not None and ex.head is not None:
+                refused = forward_refusal(route.proxy, ex.head.status, request.url)
+                if refused is not None:
+                    ex.release(self._pool, False)
+                    raise refused
+            return ex
 
     def _decoder(self, response: Response) -> Decoder | None:
         """The content decoder for a response's body (none: bodies arrive as sent)."""

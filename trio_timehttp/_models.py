@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ._headers import Headers, HeadersLike
 
@@ -36,6 +38,12 @@ class Request:
         object.__setattr__(self, "body", None if body is None else bytes(body))
 
 
+class _Body(Protocol):
+    """Where a pulled response's body comes from (the requester's ``BodyStream``)."""
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
+
+
 @dataclass(slots=True, eq=False)
 class Response:
     """The status line and headers of a response (the body goes to the consumer).
@@ -53,6 +61,25 @@ class Response:
     headers: Headers = field(default_factory=Headers)
     history: list[Response] = field(default_factory=list)
     error: BaseException | None = None
+    # Set only on a response from ``Client.stream`` (the body still to read).
+    _body: _Body | None = field(default=None, repr=False)
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body, piece by piece: ``async for piece in response.aiter_bytes()``.
+
+        ``Client.stream`` responses only, and once. Raises ``RuntimeError``
+        for a response whose body went to a consumer, or when the body is read
+        a second time; ``ProtocolError``/``Timeout`` as ``fetch`` would. (A
+        plain iterator object, not an async generator: leaving the loop early
+        leaves nothing to finalise.)
+        """
+        if self._body is None:
+            raise RuntimeError("this response's body is not streamed (use Client.stream)")
+        return self._body.aiter_bytes()
+
+    async def aread(self) -> bytes:
+        """The whole body (``Client.stream`` responses only; see ``aiter_bytes``)."""
+        return b"".join([piece async for piece in self.aiter_bytes()])
 
     def __repr__(self) -> str:
         if self.status_code is None:
