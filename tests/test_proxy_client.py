@@ -175,6 +175,23 @@ async def test_tunnel_verifies_the_origin_certificate(
             await client.fetch("https://wrong.example/", t.BytesConsumer())
 
 
+async def test_stream_goes_through_the_proxy_too(
+    nursery: trio.Nursery, tls: tuple[ssl.SSLContext, ssl.SSLContext, list[str]]
+) -> None:
+    server_ctx, client_ctx, _ = tls
+    origin = await start_tls_origin(nursery, server_ctx)
+    proxy = await start_proxy(nursery, upstream=(origin.host, origin.port))
+    async with t.Client(proxy=proxy.url_with("alice", SECRET), ssl_context=client_ctx) as client:
+        async with client.stream("https://origin.example/pulled") as response:
+            assert await response.aread() == b"hello /pulled"
+        async with client.stream("http://time.example/pulled") as response:
+            assert await response.aread() == b"proxied GET http://time.example/pulled HTTP/1.1"
+    assert [lines(h)[0] for h in proxy.heads] == [
+        b"CONNECT origin.example:443 HTTP/1.1",
+        b"GET http://time.example/pulled HTTP/1.1",
+    ]
+
+
 HOSTILE = [
     ("refuse", t.ProxyError, r"refused CONNECT origin\.example:443: 403 Forbidden"),
     ("auth", t.ProxyError, r"rejected the credentials \(407"),
