@@ -100,7 +100,7 @@ def run_suite(
             "big": site.big,
             "big-tls": site.tls_url("/big.bin"),
         }
-        _warm_up(site.big)
+        _warm_up(site.big, site.cafile)
         for _ in range(runs):
             for w in loads:
                 expect = bulk_size if w.mode == "bulk" else _nginx.SMALL_SIZE
