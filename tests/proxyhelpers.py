@@ -299,7 +299,8 @@ def squid(*, basic_auth: tuple[str, str] | None = None) -> Iterator[str]:
     """
     binary = require_program("squid")
     prefix = tempfile.mkdtemp(prefix="squid-test-")
-    name = os.path.basename(prefix).replace("-", "")
+    # squid's -n takes letters and digits only (mkdtemp's names may hold "_").
+    name = "".join(c for c in os.path.basename(prefix) if c.isalnum())
     try:
         yield from _run_squid(binary, prefix, name, basic_auth)
     finally:

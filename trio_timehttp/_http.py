@@ -26,18 +26,28 @@ import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import trio
 
+from ._bodies import RequestBody, request_body
 from ._consumer import Consumer
 from ._consumers import RedirectingConsumer
-from ._errors import ConnectError, HTTPError, InvalidURL, ProxyError, TimeHTTPError, Timeout
+from ._decoding import BodyDecoder, DecodeLimits, accept_encoding, parse_codings
+from ._errors import (
+    ConnectError,
+    HTTPError,
+    InvalidURL,
+    ProxyError,
+    RedirectError,
+    TimeHTTPError,
+    Timeout,
+)
 from ._exchange import Decoder, Exchange, Hooks, StaleConnection
 from ._headers import Headers, HeadersLike
 from ._headreader import HeadLimits, HeadMemo
-from ._models import Request, Response
+from ._models import Content, Request, Response
 from ._pool import Connection, Pool
 from ._prepare import USER_AGENT, Prepared, Preparer
 from ._proxy import (
@@ -47,6 +57,7 @@ from ._proxy import (
     forward_refusal,
     with_proxy_authorization,
 )
+from ._retry import RetryPolicy, parse_retry_after
 from ._stream import BodyStream
 from ._timing import ExchangeTimes
 from ._transport import HandshakeError, TLSPlan, Transport, TransportPlan, open_transport
@@ -83,12 +94,33 @@ class Route:
     forward: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """A fetch's per-request options: decoding (None: off), retries."""
+
+    decode: DecodeLimits | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
 class _State:
     """Per-fetch bookkeeping shared by the hops of a redirect chain."""
 
-    __slots__ = ("complete", "delivered", "history", "prepared", "request", "times", "url")
+    __slots__ = (
+        "bodies",
+        "complete",
+        "deadline",
+        "delivered",
+        "history",
+        "options",
+        "prepared",
+        "request",
+        "times",
+        "url",
+    )
 
-    def __init__(self, url: str, times: ExchangeTimes | None) -> None:
+    def __init__(
+        self, url: str, times: ExchangeTimes | None, options: _Options | None = None
+    ) -> None:
         self.prepared: Prepared | None = None  # the first hop's, made while validating
         self.url = url  # the URL of the hop in progress (for messages)
         self.request: Request | None = None  # the hop in progress
@@ -96,6 +128,44 @@ class _State:
         self.delivered = False  # http_header got a real response for this hop
         self.complete = False  # the final body's framing proved it complete
         self.times = times
+        self.options = options or _Options()
+        self.deadline: float | None = None  # trio time; None: no deadline
+        # One RequestBody per body object, for the whole chain: a redirect or
+        # retry sends the same source again (rewound), never a fresh empty one.
+        self.bodies: dict[int, tuple[object, RequestBody]] = {}
+
+    def body_for(self, request: Request) -> RequestBody | None:
+        """The body source for a hop (None for no body or ``bytes``, which the preparer wraps).
+
+        Raises ``TypeError`` for a body of the wrong type, ``ValueError`` for
+        one that contradicts the request's Content-Length, and
+        ``RedirectError`` when a redirect needs a body already sent that
+        cannot be replayed.
+        """
+        value = request.body
+        if value is None or isinstance(value, bytes):
+            return None
+        entry = self.bodies.get(id(value))
+        if entry is None:
+            body = request_body(value)
+            assert body is not None
+            length = request.headers.get("content-length")
+            if length is not None and length.strip().isdigit():
+                body.expect_length(int(length))
+            self.bodies[id(value)] = (value, body)
+            return body
+        body = entry[1]
+        if body.used and not body.replayable:
+            raise RedirectError(
+                f"cannot send the request body again to {request.url}: it was an iterator"
+                " or stream and has been sent (use bytes or a seekable file to allow"
+                " 307/308 redirects and retries)"
+            )
+        return body
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - trio.current_time()
 
 
 class _Discard:
@@ -130,6 +200,13 @@ class Client(trio.abc.AsyncResource):
     ``HTTPS_PROXY``, ``all_proxy``/``ALL_PROXY`` and ``no_proxy``/``NO_PROXY``
     as read now, as curl does (see ``_proxy``); loopback targets go direct.
     Proxy failures are ``ProxyError``; the credentials go only to the proxy.
+    ``decode``: ask for and decode gzip, deflate, br, zstd (``_decoding``);
+    ``max_decoded_size`` (bytes, ``None``: no bound) and ``max_decode_ratio``
+    (decoded per encoded byte past 8 MiB, ``None``: no bound) stop a
+    decompression bomb with ``BodyTooLarge``.
+    ``retries``, ``backoff``: see ``_retry`` (connect failures, and 429/503
+    to idempotent methods, with jittered exponential backoff or
+    ``Retry-After``, inside the deadline; each retry is logged at INFO).
     """
 
     def __init__(
@@ -143,11 +220,20 @@ class Client(trio.abc.AsyncResource):
         max_header_fields: int = 100,
         max_header_bytes: int = 65536,
         max_informational: int = 10,
+        decode: bool = False,
+        max_decoded_size: int | None = None,
+        max_decode_ratio: float | None = 200.0,
+        retries: int = 0,
+        backoff: float = 0.5,
         proxy: str | None = None,
         trust_env: bool = True,
     ) -> None:
         self._timeout = timeout
         self._proxies = ProxyPolicy.from_settings(proxy, trust_env, os.environ)
+        self._decode_limits = DecodeLimits(max_decoded_size, max_decode_ratio)
+        self._options = _Options(
+            self._decode_limits if decode else None, RetryPolicy(retries, backoff)
+        )
         self._pool = Pool(max_connections, keepalive_expiry)
         self._headers = Headers(headers)
         self._ssl_context = ssl_context
@@ -173,8 +259,12 @@ class Client(trio.abc.AsyncResource):
         *,
         method: str = "GET",
         headers: HeadersLike | None = None,
-        body: bytes | None = None,
+        body: Content | None = None,
         timeout: float | None = _DEFAULT,
+        expect_continue: bool = False,
+        decode: bool | None = None,
+        max_decoded_size: int | None = _DEFAULT,
+        retries: int | None = None,
     ) -> Response:
         """Send one request and stream the response body into ``consumer``.
 
@@ -184,17 +274,61 @@ class Client(trio.abc.AsyncResource):
         it complete), ``close()`` exactly once; failures are reported to the
         consumer, then raised as ``TimeHTTPError`` subclasses; the consumer's
         own exceptions propagate unchanged. Returns the final ``Response``.
+
+        ``body``: ``bytes``, an (async) iterable of ``bytes`` or a binary file
+        (``_bodies``): Content-Length when its size is known, chunked
+        otherwise. ``expect_continue``: send ``Expect: 100-continue`` and hold
+        the body back until the server's 100 (or ``CONTINUE_WAIT`` seconds of
+        silence). ``decode``, ``max_decoded_size``, ``retries``: this request's
+        own values for the Client's settings (None / unset: the Client's).
         """
         if timeout is _DEFAULT:
             timeout = self._timeout
         hooks = Hooks(consumer)
-        state = _State(url, None)
+        state = _State(url, None, self._request_options(decode, max_decoded_size, retries))
         try:
-            request = self._first_request(Request(method, url, headers, body), state)
+            request = self._first_request(
+                self._new_request(method, url, headers, body, state, expect_continue), state
+            )
         except BaseException:
             await hooks.call(hooks.close)
             raise
         return await self._run(request, hooks, state, timeout)
+
+    def _new_request(
+        self,
+        method: str,
+        url: str,
+        headers: HeadersLike | None,
+        body: Content | None,
+        state: _State,
+        expect_continue: bool,
+    ) -> Request:
+        """The caller's request, with the fields decoding and Expect: 100-continue ask for."""
+        fields = Headers(headers)
+        extra = []
+        if state.options.decode is not None and "accept-encoding" not in fields:
+            extra.append(("accept-encoding", accept_encoding()))
+        if expect_continue and "expect" not in fields:
+            extra.append(("expect", "100-continue"))
+        if extra:
+            fields = Headers([*fields.items(), *extra])
+        return Request(method, url, fields, body)
+
+    def _request_options(
+        self, decode: bool | None, max_decoded_size: int | None, retries: int | None
+    ) -> _Options:
+        options = self._options
+        if decode is None and max_decoded_size is _DEFAULT and retries is None:
+            return options
+        limits = self._decode_limits
+        if max_decoded_size is not _DEFAULT:
+            limits = DecodeLimits(max_decoded_size, limits.max_ratio, limits.ratio_floor)
+        on = options.decode is not None if decode is None else decode
+        retry = options.retry
+        if retries is not None:
+            retry = RetryPolicy(retries, retry.backoff, retry.rng)
+        return _Options(limits if on else None, retry)
 
     async def _fetch_timed(
         self, url: str, consumer: Consumer, *, method: str = "GET", times: ExchangeTimes
@@ -219,9 +353,13 @@ class Client(trio.abc.AsyncResource):
         *,
         method: str = "GET",
         headers: HeadersLike | None = None,
-        body: bytes | None = None,
+        body: Content | None = None,
         timeout: float | None = _DEFAULT,
         follow_redirects: bool = False,
+        expect_continue: bool = False,
+        decode: bool | None = None,
+        max_decoded_size: int | None = _DEFAULT,
+        retries: int | None = None,
     ) -> AsyncIterator[Response]:
         """Pull a response: ``async with client.stream(url) as response:``.
 
@@ -233,18 +371,23 @@ class Client(trio.abc.AsyncResource):
         included; past it the block is cancelled and ``Timeout`` is raised.
         Redirects are followed only with ``follow_redirects=True``, by the
         policy of ``RedirectingConsumer``. Errors as ``fetch`` raises them.
+        ``body``, ``expect_continue``, ``decode``, ``max_decoded_size``,
+        ``retries``: as for ``fetch``.
         """
         if timeout is _DEFAULT:
             timeout = self._timeout
-        state = _State(url, None)
-        request = self._first_request(Request(method, url, headers, body), state)
+        state = _State(url, None, self._request_options(decode, max_decoded_size, retries))
+        request = self._first_request(
+            self._new_request(method, url, headers, body, state, expect_continue), state
+        )
         deadline = math.inf if timeout is None else trio.current_time() + timeout
+        state.deadline = None if timeout is None else deadline
         with trio.CancelScope(deadline=deadline) as scope:
             ex = await self._start_following(request, state, follow_redirects)
             clean = False
             try:
                 response = ex.response(list(state.history))
-                pulled = BodyStream(ex, self._decoder(response))
+                pulled = BodyStream(ex, self._decoder(response, state))
                 response._body = pulled
                 yield response
                 clean = await pulled.finish()
@@ -278,7 +421,9 @@ class Client(trio.abc.AsyncResource):
         """The request as the first hop sends it: the Client's default fields merged in."""
         if self._closed:
             raise HTTPError(f"the Client is closed (fetching {request.url})")
-        state.prepared = self._preparer.prepare(request)  # an unusable URL fails here
+        # An unusable URL, or a body of the wrong type, fails here, before any I/O.
+        body = state.body_for(request)
+        state.prepared = self._preparer.prepare(request, body=body)
         return self._with_defaults(request, first=True)
 
     def _with_defaults(self, request: Request, *, first: bool) -> Request:
@@ -308,7 +453,8 @@ class Client(trio.abc.AsyncResource):
                 response = await self._follow(request, hooks, state)
                 timed_out = False
             else:
-                with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+                state.deadline = trio.current_time() + timeout
+                with trio.CancelScope(deadline=state.deadline) as scope:
                     response = await self._follow(request, hooks, state)
                 timed_out = scope.cancelled_caught
         except BaseException as exc:
@@ -387,7 +533,7 @@ class Client(trio.abc.AsyncResource):
             if follow is not None:
                 clean = await ex.drain()
                 return response, follow
-            await ex.stream_body(hooks, self._decoder(response))
+            await ex.stream_body(hooks, self._decoder(response, state))
             state.complete = ex.complete
             clean = True
             return response, None
@@ -398,25 +544,40 @@ class Client(trio.abc.AsyncResource):
         """Send ``request`` and read its head: the exchange, ready for its body.
 
         Retried once on a fresh connection when a reused one turned out stale
-        (``StaleConnection``) and the request may be sent again. On failure the
-        connection is closed; on success the caller must ``release`` it.
+        (``StaleConnection``) and the request may be sent again, and as the
+        retry policy allows (connect failures; 429/503 to idempotent methods,
+        whose answer is drained, never shown). On failure the connection is
+        closed; on success the caller must ``release`` it.
         """
+        body = state.body_for(request)
         prepared = state.prepared
         if prepared is None or prepared.request is not request:
-            prepared = self._preparer.prepare(request)
+            prepared = self._preparer.prepare(request, body=body)
         route = self._route(prepared.url)
         if route.forward and route.proxy is not None:
             # Absolute-form, and the proxy's credentials in the head bytes only.
-            prepared = self._preparer.prepare(request, absolute_target(prepared.url))
+            prepared = self._preparer.prepare(request, absolute_target(prepared.url), body)
             head = with_proxy_authorization(prepared.head, route.proxy)
             prepared = dataclasses.replace(prepared, head=head)
         fresh = False
+        attempt = 0
         while True:
-            conn = await self._checkout(route, prepared.url, state, fresh=fresh)
+            try:
+                conn = await self._checkout(route, prepared.url, state, fresh=fresh)
+            except ConnectError as exc:
+                delay = self._retry_wait(state, attempt, None)
+                if delay is None:
+                    raise
+                await self._pause(prepared, delay, attempt, state, str(exc))
+                attempt += 1
+                continue
             ex = Exchange(conn, prepared, self._memo, state.times)
             try:
                 await ex.send_request()
                 await ex.receive_head()
+                delay, reason = self._status_retry(ex, state, attempt)
+                if delay is not None:
+                    ex.release(self._pool, await ex.drain())
             except StaleConnection:
                 ex.release(self._pool, False)
                 if fresh or not prepared.retryable:
@@ -427,6 +588,10 @@ class Client(trio.abc.AsyncResource):
             except BaseException:
                 ex.release(self._pool, False)
                 raise
+            if delay is not None:
+                await self._pause(prepared, delay, attempt, state, reason)
+                attempt += 1
+                continue
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s %s -> %s", request.method, request.url, ex.head and ex.head.status)
             if route.forward and route.proxy is not None and ex.head is not None:
@@ -436,9 +601,56 @@ class Client(trio.abc.AsyncResource):
                     raise refused
             return ex
 
-    def _decoder(self, response: Response) -> Decoder | None:
-        """The content decoder for a response's body (none: bodies arrive as sent)."""
-        return None
+    def _retry_wait(self, state: _State, attempt: int, retry_after: float | None) -> float | None:
+        """The wait before retry ``attempt``, or None: the policy or the deadline says no."""
+        return state.options.retry.wait(
+            attempt, retry_after=retry_after, remaining=state.remaining()
+        )
+
+    async def _pause(
+        self, prepared: Prepared, delay: float, attempt: int, state: _State, reason: str
+    ) -> None:
+        log.info(
+            "retrying %s %s in %.3g s (retry %d of %d): %s",
+            prepared.request.method,
+            prepared.request.url,
+            delay,
+            attempt + 1,
+            state.options.retry.retries,
+            reason,
+        )
+        await trio.sleep(delay)
+
+    def _status_retry(self, ex: Exchange, state: _State, attempt: int) -> tuple[float | None, str]:
+        """The wait before retrying a 429/503 answer, if the policy, the body and the
+        deadline allow one (None: the answer stands)."""
+        head, prepared = ex.head, ex.prepared
+        policy = state.options.retry
+        if head is None or not policy.retries:
+            return None, ""
+        if not policy.retryable_status(prepared.request.method, head.status):
+            return None, ""
+        if prepared.body is not None and not prepared.body.replayable:
+            log.info("not retrying %s: its body cannot be sent again", prepared.request.url)
+            return None, ""
+        after = parse_retry_after(head.headers.get("retry-after"), now=time.time())
+        return self._retry_wait(state, attempt, after), f"answered {head.status} {head.reason}"
+
+    def _decoder(self, response: Response, state: _State) -> Decoder | None:
+        """The content decoder for a response's body, when decoding is on and it has a coding.
+
+        Raises ``ProtocolError`` for a coding we cannot decode (reported to
+        the consumer's ``http_error``: its head was delivered).
+        """
+        limits = state.options.decode
+        if limits is None or response.request.method == "HEAD":
+            return None
+        if response.status_code in (204, 304):
+            return None
+        coding = response.headers.get("content-encoding")
+        if not coding or not parse_codings(coding):
+            return None
+        return BodyDecoder(coding, limits)
 
     # ------------------------------------------------------------ connections
 
@@ -510,14 +722,31 @@ async def fetch(
     *,
     method: str = "GET",
     headers: HeadersLike | None = None,
-    body: bytes | None = None,
+    body: Content | None = None,
     timeout: float | None = 30.0,
+    expect_continue: bool = False,
+    decode: bool = False,
+    max_decoded_size: int | None = None,
+    retries: int = 0,
     proxy: str | None = None,
     trust_env: bool = True,
 ) -> Response:
-    """One request through a short-lived ``Client`` (see ``Client.fetch``; ``proxy`` and
-    ``trust_env`` as on ``Client``)."""
+    """One request through a short-lived ``Client`` (see ``Client.fetch``; ``decode``,
+    ``max_decoded_size``, ``retries``, ``proxy`` and ``trust_env`` as on ``Client``)."""
     async with Client(
-        timeout=timeout, max_connections=1, proxy=proxy, trust_env=trust_env
+        timeout=timeout,
+        max_connections=1,
+        decode=decode,
+        max_decoded_size=max_decoded_size,
+        retries=retries,
+        proxy=proxy,
+        trust_env=trust_env,
     ) as client:
-        return await client.fetch(url, consumer, method=method, headers=headers, body=body)
+        return await client.fetch(
+            url,
+            consumer,
+            method=method,
+            headers=headers,
+            body=body,
+            expect_continue=expect_continue,
+        )

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import IO, Protocol, TypeAlias
 
 from ._headers import Headers, HeadersLike
 
-__all__ = ["Request", "Response"]
+__all__ = ["Content", "Request", "Response"]
+
+#: What a request body may be (see ``_bodies.request_body`` for how each is sent).
+Content: TypeAlias = bytes | Iterable[bytes] | AsyncIterable[bytes] | IO[bytes]
 
 
 @dataclass(frozen=True, slots=True, init=False)
 class Request:
     """One HTTP request: method, absolute URL, extra header fields, optional body.
+
+    ``body``: ``bytes`` (a ``bytearray`` or ``memoryview`` is copied to
+    ``bytes``), an iterable or async iterable of ``bytes``, or a binary file;
+    anything else is kept as given and refused when the request is sent.
 
     ``headers`` is normalised to a ``Headers``; ``Host``, ``Content-Length``
     and the defaults (``User-Agent``, ``Accept-Encoding``) are added on the
@@ -23,19 +30,21 @@ class Request:
     method: str
     url: str
     headers: Headers
-    body: bytes | None
+    body: Content | None
 
     def __init__(
         self,
         method: str,
         url: str,
         headers: HeadersLike | None = None,
-        body: bytes | None = None,
+        body: Content | None = None,
     ) -> None:
         object.__setattr__(self, "method", method.upper())
         object.__setattr__(self, "url", url)
         object.__setattr__(self, "headers", Headers(headers))
-        object.__setattr__(self, "body", None if body is None else bytes(body))
+        if isinstance(body, bytearray | memoryview):
+            body = bytes(body)
+        object.__setattr__(self, "body", body)
 
 
 class _Body(Protocol):

@@ -9,7 +9,7 @@ No background task: every read happens in the caller's own ``async for``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from ._exchange import Decoder, Exchange
 
@@ -54,25 +54,28 @@ class _Pieces:
     def __init__(self, ex: Exchange, decoder: Decoder | None) -> None:
         self._ex = ex
         self._decoder = decoder
-        self._ready: list[bytes] = []
+        # The pieces of the last read, decoded lazily: a decoder yields bounded
+        # pieces one at a time, so a compressed read never expands all at once.
+        self._ready: Iterator[bytes] = iter(())
         self._flushed = False
 
     def __aiter__(self) -> _Pieces:
         return self
 
     async def __anext__(self) -> bytes:
-        ex, decoder, ready = self._ex, self._decoder, self._ready
-        while not ready:
+        ex, decoder = self._ex, self._decoder
+        while True:
+            for piece in self._ready:
+                if piece:
+                    return piece
             if ex.complete:
                 if decoder is not None and not self._flushed:
                     self._flushed = True
-                    rest = decoder.flush()
-                    if rest:
-                        return rest
+                    self._ready = iter(decoder.flush())
+                    continue
                 raise StopAsyncIteration
-            for piece in await ex.receive_pieces():
-                if decoder is not None:
-                    piece = decoder.decode(piece)
-                if piece:
-                    ready.append(piece)
-        return ready.pop(0)
+            pieces = await ex.receive_pieces()
+            if decoder is None:
+                self._ready = iter(pieces)
+            else:
+                self._ready = (out for piece in pieces for out in decoder.decode(piece))
