@@ -347,9 +347,9 @@ class ConnectReply:
     max_header_bytes: int = 65536
     max_header_fields: int = 100
     max_informational: int = 10
-    _buffer: bytes = b""
-    _informational: int = 0
-    _done: bool = False
+    _buffer: bytes = field(default=b"", repr=False)
+    _informational: int = field(default=0, repr=False)
+    _done: bool = field(default=False, repr=False)
 
     def feed(self, data: bytes) -> bytes | None:
         """Add ``data``; None while the head is incomplete, else the bytes after it."""
