@@ -1,5 +1,8 @@
 """``python -m bench [tcp] [udp] [http] [options]`` — the single benchmark entry point.
 
+``python -m bench accuracy [options]`` runs the time-accuracy bench instead
+(``bench/accuracy.py``: ours beside htpdate and rdate over emulated paths).
+
 Runs our code and the peers side by side in one run, prints the tables, and
 (for full runs) writes them with the machine and the exact command into
 ``bench/README.md``; raw numbers go to ``bench/results/`` (git-ignored).
@@ -58,6 +61,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="comma-separated datagrams outstanding (default 1,64)",
     )
     p.add_argument("--bulk-mib", type=int, default=1024, help="bulk body size in MiB (1024)")
+    p.add_argument("--tls-bulk-mib", type=int, default=256, help="HTTPS bulk size in MiB (256)")
+    p.add_argument("--newconn-requests", type=int, default=1000)
     p.add_argument("--seq-requests", type=int, default=5000)
     p.add_argument("--conc-requests", type=int, default=10_000)
     p.add_argument("--tasks", type=int, default=64, help="concurrent tasks for workload (d)")
@@ -82,6 +87,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.runs = 1
         args.tcp_count, args.udp_count = 3000, 5000
         args.bulk_mib, args.seq_requests, args.conc_requests = 64, 500, 1000
+        args.tls_bulk_mib, args.newconn_requests = 64, 200
     if args.readme is None:
         args.readme = not args.quick
     return args
@@ -134,6 +140,10 @@ def update_readme(suite: str, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["accuracy"]:
+        from . import accuracy
+
+        return accuracy.main(argv[1:])
     # A SIGTERM (nox, timeout) must unwind through the finally blocks that stop our children.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     args = parse_args(argv)
@@ -176,15 +186,17 @@ def main(argv: list[str] | None = None) -> int:
         def http_suite() -> str:
             from . import httpbench
 
-            loads, cells, sizes = httpbench.run_suite(
-                runs=args.runs,
-                bulk_size=args.bulk_mib << 20,
-                seq_requests=args.seq_requests,
-                conc_requests=args.conc_requests,
+            sizes = httpbench.Sizes(
+                bulk=args.bulk_mib << 20,
+                tls_bulk=args.tls_bulk_mib << 20,
+                seq=args.seq_requests,
+                conc=args.conc_requests,
                 tasks=args.tasks,
+                newconn=args.newconn_requests,
             )
+            loads, cells, chunks = httpbench.run_suite(runs=args.runs, sizes=sizes)
             raw["suites"]["http"] = {f"{w}/{c}": asdict(v) for (w, c), v in cells.items()}
-            return httpbench.report(loads, cells, sizes)
+            return httpbench.report(loads, cells, chunks)
 
         run("http", http_suite)
 

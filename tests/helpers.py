@@ -469,3 +469,12 @@ class Recorder:
     async def _a_error(self, exc: BaseException) -> None:
         await trio.lowlevel.checkpoint()
         Recorder.http_error(self, exc)
+
+
+def pool_stats(client: Any) -> Any:
+    """Open and idle connection counts of a Client's pool (``_pool.PoolStats``).
+
+    The one place tests look at a Client's pool; everything else about it is
+    tested through ``trio_timehttp._pool.Pool`` itself.
+    """
+    return client._pool.stats()

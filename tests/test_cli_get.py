@@ -138,7 +138,7 @@ async def test_refused_is_a_failed_connection_in_words() -> None:
                 ("recv",),
                 ("send", b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nabc"),
                 ("forever",),
-            ],  # fmt: skip
+            ],
             "Timeout",
             "timed out",
         ),
@@ -309,12 +309,14 @@ def slow_body(framing: str) -> list[Any]:
     return [("recv",), ("send", head + data), ("forever",)]
 
 
+def has_partial(directory: Path) -> bool:
+    return any(p.name.endswith(".part") and p.stat().st_size > 0 for p in directory.iterdir())
+
+
 async def wait_for_partial(directory: Path) -> None:
-    """Until the temporary file holds body bytes (a bounded poll on another process)."""
+    """Until the temporary file holds body bytes: a bounded poll on another process."""
     with trio.fail_after(30):
-        while not any(
-            p.name.endswith(".part") and p.stat().st_size > 0 for p in directory.iterdir()
-        ):
+        while not has_partial(directory):  # noqa: ASYNC110 - no event crosses processes
             await trio.sleep(0.02)
 
 
@@ -353,13 +355,14 @@ async def test_ctrl_c_at_a_terminal_mid_download(nursery: trio.Nursery, tmp_path
     evil = await nursery.start(serve_evil, slow_body("content-length"))
     target = tmp_path / "out.bin"
     term = Terminal(columns=40)
+    proc = await term.start([*CLI, "get", evil.url("/"), "-o", str(target)])
     try:
-        proc = await term.start([*CLI, "get", evil.url("/"), "-o", str(target)])
-        await term.read_until(b"ETA")
+        await term.read_until(b"% ")  # the progress line: the body is arriving
         term.ctrl_c()
         assert await finish(proc) == 130
         out = await term.read_to_end()
     finally:
+        await finish(proc)
         term.close()
     assert b"trio-timehttp: interrupted" in out
     assert b"Traceback" not in out
@@ -385,13 +388,14 @@ async def test_progress_fits_the_terminal_and_shows_rate_and_eta(
     slow = await nursery.start(serve_http, dripping)
     target = tmp_path / "out.bin"
     term = Terminal(columns=columns)
+    proc = await term.start(
+        [*CLI, "get", slow.url("/"), "-o", str(target)], stdout=subprocess.DEVNULL
+    )
     try:
-        proc = await term.start(
-            [*CLI, "get", slow.url("/"), "-o", str(target)], stdout=subprocess.DEVNULL
-        )
         out = (await term.read_to_end()).decode()
         assert await finish(proc) == 0
     finally:
+        await finish(proc)
         term.close()
     assert target.stat().st_size == 100_000
     lines = out.replace("\r\n", "\n").split("\n")
@@ -410,11 +414,12 @@ async def test_progress_fits_the_terminal_and_shows_rate_and_eta(
 async def test_silent_has_no_progress_and_no_report(server: Any, tmp_path: Path) -> None:
     target = tmp_path / "out.bin"
     term = Terminal(columns=80)
+    proc = await term.start([*CLI, "get", "-s", server.url("/"), "-o", str(target)])
     try:
-        proc = await term.start([*CLI, "get", "-s", server.url("/"), "-o", str(target)])
         out = await term.read_to_end()
         assert await finish(proc) == 0
     finally:
+        await finish(proc)
         term.close()
     assert out == b""
     assert target.read_bytes() == BODY
@@ -496,10 +501,9 @@ async def test_flag_mistakes_point_to_get_help(args: list[str], message: str) ->
 
 
 async def test_verbose_shows_heads_on_stderr_masked(server: Any) -> None:
-    plain = await run_cli("get", server.url("/echo"), "-H", "Authorization: Basic dXNlcjpwdw==",
-                          "-H", "Cookie: a=1; b=2")  # fmt: skip
-    result = await run_cli("get", "-v", server.url("/echo"), "-H",
-                           "Authorization: Basic dXNlcjpwdw==", "-H", "Cookie: a=1; b=2")  # fmt: skip
+    secrets = ["-H", "Authorization: Basic dXNlcjpwdw==", "-H", "Cookie: a=1; b=2"]
+    plain = await run_cli("get", server.url("/echo"), *secrets)
+    result = await run_cli("get", "-v", server.url("/echo"), *secrets)
     assert result.returncode == 0
     assert result.stdout == plain.stdout  # stdout is the same report with or without -v
     err = result.stderr.decode()

@@ -17,7 +17,9 @@ import trio
 import trio.testing
 
 import trio_timehttp as t
-import trio_timehttp._http as http_module
+import trio_timehttp._exchange as exchange_module
+import trio_timehttp._headreader as headreader_module
+import trio_timehttp._transport as transport_module
 from trio_timehttp._http import USER_AGENT
 
 from helpers import (
@@ -25,6 +27,7 @@ from helpers import (
     Recorder,
     ServerRequest,
     count_open_sockets,
+    pool_stats,
     serve_evil,
     serve_http,
 )
@@ -473,8 +476,9 @@ async def test_request_headers(server: HTTPServer) -> None:
     lines = text.splitlines()
     assert lines[0] == "GET"
     assert lines[1] == "/echo?q=1"  # never the fragment
-    assert f"host: 127.0.0.1:{server.port}" in lines
-    assert "host: evil.example" not in lines
+    # A caller's own Host is honoured (virtual hosts, curl -H Host:), once.
+    assert "host: evil.example" in lines
+    assert [line for line in lines if line.startswith("host:")] == ["host: evil.example"]
     assert "x-req: r" in lines
     assert "x-client: override" in lines
     assert "x-client: c" not in lines
@@ -664,8 +668,8 @@ async def test_raw_body_reads_checkpoint_even_when_never_waiting(
         calls += 1
         await real()
 
-    monkeypatch.setattr(http_module, "BODY_CHECKPOINT", 1)
-    monkeypatch.setattr(http_module, "BODY_READ", 10_000)
+    monkeypatch.setattr(transport_module, "BODY_CHECKPOINT", 1)
+    monkeypatch.setattr(exchange_module, "BODY_READ", 10_000)
     monkeypatch.setattr(trio.lowlevel, "checkpoint", counting)
     c = _ReadyBody()
     response = await t.fetch(evil.url(), c)
@@ -787,13 +791,9 @@ async def test_rcvlowat_body_with_a_tail_below_the_mark_completes(
         assert response.status_code == 200
         assert bytes(c.body) == a + b + tail
         assert trio.current_time() - start < 2
-        (conn,) = client._pool.idle[("http", "127.0.0.1", evil.port)]
-        assert conn.raw is not None
-        import socket
-
-        assert conn.raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+        assert pool_stats(client) == (1, 1)  # pooled
     assert seen, "the low-water mark was never raised"
-    assert max(seen) <= http_module.RCVLOWAT
+    assert max(seen) <= transport_module.RCVLOWAT
     assert seen[-1] == 1  # restored before pooling
     # Whether the mark had to go down to the tail's size depends on how the
     # kernel split the pieces (the client may sleep through a partial piece
@@ -802,22 +802,22 @@ async def test_rcvlowat_body_with_a_tail_below_the_mark_completes(
     # is what is asserted above.
 
 
-async def test_rcvlowat_restored_on_a_pooled_connection(server: HTTPServer) -> None:
-    import socket
-
+async def test_rcvlowat_restored_on_a_pooled_connection(
+    server: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = _record_lowat(monkeypatch)
     async with t.Client() as client:
         c = Recorder()
         await client.fetch(server.url("/big"), c)  # 300,000 bytes: bulk
         assert len(c.body) == 300_000
-        (conns,) = client._pool.idle.values()
-        for conn in conns:
-            assert conn.raw is not None
-            assert conn.raw.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+        assert pool_stats(client) == (1, 1)
         # The next exchange on that connection reads a small head fine.
         c2 = Recorder()
         await client.fetch(server.url("/x"), c2)
         assert bytes(c2.body) == b"hello /x"
     assert server.connections == 1
+    # Whenever the mark was raised, it was put back to 1 before pooling.
+    assert not seen or seen[-1] == 1
 
 
 async def test_rcvlowat_truncated_body_fails_fast(nursery: trio.Nursery) -> None:
@@ -842,21 +842,36 @@ async def test_rcvlowat_truncated_body_fails_fast(nursery: trio.Nursery) -> None
     assert c.closed == 1
 
 
-# Response heads memoised per Client by their exact bytes (see _Head).
+# Response heads memoised per Client by their exact bytes (see HeadMemo;
+# its bound and keys are tested in test_headreader.py).
+
+
+@pytest.fixture
+def memo_puts(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The keys every HeadMemo is asked to keep during the test."""
+    keys: list[bytes] = []
+    real = headreader_module.HeadMemo.put
+
+    def spy(self: Any, key: bytes, head: Any) -> None:
+        keys.append(key)
+        real(self, key, head)
+
+    monkeypatch.setattr(headreader_module.HeadMemo, "put", spy)
+    return keys
 
 
 async def test_head_memo_repeats_the_same_response(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     parsed = 0
-    real = http_module.Client._new_head
+    real = headreader_module.HeadReader._parse
 
     def counting(self: Any, *args: Any) -> Any:
         nonlocal parsed
         parsed += 1
         return real(self, *args)
 
-    monkeypatch.setattr(http_module.Client, "_new_head", counting)
+    monkeypatch.setattr(headreader_module.HeadReader, "_parse", counting)
     ok = b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok"
     other = b"HTTP/1.1 404 Nope\r\nX-A: 2\r\nContent-Length: 3\r\n\r\nbad"
     steps = [
@@ -877,7 +892,6 @@ async def test_head_memo_repeats_the_same_response(
             c = Recorder()
             r = await client.fetch(evil.url(), c)
             got.append((r.status_code, r.reason, r.headers.items(), bytes(c.body)))
-        assert len(client._heads) == 2
     assert parsed == 2  # the repeated head was not parsed again
     first = (200, "OK", [("x-a", "1"), ("content-length", "2")], b"ok")
     assert got == [
@@ -927,29 +941,33 @@ async def test_head_memo_hit_for_head_request_has_no_body(nursery: trio.Nursery)
         [("send", b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok")],
     ],
 )
-async def test_head_memo_skips_unusual_heads(nursery: trio.Nursery, first: list[Any]) -> None:
+async def test_head_memo_skips_unusual_heads(
+    nursery: trio.Nursery, first: list[Any], memo_puts: list[bytes]
+) -> None:
     evil = await nursery.start(serve_evil, [("recv",), *first, ("forever",)])
     async with t.Client() as client:
         c = Recorder()
         r = await client.fetch(evil.url(), c)
         assert (r.status_code, bytes(c.body)) == (200, b"ok")
-        assert client._heads == {}
+    assert memo_puts == []
 
 
-async def test_head_memo_never_keeps_a_rejected_head(nursery: trio.Nursery) -> None:
+async def test_head_memo_never_keeps_a_rejected_head(
+    nursery: trio.Nursery, memo_puts: list[bytes]
+) -> None:
     bad = b"HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nContent-Length: 2\r\n\r\nok"
     evil = await nursery.start(serve_evil, [("recv",), ("send", bad)])
     async with t.Client(max_header_fields=3) as client:
         for _ in range(2):
             with pytest.raises(t.ProtocolError, match="more than 3 header fields"):
                 await client.fetch(evil.url(), Recorder())
-        assert client._heads == {}
+    assert memo_puts == []
 
 
 async def test_head_memo_is_bounded(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(http_module, "HEAD_MEMO_ENTRIES", 3)
+    monkeypatch.setattr(headreader_module, "HEAD_MEMO_ENTRIES", 3)
     steps: list[Any] = []
     for i in range(7):
         steps += [
@@ -961,10 +979,11 @@ async def test_head_memo_is_bounded(
         for i in range(7):
             r = await client.fetch(evil.url(), Recorder())
             assert r.headers["x-n"] == str(i)
-            assert len(client._heads) <= 3
 
 
-async def test_head_memo_keeps_framing_errors_for_bodies(nursery: trio.Nursery) -> None:
+async def test_head_memo_keeps_framing_errors_for_bodies(
+    nursery: trio.Nursery, memo_puts: list[bytes]
+) -> None:
     # Harmless for HEAD (no body), so it is memoised; a GET with the same head
     # must still be refused for its framing.
     bad = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -974,6 +993,6 @@ async def test_head_memo_keeps_framing_errors_for_bodies(nursery: trio.Nursery) 
     async with t.Client() as client:
         r = await client.fetch(evil.url(), Recorder(), method="HEAD")
         assert r.status_code == 200
-        assert len(client._heads) == 1
+        assert len(memo_puts) == 1
         with pytest.raises(t.ProtocolError, match="both Content-Length and Transfer-Encoding"):
             await client.fetch(evil.url(), Recorder())

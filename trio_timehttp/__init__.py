@@ -3,6 +3,7 @@
 Public names are re-exported here; the modules behind them are private.
 """
 
+from ._consumer import Consumer
 from ._consumers import BytesConsumer, FileConsumer, RedirectingConsumer, TextConsumer
 from ._errors import (
     BodyTooLarge,
@@ -10,6 +11,7 @@ from ._errors import (
     HTTPError,
     InvalidURL,
     ProtocolError,
+    ProxyError,
     RedirectError,
     TimeHTTPError,
     Timeout,
@@ -32,11 +34,13 @@ __all__ = [
     "BytesConsumer",
     "Client",
     "ConnectError",
+    "Consumer",
     "FileConsumer",
     "HTTPError",
     "Headers",
     "InvalidURL",
     "ProtocolError",
+    "ProxyError",
     "RedirectError",
     "RedirectingConsumer",
     "Request",

@@ -12,11 +12,13 @@ How the pieces divide, so later flags slot in where they belong:
   ``--fail``, the body handed to the sink, the progress display;
 * ``_HeadTrace`` (``-v``): every hop's heads on stderr as they happen.
 
-The sink is closed by ``cmd_get``, not by the requester: only once ``fetch``
-has returned a response (the requester's promise that the body was complete,
-as its ``http_complete()`` call is) does the sink hear ``http_complete()``
-and put a file in place; Ctrl-C, SIGTERM, a timeout or a broken body close
-it without, and a temporary file goes away.
+The sink hears ``http_complete()`` only from the requester (through
+``RedirectingConsumer``), after a body whose framing proved it complete; only
+then does its ``close()`` put a file in place. The sink is closed by
+``cmd_get`` in a ``finally``, not by the requester, so Ctrl-C, SIGTERM (which
+the CLI turns into the same unwinding), a timeout or a broken body close it
+without the signal, and its temporary file goes away. The byte count is
+printed for a complete body only.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import re
 import ssl
 import sys
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, BinaryIO, Protocol, TextIO
 
@@ -38,7 +40,7 @@ from ._cli_progress import Progress
 from ._consumers import FileConsumer, RedirectingConsumer
 from ._demo import print_head
 from ._http import Client
-from ._models import Request, Response
+from ._models import Content, Request, Response
 
 # RFC 9110 section 5.6.2: a method is a token.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -100,6 +102,32 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "without newlines; repeats join with &)",
     )
     get.add_argument(
+        "--data-binary",
+        metavar="DATA",
+        help="send DATA as is (POST unless -X); @FILE streams FILE (Content-Length from its "
+        "size), @- streams stdin (chunked from a pipe)",
+    )
+    get.add_argument(
+        "--compressed",
+        action="store_true",
+        help="ask for gzip, deflate (and br, zstd when installed) and decode the body",
+    )
+    get.add_argument(
+        "--retry",
+        type=int_in(0, 100),
+        default=0,
+        metavar="N",
+        help="retry N times on connect failures and on 429/503 to idempotent methods "
+        "(Retry-After honoured; all inside --timeout)",
+    )
+    get.add_argument(
+        "-C",
+        "--continue-at",
+        metavar="-",
+        help="resume: '-C -' continues FILE.part (kept by a failed -C - download) with a "
+        "Range request (-o/-O only)",
+    )
+    get.add_argument(
         "-f", "--fail", action="store_true", help="exit 22, without the body, on a status >= 400"
     )
     get.add_argument(
@@ -141,22 +169,31 @@ class _Plan:
 
     method: str
     headers: list[tuple[str, str]]
-    body: bytes | None
+    body: Content | None  # a file from --data-binary @FILE is closed by cmd_get
     timeout: float | None
 
 
 def _request(args: argparse.Namespace) -> _Plan:
     """The request the flags describe; contradictions are usage errors."""
-    if args.head and (args.method or args.data):
-        raise UsageError("-I/--head sends HEAD: it cannot take -X or -d")
+    if args.head and (args.method or args.data or args.data_binary is not None):
+        raise UsageError("-I/--head sends HEAD: it cannot take -X, -d or --data-binary")
     if args.head and (args.output or args.remote_name):
         raise UsageError("-I/--head gets no body to write to a file")
+    if args.data and args.data_binary is not None:
+        raise UsageError("-d and --data-binary cannot be combined")
+    if args.continue_at is not None:
+        if args.continue_at != "-":
+            raise UsageError("-C takes '-' only: resume from what FILE.part holds")
+        if not (args.output or args.remote_name) or args.output == "-":
+            raise UsageError("-C - resumes a file: give -o FILE or -O")
     headers = list(args.headers)
-    body = None
+    body: Content | None = None
     if args.data:
         body = b"&".join(_data(value) for value in args.data)
-        if not any(name.lower() == "content-type" for name, _ in headers):
-            headers.append(("Content-Type", "application/x-www-form-urlencoded"))
+    elif args.data_binary is not None:
+        body = _data_binary(args.data_binary)
+    if body is not None and not any(name.lower() == "content-type" for name, _ in headers):
+        headers.append(("Content-Type", "application/x-www-form-urlencoded"))  # as curl
     method = args.method or ("HEAD" if args.head else "POST" if body is not None else "GET")
     return _Plan(method, headers, body, args.timeout)
 
@@ -177,9 +214,22 @@ def _data(value: str) -> bytes:
     return data.replace(b"\r", b"").replace(b"\n", b"")  # as curl's -d @FILE
 
 
+def _data_binary(value: str) -> Content:
+    """``--data-binary``: literal bytes, or ``@FILE``/``@-`` opened to stream (not read here)."""
+    if not value.startswith("@"):
+        return value.encode()
+    name = value[1:]
+    if name == "-":
+        return sys.stdin.buffer
+    try:
+        return open(name, "rb")
+    except OSError as exc:
+        raise UsageError(f"--data-binary {value}: {exc.strerror or exc}") from exc
+
+
 def _client_options(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments for ``Client``."""
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"decode": args.compressed, "retries": args.retry}
     if args.cacert:
         try:
             options["ssl_context"] = ssl.create_default_context(cafile=args.cacert)
@@ -249,7 +299,7 @@ def _open_sink(args: argparse.Namespace) -> _Sink | None:
     path = remote_name(args.url) if args.remote_name else args.output
     if path is None:
         return None
-    sink = FileConsumer(path)
+    sink = FileConsumer(path, resume=args.continue_at is not None)
     try:
         sink.open()  # a directory, a missing or unwritable one: refused here
     except FileNotFoundError as exc:
@@ -285,9 +335,11 @@ class _Report:
         self.progress = progress
         self.fail = fail
         self.size = 0
+        self.complete = False  # the requester said the body ended complete
 
     def http_header(self, response: Response) -> None:
         self.size = 0
+        self.complete = False
         if self.out is not None:
             print_head(response, self.out)
         if response.status_code is None:
@@ -311,6 +363,7 @@ class _Report:
             self.sink.http_error(exc)
 
     def http_complete(self) -> None:
+        self.complete = True
         if self.sink is not None:
             self.sink.http_complete()
 
@@ -426,8 +479,20 @@ def _wants_progress(args: argparse.Namespace) -> bool:
 
 def cmd_get(args: argparse.Namespace, out: TextIO) -> int:
     plan = _request(args)
+    try:
+        return _get(args, out, plan)
+    finally:
+        if plan.body is not None and plan.body is not sys.stdin.buffer:
+            close = getattr(plan.body, "close", None)
+            if close is not None:
+                close()
+
+
+def _get(args: argparse.Namespace, out: TextIO, plan: _Plan) -> int:
     options = _client_options(args)
     sink = _open_sink(args)
+    if isinstance(sink, FileConsumer) and sink.resume:
+        plan = replace(plan, headers=[*plan.headers, *sink.range_headers()])
     report_out = None if args.silent or args.output == "-" else out
     progress = Progress(sys.stderr) if sink is not None and _wants_progress(args) else None
     report = _Report(report_out, sink, progress, fail=args.fail)
@@ -436,10 +501,8 @@ def cmd_get(args: argparse.Namespace, out: TextIO) -> int:
         consumer = RedirectingConsumer(report, max_redirects=args.max_redirects)
     if args.verbose:
         consumer = _HeadTrace(consumer, sys.stderr)
-    complete = False
     try:
         trio.run(partial(_fetch, args.url, consumer, plan, options))
-        complete = True
     except _HTTPFailure as failure:
         if report_out is not None:
             report_out.flush()
@@ -447,11 +510,9 @@ def cmd_get(args: argparse.Namespace, out: TextIO) -> int:
         return 22  # as curl --fail
     finally:
         if progress is not None:
-            progress.finish(complete)
+            progress.finish(report.complete)
         if sink is not None:
-            if complete:
-                sink.http_complete()  # fetch returned: the body's framing ended it
-            sink.close()
-    if report_out is not None:
+            sink.close()  # puts the file in place only after http_complete()
+    if report_out is not None and report.complete:
         print(f"{report.size} bytes in body", file=report_out)
     return 0

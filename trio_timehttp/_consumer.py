@@ -1,0 +1,57 @@
+"""The consumer protocol, and calling a consumer's optional methods (pure).
+
+A consumer is what the requester streams a response into, as in the seed's
+asyncore requester: ``feed(chunk)`` for each piece of the body and
+``close()`` once at the end are required; ``http_header(response)`` (may
+return the next ``Request``), ``http_error(exc)`` and ``http_complete()``
+are optional. Any of them may be a plain method or an ``async def``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable
+from typing import Any, Protocol, TypeVar
+
+__all__ = ["OPTIONAL_METHODS", "Consumer", "call_optional", "maybe_await"]
+
+_T = TypeVar("_T")
+
+#: The optional consumer methods, in the order a requester may call them.
+OPTIONAL_METHODS = ("http_header", "http_error", "http_complete")
+
+
+class Consumer(Protocol):
+    """What ``fetch`` streams a response into.
+
+    Required: ``feed(data: bytes)`` for each body piece and ``close()``, called
+    exactly once. Optional (looked up by name, skipped when absent):
+    ``http_header(response)`` once the head is parsed (it may return the next
+    ``Request`` to follow instead), ``http_error(exc)`` when the exchange broke
+    after a head, and ``http_complete()`` just before ``close()`` when the
+    body's framing proved it complete. Each may return an awaitable, which the
+    requester awaits before it reads more (backpressure).
+    """
+
+    def feed(self, data: bytes, /) -> object: ...
+
+    def close(self) -> object: ...
+
+
+async def maybe_await(result: _T | Awaitable[_T]) -> _T:
+    """Await ``result`` if a consumer method was an ``async def``; plain values pass."""
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+async def call_optional(consumer: object, name: str, *args: Any) -> Any:
+    """Call ``consumer.<name>(*args)`` if it has that optional method; await it if async.
+
+    Returns what the method returns, or None when there is no such method.
+    The one place a wrapper forwards an optional method to what it wraps.
+    """
+    method = getattr(consumer, name, None)
+    if method is None:
+        return None
+    return await maybe_await(method(*args))

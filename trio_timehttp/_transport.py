@@ -1,0 +1,468 @@
+"""Transports: the only module of the requester that knows sockets.
+
+A ``Transport`` is one connected byte stream with the few operations an
+HTTP/1.1 exchange needs: ``send_all``, ``recv``, a synchronous ``close`` (no
+cancellation can skip it), ``fit_for_reuse`` (the pool's check on an idle
+connection) and ``ready_for_pool``. Three kinds:
+
+* ``SocketTransport``: plain TCP, I/O straight on the non-blocking stdlib
+  socket, waiting with ``trio.lowlevel.wait_readable``/``wait_writable`` only
+  when a call would block. Trio's socket methods would yield to the scheduler
+  on every call even when it completes at once (one scheduler pass and an
+  epoll_wait per send and per recv); here the checkpoints are a budget kept
+  in one place (``Transport.begin``, ``head_received`` and ``BODY_CHECKPOINT``),
+  see bench/README.md for what that saves.
+* ``TLSTransport``: TLS on a non-blocking ``ssl.SSLSocket`` over the same
+  socket: handshake, decryption and encryption run in C (OpenSSL) without a
+  Python pump per record, waiting on the file descriptor on
+  ``SSLWantReadError``/``SSLWantWriteError``. A TCP FIN without a TLS
+  close_notify is reported (``clean_eof`` false) so that a body delimited
+  by the close is not taken as complete (RFC 9112 section 9.8).
+* ``StreamTransport``: any ``trio.abc.Stream`` (in-memory tests).
+
+``open_transport(plan)`` opens one: TCP to ``plan.host:plan.port`` (Happy
+Eyeballs through ``trio.open_tcp_stream``), then the optional ``tunnel``
+step on the raw connection (e.g. an HTTP CONNECT through a proxy), then TLS
+with ``plan.tls``. The request target is decided by the caller, never here.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+import trio
+
+__all__ = [
+    "BODY_CHECKPOINT",
+    "RCVLOWAT",
+    "TRANSPORT_ERRORS",
+    "HandshakeError",
+    "SocketTransport",
+    "StreamTransport",
+    "TLSPlan",
+    "TLSTransport",
+    "Transport",
+    "TransportPlan",
+    "open_transport",
+]
+
+# What a transport raises when the connection breaks (ssl.SSLError is an OSError).
+TRANSPORT_ERRORS: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+# Bytes read without waiting between two checkpoints: a body that is always
+# ready would otherwise never yield nor see its deadline.
+BODY_CHECKPOINT: Final = 1 << 20
+# Plain-TCP Content-Length bodies: once a burst of RCVLOWAT_BURST bytes came in
+# between two waits (the body flows in bulk, not dripping), each wait sets
+# SO_RCVLOWAT to min(RCVLOWAT, bytes still missing), so epoll reports the
+# socket readable only when that much is buffered (Linux honours it for TCP;
+# EOF, RST and errors still wake it). The last wait asks for exactly the
+# rest, so no wait can outlast the body; the mark goes back to 1 before the
+# connection is pooled. A larger mark makes the server wait on us (see
+# bench/README.md for the measurements behind 64 KiB).
+RCVLOWAT: Final = 65536
+RCVLOWAT_BURST: Final = 65536
+# The most one TLS record can hold: 16 KiB of data plus header, padding and tag.
+_TLS_RECORD: Final = 16384 + 256
+# A TLS idle check reads at most this many non-application records (session
+# tickets, key updates) before it gives up on the connection.
+_IDLE_RECORDS: Final = 8
+
+
+class HandshakeError(Exception):
+    """The TLS handshake failed; ``__cause__`` says why (certificate, protocol...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TLSPlan:
+    """TLS to run on a connection: the context and the name to verify (and send as SNI)."""
+
+    context: ssl.SSLContext
+    server_hostname: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransportPlan:
+    """How to open a connection: TCP to ``host:port``, then ``tunnel``, then ``tls``.
+
+    ``tunnel`` (optional) runs on the plain connection before TLS, e.g. a
+    CONNECT through a proxy; it raises to refuse. ``tls`` None: plain TCP.
+    """
+
+    host: str
+    port: int
+    tls: TLSPlan | None = None
+    tunnel: Callable[[Transport], Awaitable[None]] | None = None
+
+
+def _readable_now(fd: int) -> bool:
+    """Whether the descriptor has something to read (or an EOF/error) right now."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class Transport:
+    """One connected byte stream; subclasses do the I/O.
+
+    ``recv(max_bytes, need)`` returns up to ``max_bytes`` bytes, ``b""`` at the
+    end of the stream (``clean_eof`` then says whether the end was clean: a
+    FIN on TCP, a close_notify on TLS); ``need`` is how many more bytes the
+    framing certainly expects (0: unknown), a hint for SO_RCVLOWAT. I/O errors
+    are ``TRANSPORT_ERRORS``.
+
+    The checkpoint budget: an exchange calls ``begin()`` (a cancel point)
+    before sending and ``head_received()`` (a schedule point unless some I/O
+    already waited) once the head is in; reads that never wait checkpoint
+    every ``BODY_CHECKPOINT`` bytes.
+    """
+
+    tls = False
+
+    def __init__(self) -> None:
+        self.clean_eof = False
+        self.closed = False
+        self._waited = False
+
+    async def begin(self) -> None:
+        self._waited = False
+        await trio.lowlevel.checkpoint_if_cancelled()
+
+    async def head_received(self) -> None:
+        if not self._waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def send_all(self, data: bytes) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def recv(self, max_bytes: int, need: int = 0) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fit_for_reuse(self) -> bool:
+        """An idle connection may be reused only if nothing is waiting to be read."""
+        return False
+
+    def ready_for_pool(self) -> None:
+        """Undo per-exchange socket settings before the connection waits idle."""
+
+    def close(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class _LowWater:
+    """The SO_RCVLOWAT rule (see RCVLOWAT), in one place for both socket transports.
+
+    ``before_wait(need)`` sets the mark for the coming wait; ``read(n)``
+    counts bytes read; ``reset()`` puts the mark back to 1 (before pooling).
+    ``slack`` is how much of ``need`` may already sit in a layer above the
+    socket (TLS: one partial record read by OpenSSL), so the mark never
+    asks the kernel for bytes that will not come.
+    """
+
+    __slots__ = ("_burst", "_lowat", "_raw", "_slack")
+
+    def __init__(self, sock: socket.socket, slack: int = 0) -> None:
+        self._raw = sock
+        self._slack = slack
+        self._burst = 0  # bytes read since the last wait
+        self._lowat = 1  # the mark in force
+
+    def read(self, n: int) -> None:
+        self._burst += n
+
+    def before_wait(self, need: int) -> None:
+        if need and (self._lowat > 1 or self._burst >= RCVLOWAT_BURST):
+            self._set(max(1, min(need - self._slack, RCVLOWAT)))
+        self._burst = 0
+
+    def reset(self) -> None:
+        self._burst = 0
+        if self._lowat != 1:
+            self._set(1)
+
+    def _set(self, want: int) -> None:
+        if want != self._lowat:
+            self._raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
+            self._lowat = want
+
+
+class SocketTransport(Transport):
+    """Plain TCP on a connected non-blocking stdlib socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        sock.setblocking(False)
+        self.socket = sock
+        self._unchecked = 0  # bytes read since the last checkpoint
+        self._lowat = _LowWater(sock)
+
+    async def send_all(self, data: bytes) -> None:
+        sock = self.socket
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        total = len(data)
+        if sent == total:
+            return
+        with memoryview(data) as view:
+            while sent < total:
+                try:
+                    sent += sock.send(view[sent:])
+                except BlockingIOError:
+                    self._waited = True
+                    await trio.lowlevel.wait_writable(sock)
+
+    async def recv(self, max_bytes: int, need: int = 0) -> bytes:
+        try:
+            data = self.socket.recv(max_bytes)
+        except BlockingIOError:
+            return await self._recv_waiting(max_bytes, need)
+        if not data:
+            self.clean_eof = True
+        self._lowat.read(len(data))
+        self._unchecked += len(data)
+        if self._unchecked >= BODY_CHECKPOINT:
+            self._unchecked = 0
+            await trio.lowlevel.checkpoint()
+        return data
+
+    async def _recv_waiting(self, max_bytes: int, need: int) -> bytes:
+        sock = self.socket
+        self._waited = True
+        self._lowat.before_wait(need)
+        self._unchecked = 0
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                data = sock.recv(max_bytes)
+            except BlockingIOError:
+                continue
+            if not data:
+                self.clean_eof = True
+            self._lowat.read(len(data))
+            return data
+
+    @property
+    def rcvlowat(self) -> int:
+        """The SO_RCVLOWAT now set on the socket (read from the kernel)."""
+        return self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
+
+    def fit_for_reuse(self) -> bool:
+        if self.closed:
+            return False
+        try:
+            return not _readable_now(self.socket.fileno())
+        except (OSError, ValueError):
+            return False
+
+    def ready_for_pool(self) -> None:
+        self._lowat.reset()
+
+    def detach(self) -> socket.socket:
+        """Hand the socket over (to TLS); this transport no longer owns it."""
+        self.closed = True
+        return self.socket
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            trio.lowlevel.notify_closing(self.socket)
+            self.socket.close()
+
+
+class TLSTransport(Transport):
+    """TLS on a non-blocking ``ssl.SSLSocket``: every record is handled in C."""
+
+    tls = True
+
+    def __init__(self, ssock: ssl.SSLSocket) -> None:
+        super().__init__()
+        self.socket = ssock
+        self._unchecked = 0
+        # OpenSSL may hold one partial record of the body already (a record
+        # carries at most 16 KiB of data plus its framing).
+        self._lowat = _LowWater(ssock, slack=_TLS_RECORD)
+
+    @classmethod
+    async def handshake(cls, sock: socket.socket, plan: TLSPlan) -> TLSTransport:
+        """Run the TLS handshake on ``sock`` (which it then owns, also on failure).
+
+        Raises ``HandshakeError`` (certificate, protocol) or a transport error.
+        """
+        try:
+            ssock = plan.context.wrap_socket(
+                sock,
+                server_hostname=plan.server_hostname,
+                do_handshake_on_connect=False,
+                # A FIN without close_notify must be seen (RFC 9112 section 9.8).
+                suppress_ragged_eofs=False,
+            )
+        except BaseException:
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+            raise
+        transport = cls(ssock)
+        try:
+            while True:
+                try:
+                    ssock.do_handshake()
+                    return transport
+                except ssl.SSLWantReadError:
+                    await trio.lowlevel.wait_readable(ssock)
+                except ssl.SSLWantWriteError:
+                    await trio.lowlevel.wait_writable(ssock)
+        except ssl.SSLError as exc:
+            transport.close()
+            raise HandshakeError(str(exc)) from exc
+        except BaseException:
+            transport.close()
+            raise
+
+    async def send_all(self, data: bytes) -> None:
+        ssock = self.socket
+        total = len(data)
+        sent = 0
+        with memoryview(data) as view:
+            while sent < total:
+                try:
+                    # After SSLWantWrite OpenSSL must be given the same bytes
+                    # again: ``sent`` has not moved, so it is.
+                    sent += ssock.send(view[sent:] if sent else view)
+                except ssl.SSLWantWriteError:
+                    self._waited = True
+                    await trio.lowlevel.wait_writable(ssock)
+                except ssl.SSLWantReadError:
+                    self._waited = True
+                    await trio.lowlevel.wait_readable(ssock)
+
+    async def recv(self, max_bytes: int, need: int = 0) -> bytes:
+        ssock = self.socket
+        while True:
+            try:
+                data = ssock.recv(max_bytes)
+                break
+            except ssl.SSLWantReadError:
+                self._waited = True
+                self._unchecked = 0
+                self._lowat.before_wait(need)
+                await trio.lowlevel.wait_readable(ssock)
+            except ssl.SSLWantWriteError:
+                self._waited = True
+                await trio.lowlevel.wait_writable(ssock)
+            except ssl.SSLEOFError:
+                # A TCP FIN (or reset) without close_notify: the end of the
+                # stream, but not a clean one.
+                return b""
+        if not data:
+            self.clean_eof = True  # close_notify
+        self._lowat.read(len(data))
+        self._unchecked += len(data)
+        if self._unchecked >= BODY_CHECKPOINT:
+            self._unchecked = 0
+            await trio.lowlevel.checkpoint()
+        return data
+
+    def ready_for_pool(self) -> None:
+        self._lowat.reset()
+
+    def fit_for_reuse(self) -> bool:
+        """No unread application data, no close_notify, no EOF.
+
+        Post-handshake records (TLS 1.3 session tickets, key updates) make
+        the socket readable too: they are read through the TLS layer, and
+        the connection stays fit only if that yields no data and no EOF.
+        """
+        if self.closed:
+            return False
+        ssock = self.socket
+        try:
+            if ssock.pending():
+                return False
+            for _ in range(_IDLE_RECORDS):
+                if not _readable_now(ssock.fileno()):
+                    return True
+                try:
+                    ssock.recv(1)
+                except ssl.SSLWantReadError:
+                    continue  # only non-application records were there
+                return False  # application data, or b"" (close_notify)
+        except (OSError, ValueError):
+            return False
+        return False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            trio.lowlevel.notify_closing(self.socket)
+            self.socket.close()
+
+
+class StreamTransport(Transport):
+    """Any ``trio.abc.Stream``; every call is Trio's own (a checkpoint each).
+
+    Never pooled (an idle stream cannot be checked without reading it).
+    ``close`` is synchronous: it closes the stream's halves that can be
+    closed so (trio's in-memory streams); the caller owns any other stream.
+    """
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        super().__init__()
+        self.stream = stream
+
+    async def begin(self) -> None:
+        self._waited = True
+        await trio.lowlevel.checkpoint_if_cancelled()
+
+    async def send_all(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def recv(self, max_bytes: int, need: int = 0) -> bytes:
+        data = bytes(await self.stream.receive_some(max_bytes))
+        if not data:
+            self.clean_eof = True
+        return data
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        stream = self.stream
+        for part in (
+            stream,
+            getattr(stream, "send_stream", None),
+            getattr(stream, "receive_stream", None),
+        ):
+            close = getattr(part, "close", None)
+            if callable(close):
+                close()
+
+
+async def open_transport(plan: TransportPlan) -> Transport:
+    """Connect as ``plan`` says; the caller owns the result (``close()`` it).
+
+    Raises ``OSError`` (DNS, refused, unreachable), ``HandshakeError``, or
+    whatever ``plan.tunnel`` raises. Nothing stays open on failure.
+    """
+    tcp = await trio.open_tcp_stream(plan.host, plan.port)
+    # Trio's public route to the stdlib socket: detach its descriptor (Trio
+    # then forgets it) and wrap it; TCP_NODELAY, set by Trio, stays.
+    trio_sock = tcp.socket
+    family, kind, proto = trio_sock.family, trio_sock.type, trio_sock.proto
+    sock = socket.socket(family, kind, proto, fileno=trio_sock.detach())
+    plain = SocketTransport(sock)
+    try:
+        if plan.tunnel is not None:
+            await plan.tunnel(plain)
+        if plan.tls is None:
+            return plain
+        # From here the TLS transport owns the socket (and closes it on failure).
+        return await TLSTransport.handshake(plain.detach(), plan.tls)
+    except BaseException:
+        plain.close()
+        raise
