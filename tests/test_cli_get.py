@@ -281,7 +281,9 @@ async def test_remote_name(server: Any, tmp_path: Path) -> None:
     assert (tmp_path / "my file.bin").read_bytes() == BODY
 
 
-@pytest.mark.parametrize("path", ["/", "/dir/..%2F..%2Fescape", "/a/%2e%2e", "/a/b%00c"])
+@pytest.mark.parametrize(
+    "path", ["/", "/dir/..%2F..%2Fescape", "/a/%2e%2e", "/a/b%00c", "/a/%FF", "/a/x%5Cy"]
+)
 async def test_remote_name_refuses_names_that_escape(
     nursery: trio.Nursery, tmp_path: Path, path: str
 ) -> None:

@@ -698,7 +698,7 @@ class FileConsumer:
                 self._file = os.fdopen(fd, "wb", buffering=1 << 16)
                 return
             if info is not None and not os.access(real, os.W_OK, effective_ids=_EUID_ACCESS):
-                raise PermissionError(errno.EACCES, "Permission denied (the file is read-only)")
+                raise PermissionError(errno.EACCES, "Permission denied (the file is not writable)")
             if self.resume:
                 self._partial = PartialFile(real)  # opened once the answer is known
                 self._target = real
