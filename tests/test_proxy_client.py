@@ -18,7 +18,6 @@ import pytest
 import trio
 
 import trio_timehttp as t
-from trio_timehttp._httptime import HTTP_CHANNELS
 
 from helpers import HTTPServer, Reply, ServerRequest, serve_http
 from proxyhelpers import TestProxy, serve_proxy
@@ -314,9 +313,8 @@ async def test_precise_time_through_a_forward_proxy(nursery: trio.Nursery) -> No
     sample = await t.query_http_time("http://time.example/", precise=True, proxy=proxy.url)
     assert abs(sample.offset - SHIFT) <= sample.uncertainty + 0.002
     assert sample.uncertainty < 0.1
-    # The probes share keep-alive connections to the proxy (precise mode keeps
-    # at most HTTP_CHANNELS of them), several probes per connection.
-    assert 1 <= proxy.connections <= HTTP_CHANNELS
+    # Through a proxy every probe shares one keep-alive connection to it.
+    assert proxy.connections == 1
     assert len(proxy.heads) > proxy.connections
     for head in proxy.heads:
         assert lines(head)[0].endswith(b" http://time.example/ HTTP/1.1")
@@ -341,9 +339,9 @@ async def test_precise_time_through_a_tunnel(
     no_proxy_env.setenv("HTTPS_PROXY", proxy.url)
     sample = await t.query_http_time("https://origin.example/", precise=True)
     assert abs(sample.offset - SHIFT) <= sample.uncertainty + 0.002
-    # One CONNECT per connection; each tunnel pooled and reused for several probes.
+    # One CONNECT tunnel, pooled and reused for every probe.
     assert all(h.startswith(b"CONNECT origin.example:443 ") for h in proxy.heads)
-    assert len(proxy.heads) == proxy.connections == origin.connections <= HTTP_CHANNELS
+    assert len(proxy.heads) == proxy.connections == origin.connections == 1
     assert len(origin.requests) > origin.connections
     for request in origin.requests:
         assert request.header("cache-control") == "no-cache"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 
 import trio
@@ -19,6 +20,7 @@ from ._http import Client
 from ._httpdate import parse_http_date
 from ._models import Response
 from ._probing import refine
+from ._proxy import ProxyPolicy
 from ._sample import OffsetEstimator, Reading, TimeSample, plain_sample
 from ._timing import ExchangeTimes
 from ._urls import parse_url
@@ -140,10 +142,9 @@ async def _first_reading(client: Client, url: str) -> tuple[str, Reading]:
 class _HTTPProber:
     """Precise mode's later probes: the same method, on the Client's kept-alive connections."""
 
-    channels: int | None = HTTP_CHANNELS
-
-    def __init__(self, client: Client, url: str, method: str) -> None:
+    def __init__(self, client: Client, url: str, method: str, channels: int) -> None:
         self.client, self.url, self.method = client, url, method
+        self.channels: int | None = channels
 
     async def probe(self) -> Reading:
         try:
@@ -171,13 +172,13 @@ async def query_http_time(
     or only ever from a cache: requests say ``Cache-Control: no-cache`` and
     ``Pragma: no-cache``, and a response with ``Age`` is skipped). The sample
     is the midpoint and half-width of the interval the Date proves. With
-    ``precise=True`` further requests (on at most 6 kept-alive connections)
-    are timed so the server's second ticks over during them (``_probing``);
-    if the deadline passes after the first reading, the estimate so far is
-    returned. ``proxy`` and ``trust_env`` as on ``Client``: through a proxy
-    the connections are to the proxy (one CONNECT tunnel each for https),
-    and the proxy hop is inside the measured round trip, so the uncertainty
-    still holds.
+    ``precise=True`` further requests are timed so the server's second ticks
+    over during them (``_probing``): on at most 6 kept-alive connections to
+    the server, or on one through a proxy (one CONNECT tunnel for https, as
+    htpdate keeps one connection; a proxy is a shared resource). If the
+    deadline passes after the first reading, the estimate so far is
+    returned. ``proxy`` and ``trust_env`` as on ``Client``; the proxy hop is
+    inside the measured round trip, so the uncertainty still holds.
     """
     target = parse_url(url)
     protocol = target.scheme
@@ -185,9 +186,11 @@ async def query_http_time(
         timeout = DEFAULT_PRECISE_TIMEOUT if precise else DEFAULT_TIMEOUT
     est = OffsetEstimator()
     headers = [("cache-control", "no-cache"), ("pragma", "no-cache")]
+    proxied = ProxyPolicy.from_settings(proxy, trust_env, os.environ).choose(target)
+    channels = HTTP_CHANNELS if proxied is None else 1
     client = Client(
         timeout=None,
-        max_connections=HTTP_CHANNELS,
+        max_connections=channels,
         headers=headers,
         proxy=proxy,
         trust_env=trust_env,
@@ -198,7 +201,7 @@ async def query_http_time(
             if not precise:
                 return plain_sample(target.host, target.port, protocol, first)
             est.add(first)
-            await refine(_HTTPProber(client, url, method), est)
+            await refine(_HTTPProber(client, url, method, channels), est)
     if not est.readings:
         raise Timeout(f"no answer from {url} within {timeout:g} s")
     return est.sample(target.host, target.port, protocol)
