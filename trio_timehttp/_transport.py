@@ -123,6 +123,8 @@ class Transport:
     """
 
     tls = False
+    # Whether an idle connection on it can be checked (``fit_for_reuse``), so pooled.
+    poolable = True
 
     def __init__(self) -> None:
         self.clean_eof = False
@@ -410,6 +412,8 @@ class StreamTransport(Transport):
     ``close`` is synchronous: it closes the stream's halves that can be
     closed so (trio's in-memory streams); the caller owns any other stream.
     """
+
+    poolable = False
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         super().__init__()
