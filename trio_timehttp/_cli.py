@@ -99,6 +99,14 @@ class _Signals:
     otherwise; SIGTERM hands its signal to that same handler, so both unwind
     through every ``finally`` and ``close()``. (``serve`` installs its own
     receivers for both while it runs: there SIGTERM is a clean stop, exit 0.)
+
+    Trio installs its handler only over Python's default one, but a job a
+    shell started with ``&`` inherits SIGINT *ignored*; raising
+    ``KeyboardInterrupt`` from a signal handler at a random point inside
+    Trio corrupts its run loop. So an ignored SIGINT is blocked at the OS
+    level instead (still never delivered) and Python's default handler put
+    back for Trio to replace; both are restored at the end (restoring
+    SIG_IGN first drops any SIGINT left pending).
     """
 
     def __init__(self) -> None:
@@ -110,7 +118,7 @@ class _Signals:
         if callable(handler):
             handler(signal.SIGINT, frame)  # raises KeyboardInterrupt, or has Trio deliver it
             return
-        raise KeyboardInterrupt  # SIGINT ignored (a background job): raise it ourselves
+        raise KeyboardInterrupt  # someone set SIGINT to SIG_DFL meanwhile
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -119,10 +127,19 @@ class _Signals:
         except ValueError:  # not the main thread (main() called from a thread)
             yield
             return
+        interrupt = signal.getsignal(signal.SIGINT)
+        if interrupt is signal.SIG_IGN:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        if not callable(interrupt):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             yield
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if not callable(interrupt):
+                signal.signal(signal.SIGINT, interrupt)
+            if interrupt is signal.SIG_IGN:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _leaf(exc: BaseException) -> BaseException:

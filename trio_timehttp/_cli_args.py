@@ -136,8 +136,7 @@ def describe(exc: BaseException) -> str:
             return f"{exc.filename}: {exc.strerror}"
         if exc.strerror:
             return exc.strerror
-    # "[Errno -2] " is how Python prints an OSError, not words for a person.
-    message = _ERRNO_PREFIX.sub("", str(exc))
+    message = readable(str(exc))
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     cause = _os_cause(exc) if exc.__cause__ is not None or exc.__context__ is not None else None
     words = _in_words(cause) if cause is not None else ""
@@ -147,6 +146,26 @@ def describe(exc: BaseException) -> str:
 
 
 _ERRNO_PREFIX = re.compile(r"\[Errno -?\d+\] ")
+_BYTES_REPR = re.compile(r"""(?:bytearray\()?\bb(['"])(.*?)\1\)?""")
+_ADDRESS_REPR = re.compile(r"\('([0-9A-Za-z.:%-]+)', (\d+)(?:, \d+, \d+)?\)")
+
+
+def readable(message: str) -> str:
+    """``message`` without the Python reprs some lower layers leave in it.
+
+    ``[Errno -2] `` goes; ``bytearray(b'HTTP/1.1 2x0')`` becomes
+    ``"HTTP/1.1 2x0"``; an address tuple ``('127.0.0.1', 9)`` becomes
+    ``127.0.0.1:9`` (``[::1]:9`` for IPv6). The messages should not carry
+    them in the first place; this keeps the command line readable meanwhile.
+    """
+    message = _ERRNO_PREFIX.sub("", message)
+    message = _BYTES_REPR.sub(lambda m: f'"{m.group(2)}"', message)
+    return _ADDRESS_REPR.sub(
+        lambda m: (
+            f"[{m.group(1)}]:{m.group(2)}" if ":" in m.group(1) else f"{m.group(1)}:{m.group(2)}"
+        ),
+        message,
+    )
 
 
 def _in_words(exc: OSError) -> str:

@@ -1,0 +1,94 @@
+"""The README's first two commands, as a new user on a fresh Debian machine types them.
+
+Debian's own ``python3`` refuses ``pip install`` outside a virtual
+environment (PEP 668, ``externally-managed-environment``); the commands make
+and use ``.venv``. The first is run for real in a copy of the project with
+the system's ``python3``; the second (the whole suite) is what ``.ci/run``
+runs, exactly, and ``nox -s tests`` must not pass on a missing interpreter
+under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```sh\n(.*?)```", text, re.DOTALL)
+    assert block is not None
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_starts_with_two_venv_commands() -> None:
+    first, second = readme_commands()
+    assert first.startswith("python3 -m venv .venv && ")
+    assert first.endswith("trio-timehttp demo")
+    assert second == "python3 -m venv .venv && .venv/bin/pip install nox && .venv/bin/nox -s tests"
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    _, second = readme_commands()
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert second in lines
+
+
+def project_copy(destination: Path) -> Path:
+    """The project's files (tracked and new, not ignored), as a fresh clone would have them."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return destination
+
+
+@pytest.mark.slow
+def test_first_readme_command_works_with_debians_python(tmp_path: Path) -> None:
+    system = shutil.which("python3", path="/usr/bin")
+    if system is None or not glob.glob("/usr/lib/python3*/EXTERNALLY-MANAGED"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs on Debian: /usr/bin/python3 with PEP 668's marker expected")
+        pytest.skip("needs a Debian-style externally managed /usr/bin/python3")
+    project = project_copy(tmp_path / "trio_timehttp")
+    first, _ = readme_commands()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = "/usr/local/bin:/usr/bin:/bin"
+    result = subprocess.run(
+        ["bash", "-c", f"set -e; {first}"], cwd=project, env=env,
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "time difference is " in result.stdout
+    assert "status => HTTP/1.1 200 OK" in result.stdout
+    assert "externally-managed-environment" not in result.stderr
+    # The package went into .venv, not the system.
+    assert (project / ".venv" / "bin" / "trio-timehttp").exists()
+
+
+def test_nox_tests_cannot_pass_on_a_missing_python_under_ci(tmp_path: Path) -> None:
+    nox = shutil.which("nox") or str(Path(sys.executable).with_name("nox"))
+    if not Path(nox).exists():
+        pytest.fail("nox is part of the test environment (pip install nox)")
+    env = {**os.environ, "CI": "true"}
+    result = subprocess.run(
+        [nox, "-s", "tests", "--force-python", "3.99", "--envdir", str(tmp_path / "nox")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "3.99" in result.stderr
