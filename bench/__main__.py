@@ -1,5 +1,8 @@
 """``python -m bench [tcp] [udp] [http] [options]`` — the single benchmark entry point.
 
+``python -m bench accuracy [options]`` runs the time-accuracy bench instead
+(``bench/accuracy.py``: ours beside htpdate and rdate over emulated paths).
+
 Runs our code and the peers side by side in one run, prints the tables, and
 (for full runs) writes them with the machine and the exact command into
 ``bench/README.md``; raw numbers go to ``bench/results/`` (git-ignored).
@@ -137,6 +140,10 @@ def update_readme(suite: str, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["accuracy"]:
+        from . import accuracy
+
+        return accuracy.main(argv[1:])
     # A SIGTERM (nox, timeout) must unwind through the finally blocks that stop our children.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     args = parse_args(argv)

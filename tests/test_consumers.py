@@ -7,6 +7,8 @@ incremental parsers used as consumers, against the local h11 test server.
 
 from __future__ import annotations
 
+import codecs
+import encodings.aliases
 import itertools
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
@@ -25,7 +27,7 @@ from trio_timehttp import (
     TextConsumer,
     fetch,
 )
-from trio_timehttp._consumers import content_type_charset
+from trio_timehttp._consumers import _text_codec, content_type_charset
 from trio_timehttp._headers import Headers
 
 from helpers import ServerRequest, serve_http
@@ -354,6 +356,167 @@ async def test_text_async_target() -> None:
         await c.feed(b)
     assert await c.close() == len(TEXT)
     assert sink.text == TEXT
+
+
+# --------------------------------------------------------------------------
+# TextConsumer never raises because of the charset a server names (issue 9.12)
+
+# Every codec name Python knows, and the ones that used to raise.
+CHARSET_NAMES = sorted(
+    set(encodings.aliases.aliases)
+    | set(encodings.aliases.aliases.values())
+    | {"idna", "punycode", "utf-16", "utf-32", "utf-7", "unicode_escape", "undefined"}
+    | {"rot13", "base64", "zlib", "hex", "uu", "bz2", "quopri", "no-such", "x-\x00", "utf-8-sig"}
+)
+
+
+@pytest.mark.parametrize(
+    ("charset", "body", "expected"),
+    [
+        ("utf-16", "héllo 日本".encode("utf-16-le"), "héllo 日本"),  # no BOM: little-endian
+        ("UTF-16", codecs.BOM_UTF16_BE + "héllo".encode("utf-16-be"), "héllo"),
+        ("utf16", codecs.BOM_UTF16_LE + "héllo".encode("utf-16-le"), "héllo"),
+        ("utf-32", "héllo 😀".encode("utf-32-le"), "héllo 😀"),
+        ("utf-32", codecs.BOM_UTF32_BE + "héllo".encode("utf-32-be"), "héllo"),
+        ("utf-16", b"a\x00b", "a\ufffd"),  # an odd byte at the end
+        ("utf-16", b"\xff", "\ufffd"),  # less than a BOM
+        ("utf-16", b"", ""),
+        ("utf-32", b"\xff\xff\xff\xff" + "a".encode("utf-32-le"), "\ufffda"),  # beyond U+10FFFF
+        ("idna", "bücher.example".encode(), "bücher.example"),  # refuses errors="replace"
+        ("idna", b"\xff ok", "\ufffd ok"),
+        ("punycode", "café".encode(), "café"),  # cannot decode chunk by chunk
+        ("punycode", b"\xfe\xd8", "\ufffd\ufffd"),
+        ("undefined", b"plain", "plain"),  # decodes nothing at all
+        ("rot13", b"uryyb", "uryyb"),  # str-to-str: not a text encoding
+        ("base64", b"aGk=", "aGk="),  # bytes-to-bytes: not a text encoding
+    ],
+)
+@pytest.mark.parametrize("split", ["whole", "bytewise"])
+async def test_text_charsets_that_used_to_raise(
+    charset: str, body: bytes, expected: str, split: str
+) -> None:
+    chunks = [body] if split == "whole" else one_byte_at_a_time(body)
+    decoded, c, _ = await decode_all(chunks, f"text/plain; charset={charset}")
+    assert decoded == expected
+    assert c.encoding in {"utf-16", "utf-32", "utf-8"}
+
+
+@pytest.mark.parametrize("charset", ["idna", "punycode", "undefined", "rot13", "zlib"])
+async def test_text_unusable_codecs_fall_back_to_utf8(charset: str) -> None:
+    decoded, c, _ = await decode_all(
+        one_byte_at_a_time("é€".encode()), f"text/x; charset={charset}"
+    )
+    assert decoded == "é€"
+    assert c.encoding == "utf-8"
+
+
+@pytest.mark.parametrize("encoding", ["idna", "punycode", "rot13", "undefined"])
+def test_text_unusable_explicit_encoding_is_a_caller_error(encoding: str) -> None:
+    with pytest.raises(LookupError, match="cannot decode incrementally"):
+        TextConsumer(TextSink(), encoding=encoding)
+
+
+@given(
+    charset=st.sampled_from(CHARSET_NAMES) | st.text(max_size=12),
+    body=st.binary(max_size=64),
+    cuts=st.lists(st.integers(min_value=0, max_value=64), max_size=8),
+)
+async def test_text_never_raises_whatever_the_charset_and_bytes(
+    charset: str, body: bytes, cuts: list[int]
+) -> None:
+    points = sorted({0, len(body), *(c for c in cuts if c < len(body))})
+    chunks = [body[a:b] for a, b in itertools.pairwise(points)]
+    decoded, c, sink = await decode_all(chunks, f"text/html; charset={charset}")
+    assert isinstance(decoded, str)
+    assert isinstance(c.encoding, str)
+    assert sink.closed == 1
+
+
+USABLE = sorted({c for c in map(_text_codec, CHARSET_NAMES) if c is not None})
+
+
+@given(
+    codec=st.sampled_from(USABLE),
+    text=st.text(max_size=20),
+    cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=8),
+)
+async def test_text_any_chunking_decodes_like_the_whole(
+    codec: str, text: str, cuts: list[int]
+) -> None:
+    body = text.encode(codec, "ignore")  # what the codec can say of the text
+    points = sorted({0, len(body), *(c for c in cuts if c < len(body))})
+    chunks = [body[a:b] for a, b in itertools.pairwise(points)]
+    decoded, c, _ = await decode_all(chunks, f"text/plain; charset={codec}")
+    assert decoded == (await decode_all([body], f"text/plain; charset={codec}"))[0]
+    assert c.encoding == codec
+    if codec.startswith("utf") and not text.startswith("\ufeff") and body == _strict(text, codec):
+        assert decoded == text  # the Unicode codecs also round-trip
+
+
+def _strict(text: str, codec: str) -> bytes | None:
+    try:
+        return text.encode(codec)
+    except UnicodeError:
+        return None
+
+
+def _flaky_codec(name: str) -> codecs.CodecInfo | None:
+    """A codec that passes every check up front and then fails on a NUL byte."""
+    if name != "flaky_for_tests":
+        return None
+
+    class Decoder(codecs.IncrementalDecoder):
+        def decode(self, input: Any, final: bool = False) -> str:
+            if b"\x00" in bytes(input):
+                raise ValueError("this codec breaks on NUL")
+            return codecs.utf_8_decode(bytes(input), "replace", final)[0]
+
+    utf8 = codecs.lookup("utf-8")
+    return codecs.CodecInfo(
+        utf8.encode, utf8.decode, incrementaldecoder=Decoder, name="flaky_for_tests"
+    )
+
+
+async def test_text_a_codec_failing_mid_body_hands_the_rest_to_utf8() -> None:
+    codecs.register(_flaky_codec)
+    try:
+        decoded, c, _ = await decode_all(
+            [b"caf\xc3\xa9 ", b"\x00 na\xc3\xafve", b" \xff"],
+            "text/plain; charset=flaky_for_tests",
+        )
+    finally:
+        codecs.unregister(_flaky_codec)
+    assert decoded == "café \x00 naïve \ufffd"
+    assert c.encoding == "utf-8"
+
+
+def charset_handler(request: ServerRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+    """``/<charset>/<hex body>``: that body, labelled with that charset."""
+    _, charset, body = request.target.split("/")
+    return 200, [("content-type", f"text/html; charset={charset}")], bytes.fromhex(body)
+
+
+@pytest.mark.parametrize(
+    ("charset", "body", "expected"),
+    [
+        ("utf-16", "<p>héllo</p>".encode("utf-16-le"), "<p>héllo</p>"),
+        ("utf-32", "<p>😀</p>".encode("utf-32-le"), "<p>😀</p>"),
+        ("idna", "<p>bücher</p>".encode(), "<p>bücher</p>"),
+        ("punycode", b"<p>\xff</p>", "<p>\ufffd</p>"),
+        ("rot13", b"<p>x</p>", "<p>x</p>"),
+    ],
+)
+async def test_fetch_text_consumer_survives_the_charset_a_server_names(
+    charset: str, body: bytes, expected: str
+) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http, charset_handler)
+        sink = TextSink()
+        response = await fetch(server.url(f"/{charset}/{body.hex()}"), TextConsumer(sink))
+        nursery.cancel_scope.cancel()
+    assert response.status_code == 200
+    assert sink.text == expected
+    assert sink.closed == 1
 
 
 class LinkParser(HTMLParser):

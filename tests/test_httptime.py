@@ -55,8 +55,15 @@ async def test_plain_reading_is_within_a_second_and_its_interval_holds_the_truth
     assert sample.port == server.port
     assert abs(sample.offset - (-3.6)) <= 1.0 + sample.rtt
     assert abs(sample.offset - (-3.6)) <= sample.uncertainty
-    assert sample.uncertainty == pytest.approx(1 + sample.rtt / 2)
+    # Centred; the interval starts before the connect, so it is a little
+    # wider than the request's round trip.
+    assert sample.uncertainty >= (1 + sample.rtt) / 2
+    assert sample.uncertainty < 0.6
+    assert (sample.protocol, sample.probes) == ("http", 1)
     assert [r.method for r in server.requests] == ["HEAD"]
+    # As htpdate: caches must not answer for the origin.
+    assert server.requests[0].header("cache-control") == "no-cache"
+    assert server.requests[0].header("pragma") == "no-cache"
 
 
 @pytest.mark.slow
@@ -68,9 +75,11 @@ async def test_precise_reading_is_within_50_ms(nursery: trio.Nursery, truth: flo
     assert abs(sample.offset - truth) <= sample.uncertainty + 0.002  # Date has no rounding slop
     assert sample.uncertainty < 0.05
     assert sample.server_time == pytest.approx(sample.local_time + sample.offset)
-    # Polite: a bounded number of probes, all on one keep-alive connection.
-    assert 2 <= len(server.requests) <= 8
-    assert server.connections == 1
+    # Polite: a bounded number of probes, on a few keep-alive connections (at
+    # most 6 at once; a probe abandoned mid-way takes its connection with it).
+    assert len(server.requests) <= 50  # 48 probes at most, a HEAD retried or two
+    assert sample.probes <= len(server.requests)
+    assert server.connections <= 10
 
 
 @pytest.mark.parametrize("status", [405, 501])
@@ -121,7 +130,7 @@ async def test_obsolete_date_formats_are_read(nursery: trio.Nursery, date: str) 
 
     server = await nursery.start(serve_http, handler)
     sample = await query_http_time(server.url("/"))
-    assert sample.server_time == 784111777
+    assert sample.server_time == 784111777.5  # the middle of that second
 
 
 async def test_silent_server_times_out_within_the_deadline(
@@ -141,7 +150,7 @@ async def test_precise_returns_what_it_has_when_the_deadline_passes(
     sample = await query_http_time(server.url("/"), precise=True, timeout=0.5)
     # Fewer probes than it wanted, but a correct (wider) interval.
     assert abs(sample.offset - 7.25) <= sample.uncertainty + 0.002
-    assert len(server.requests) < 8
+    assert len(server.requests) < 20
 
 
 async def test_bad_url_is_invalid() -> None:
@@ -159,3 +168,29 @@ async def test_query_many_mixes_urls_and_rfc868_hosts(nursery: trio.Nursery) -> 
     assert isinstance(results[1], TimeSample)
     assert results[1].port == port
     assert not isinstance(results[2], TimeSample)
+
+
+async def test_an_answer_from_a_cache_is_not_the_origins_clock(nursery: trio.Nursery) -> None:
+    # A cache serves its stored response: the origin's Date of long ago, and Age.
+    def cached(request: ServerRequest) -> Reply:
+        return 200, [("date", email.utils.formatdate(time.time() - 3000, usegmt=True)),
+                     ("age", "3000")], b""  # fmt: skip
+
+    server = await nursery.start(serve_http, cached)
+    with pytest.raises(ProtocolError, match=r"from a cache \(Age: 3000\)"):
+        await query_http_time(server.url("/"))
+    assert len(server.requests) == 3  # asked again, no-cache each time, then gave up
+
+
+async def test_cached_answers_are_skipped_fresh_ones_count(nursery: trio.Nursery) -> None:
+    # Every other answer comes from a cache with a stale Date: they are skipped.
+    def sometimes_cached(request: ServerRequest) -> Reply:
+        if len(server.requests) % 2 == 0:
+            return 200, [("date", email.utils.formatdate(time.time() - 60, usegmt=True)),
+                         ("age", "60")], b""  # fmt: skip
+        return 200, [("date", email.utils.formatdate(time.time() + 7.25, usegmt=True))], b""
+
+    server = await nursery.start(serve_http, sometimes_cached)
+    sample = await query_http_time(server.url("/"), precise=True)
+    assert abs(sample.offset - 7.25) <= sample.uncertainty + 1e-6
+    assert sample.probes < len(server.requests)

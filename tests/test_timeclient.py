@@ -7,6 +7,7 @@ precise readings use real time against our own server with a shifted clock.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -22,6 +23,8 @@ from hypothesis import strategies as st
 
 from trio_timehttp import (
     ConnectError,
+    InvalidURL,
+    TimeHTTPError,
     Timeout,
     TimeProtocolError,
     TimeSample,
@@ -93,7 +96,7 @@ async def test_first_four_bytes_count(
     port = await start_tcp(nursery, sends(encode_time(FIXED + 0.5) + extra, then_close=then_close))
     with trio.fail_after(5):
         sample = await query_time(f"127.0.0.1:{port}")
-    assert sample.server_time == FIXED
+    assert math.floor(sample.server_time) == FIXED
     assert sample.host == "127.0.0.1"
     assert sample.port == port
 
@@ -106,7 +109,7 @@ async def test_bytes_in_separate_segments(nursery: trio.Nursery) -> None:
                 await trio.sleep(0.01)
 
     port = await start_tcp(nursery, drip)
-    assert (await query_time("127.0.0.1", port)).server_time == FIXED
+    assert math.floor((await query_time("127.0.0.1", port)).server_time) == FIXED
 
 
 async def test_plain_sample_fields(nursery: trio.Nursery) -> None:
@@ -123,9 +126,11 @@ async def test_plain_sample_fields(nursery: trio.Nursery) -> None:
     assert before <= sample.local_time <= after
     assert 0 <= sample.rtt <= after - before
     assert sample.offset == pytest.approx(sample.server_time - sample.local_time)
-    assert sample.uncertainty == pytest.approx(1 + sample.rtt / 2)
+    # Centred: the midpoint and half-width of [S - end, S + 1 - start).
+    assert sample.uncertainty == pytest.approx((1 + sample.rtt) / 2)
+    assert sample.server_time % 1 == pytest.approx(0.5)
     assert abs(sample.offset - 42.7) <= sample.uncertainty
-    assert sample.host == "localhost"
+    assert (sample.host, sample.protocol, sample.probes) == ("localhost", "tcp", 1)
 
 
 async def test_never_answering_server_times_out(
@@ -174,7 +179,7 @@ async def test_unknown_host_is_a_connect_error() -> None:
 async def test_ipv6_host_with_port(nursery: trio.Nursery) -> None:
     port = await start_tcp(nursery, sends(encode_time(FIXED)), host="::1")
     sample = await query_time(f"[::1]:{port}", 1)  # the port in host wins
-    assert (sample.host, sample.port, sample.server_time) == ("::1", port, FIXED)
+    assert (sample.host, sample.port, math.floor(sample.server_time)) == ("::1", port, FIXED)
 
 
 @pytest.mark.parametrize(
@@ -228,7 +233,7 @@ def test_random_replies_give_a_sample_or_a_library_error(reply: bytes, then_clos
                     await query_time("127.0.0.1", port, timeout=0.2)
             else:
                 sample = await query_time("127.0.0.1", port, timeout=0.2)
-                assert encode_time(sample.server_time) == reply[:4]
+                assert encode_time(sample.server_time) == reply[:4]  # S + 0.5 floors to S
             nursery.cancel_scope.cancel()
 
     before = fd_count()
@@ -247,6 +252,7 @@ async def test_udp_query(nursery: trio.Nursery) -> None:
         host = "::1" if server.family == socket.AF_INET6 else "127.0.0.1"
         sample = await query_time(host, server.getsockname()[1], udp=True)
         assert abs(sample.offset + 7.2) <= sample.uncertainty
+        assert sample.protocol == "udp"
 
 
 class UDPPeer:
@@ -278,7 +284,7 @@ async def peer() -> AsyncIterator[UDPPeer]:
             nursery.cancel_scope.cancel()
 
 
-async def test_udp_silence_times_out_after_one_retransmit(
+async def test_udp_silence_times_out_after_one_retransmit_after_a_few_round_trips(
     peer: UDPPeer, autojump_clock: trio.testing.MockClock
 ) -> None:
     times: list[float] = []
@@ -291,7 +297,8 @@ async def test_udp_silence_times_out_after_one_retransmit(
     with pytest.raises(Timeout, match=f"127.0.0.1:{peer.port}"):
         await query_time("127.0.0.1", peer.port, udp=True, timeout=4)
     assert [data for data, _ in peer.requests] == [b"", b""]  # empty, and exactly one retry
-    assert times[1] - start == pytest.approx(2.0)  # at half the deadline
+    # After 3 assumed round trips (0.75 s), not half the deadline.
+    assert times[1] - start == pytest.approx(3 * _timeclient.ASSUMED_RTT)
     assert peer.requests[0][1] == peer.requests[1][1]
 
 
@@ -315,7 +322,7 @@ async def test_udp_reply_from_elsewhere_is_not_believed(
     peer.start(reply)
     with impostor:
         sample = await query_time("127.0.0.1", peer.port, udp=True, timeout=4)
-    assert sample.server_time == FIXED
+    assert math.floor(sample.server_time) == FIXED
     assert len(peer.requests) == 2
 
 
@@ -337,7 +344,8 @@ async def test_udp_reply_lengths(peer: UDPPeer, size: int, ok: bool) -> None:
 
     peer.start(reply)
     if ok:
-        assert (await query_time("127.0.0.1", peer.port, udp=True)).server_time == FIXED
+        sample = await query_time("127.0.0.1", peer.port, udp=True)
+        assert math.floor(sample.server_time) == FIXED
     else:
         with pytest.raises(TimeProtocolError, match=f"sent {size} byte"):
             await query_time("127.0.0.1", peer.port, udp=True)
@@ -367,10 +375,10 @@ async def test_query_many_order_and_dead_sources(
     assert trio.current_time() - start == pytest.approx(3.0)  # the dead one bounds it, no more
     assert isinstance(results[0], Timeout)
     assert isinstance(results[1], TimeSample)
-    assert results[1].server_time == FIXED
+    assert math.floor(results[1].server_time) == FIXED
     assert isinstance(results[2], ConnectError)
     assert isinstance(results[3], TimeSample)
-    assert results[3].server_time == FIXED + 5
+    assert math.floor(results[3].server_time) == FIXED + 5
 
 
 async def test_query_many_sends_urls_to_query_http_time(
@@ -380,7 +388,7 @@ async def test_query_many_sends_urls_to_query_http_time(
 
     async def fake(url: str, *, timeout: float | None = None, precise: bool = False) -> TimeSample:
         calls.append((url, timeout, precise))
-        return TimeSample(url, 80, FIXED, FIXED, 0.0, 0.0, 1.0)
+        return TimeSample(url, 80, "http", FIXED, 0.0, 0.5, FIXED, 0.0, 1)
 
     monkeypatch.setattr(_httptime, "query_http_time", fake)
     port = await start_tcp(nursery, sends(encode_time(FIXED)))
@@ -456,3 +464,77 @@ async def test_precise_with_no_reading_is_a_timeout(
     with pytest.raises(Timeout):
         await query_time("127.0.0.1", port, precise=True)
     assert trio.current_time() - start == pytest.approx(15.0)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+UNENCODABLE = [
+    "\u2603.example",
+    "a" * 64 + ".example",
+    "\u00e9" * 64 + ".example",
+    "a\u200db.example",
+]
+
+
+@pytest.mark.parametrize("udp", [False, True])
+@pytest.mark.parametrize("host", UNENCODABLE)
+async def test_unencodable_host_is_a_connect_error(host: str, udp: bool) -> None:
+    with pytest.raises(ConnectError, match=r"cannot (resolve|connect)") as info:
+        await query_time(host, 37, udp=udp, timeout=5)
+    assert host.split(".")[0] in str(info.value)
+
+
+async def test_out_of_descriptors_is_a_connect_error(nursery: trio.Nursery) -> None:
+    import resource
+
+    _, socks = await nursery.start(functools.partial(serve_time, 0, host="127.0.0.1", tcp=False))
+    port = socks[0].getsockname()[1]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (fd_count() + 16, hard))
+    filler: list[int] = []
+    try:
+        with contextlib.suppress(OSError):  # take every descriptor left
+            while True:
+                filler.append(os.dup(0))
+        with pytest.raises(ConnectError, match="udp") as info:
+            await query_time("127.0.0.1", port, udp=True, timeout=2)
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert isinstance(info.value.__cause__, OSError)
+
+
+@pytest.mark.parametrize("source", ["htp://x", "ftp://127.0.0.1/", "ntp://pool.example:123"])
+async def test_other_schemes_are_unsupported_not_malformed_ports(source: str) -> None:
+    scheme = source.split(":")[0]
+    [result] = await query_many([source], timeout=2)
+    assert isinstance(result, InvalidURL)
+    assert f"unsupported scheme {scheme!r}" in str(result)
+    with pytest.raises(ConnectError, match=f"unsupported scheme {scheme!r}"):
+        await query_time(source)
+
+
+async def test_query_many_keeps_every_slot_whatever_the_sources(nursery: trio.Nursery) -> None:
+    # One bad source is one error in its slot; never an ExceptionGroup.
+    good = await start_tcp(nursery, sends(encode_time(FIXED)))
+    sources = [*UNENCODABLE, "htp://x", "", "[::1", "http://[::1/", f"127.0.0.1:{good}"]
+    results = await query_many(sources, timeout=3)
+    assert len(results) == len(sources)
+    assert all(isinstance(r, TimeHTTPError) for r in results[:-1]), results
+    assert isinstance(results[-1], TimeSample)
+
+
+async def test_syn_rtt_is_the_kernels_and_never_more_than_connect_took(
+    nursery: trio.Nursery,
+) -> None:
+    port = await start_tcp(nursery, sends(encode_time(FIXED), then_close=False))
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with sock:
+        before = time.time()
+        await sock.connect(("127.0.0.1", port))
+        took = time.time() - before
+        syn = _timeclient._syn_rtt(sock, took)
+        assert 0 < syn <= took  # measured by the kernel on this handshake
+        assert _timeclient._syn_rtt(sock, syn / 2) == 0.0  # implausible: refused, not trusted

@@ -21,7 +21,7 @@ from typing import TextIO
 
 import trio
 
-from . import _cli_get, _cli_serve, _cli_time
+from . import _cli_get, _cli_monitor, _cli_serve, _cli_time
 from ._cli_args import PROG, Parser, TopParser, UsageError, describe, single
 from ._demo import run_demo
 from ._errors import TimeHTTPError
@@ -48,6 +48,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _cli_serve.add_parser(sub)
     _cli_time.add_parser(sub)
     _cli_get.add_parser(sub)
+    _cli_monitor.add_parser(sub)
 
     demo = sub.add_parser(
         "demo",
@@ -83,7 +84,8 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     # Sources may come after options (``time --port 8037 a b``): argparse
     # leaves those positionals over; anything else left over is a mistake,
     # reported by the subcommand's parser (so it points to its --help).
-    if args.command == "time" and extra and not any(e.startswith("-") for e in extra):
+    positional = extra and not any(e.startswith("-") for e in extra)
+    if args.command in ("time", "monitor") and positional:
         args.sources.extend(extra)
     elif extra:
         args.parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import errno
+import functools
 import inspect
 import logging
 import os
@@ -33,7 +34,7 @@ import re
 import secrets
 import stat
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ._consumer import call_optional
 from ._errors import BodyTooLarge, InvalidURL, RedirectError, TooManyRedirects
@@ -81,13 +82,6 @@ _BODY_HEADERS = (
     "content-language",
     "content-location",
 )
-# Characters RFC 3986 never allows raw but that real servers put in Locations
-# (``|`` and braces in query strings, mostly). Browsers percent-encode them;
-# so do we, rather than refuse the redirect. Backslash is *not* here: browsers
-# read it as ``/`` in http(s) URLs (``http:\\evil``), so a Location with one
-# is ambiguous and stays an error.
-_UNWISE = {c: f"%{ord(c):02X}" for c in '<>"^`{|}'}
-_UNWISE_RE = re.compile('[<>"^`{|}]')
 
 
 def _location_text(value: str) -> str:
@@ -115,20 +109,26 @@ def next_redirect(
 
     Returns ``(request, credentials_stripped)``; ``strip_credentials`` says an
     earlier hop already changed origin (credentials stay dropped for the rest
-    of the chain). Pure: no counting, no I/O. Raises ``RedirectError`` for a
-    Location that must not be followed.
+    of the chain). A 3xx without a ``Location``, or with an empty or
+    whitespace-only one, is no redirect (None: the response is delivered as
+    it is). Spaces in the Location's path or query are sent percent-encoded.
+    The next request never carries the caller's ``Host``: the requester
+    computes it for each hop. Pure: no counting, no I/O. Raises
+    ``RedirectError`` for a Location that must not be followed.
     """
     if response.status_code not in REDIRECT_STATUSES:
         return None
-    locations = response.headers.get_list("location")
-    if not locations:
-        return None  # a 3xx without Location is an ordinary response (RFC 9110 15.4)
-    if len(set(locations)) > 1:
+    # Optional whitespace around a field value is not part of it (RFC 9110 5.5).
+    locations = {value.strip(" \t") for value in response.headers.get_list("location")}
+    if len(locations) > 1:
         raise RedirectError(
             f"conflicting Location fields in the {response.status_code} from "
-            f"{response.url}: {locations!r}"
+            f"{response.url}: {sorted(locations)!r}"
         )
-    location = _location_text(locations[0])
+    if not locations or not (location := _location_text(locations.pop())):
+        # A 3xx without a usable Location is an ordinary response (RFC 9110
+        # 15.4); an empty one would resolve to the same URL and loop.
+        return None
     request = response.request
     try:
         base = parse_url(response.url)
@@ -138,7 +138,7 @@ def next_redirect(
             base_fragment = parse_url(request.url).fragment
             if base_fragment is not None:
                 base = URL(base.scheme, base.host, base.port, base.target, base_fragment)
-        target = resolve_location(base, _UNWISE_RE.sub(lambda m: _UNWISE[m[0]], location))
+        target = resolve_location(base, location)
     except InvalidURL as exc:
         raise RedirectError(
             f"cannot follow the {response.status_code} from {response.url} "
@@ -383,54 +383,177 @@ def content_type_charset(value: str | None) -> str | None:
     return None
 
 
+# What a decoder must get right to be used: a text with characters beyond
+# ASCII if the codec can encode one (the first it can encode counts), fed back
+# one byte at a time; and bytes no codec likes, which must come out as text.
+_PROBE_TEXTS = ("<p>é €日本</p>\n", "<p>é</p>\n", "<p>a b</p>\n")
+_HOSTILE = (
+    b"\xff\xfe\x00\xd8\x00\xdc",
+    b"a\x80\\x\\u12",
+    b"\x00\x00\x11\x00\xff",
+    b"+-&-~{\x1b$B",
+)
+# Codecs that insist on a byte-order mark; we sniff it ourselves (see _BomDecoder).
+_BOM_CODECS = {
+    "utf-16": ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")),
+    "utf-32": ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be")),
+}
+
+
+def _decodes_incrementally(info: codecs.CodecInfo) -> bool:
+    """Whether ``info`` is a text encoding whose decoder works chunk by chunk.
+
+    Public routes only: a text encoding encodes ``str`` to ``bytes`` (this
+    rules out ``base64``, ``zlib``, ``rot13``); its incremental decoder, with
+    ``errors="replace"``, must give the probe text back when fed one byte at a
+    time (this rules out ``punycode`` and decoders that refuse ``replace``,
+    such as ``idna``) and turn hostile bytes into ``str`` without raising.
+    """
+    try:
+        for text in _PROBE_TEXTS:
+            with contextlib.suppress(UnicodeError):
+                encoded: object = info.encode(text)[0]
+                break
+        else:
+            return False
+        if not isinstance(encoded, bytes):
+            return False
+        decoder = info.incrementaldecoder(errors="replace")
+        pieces = [decoder.decode(encoded[i : i + 1]) for i in range(len(encoded))]
+        pieces.append(decoder.decode(b"", True))
+        if not all(isinstance(piece, str) for piece in pieces) or "".join(pieces) != text:
+            return False
+        for data in _HOSTILE:
+            if not isinstance(info.incrementaldecoder(errors="replace").decode(data, True), str):
+                return False
+    except Exception:  # noqa: BLE001 - a codec is code we do not control: any failure rules it out
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=256)
 def _text_codec(name: str | None) -> str | None:
-    """The codec's canonical name, or None for unknown and non-text codecs.
+    """The codec's canonical name, or None when it is unknown or unusable here.
 
     ``codecs.lookup`` also knows bytes-to-bytes transforms (``base64``,
-    ``zlib``) and str-to-str ones (``rot13``): a server must not be able to
-    pick one of those as a "charset".
+    ``zlib``), str-to-str ones (``rot13``) and codecs whose decoder cannot run
+    incrementally with ``errors="replace"`` (``idna``, ``punycode``): a server
+    must not be able to pick one of those as a "charset".
     """
     if not name:
         return None
     try:
         info = codecs.lookup(name)
-    except LookupError:
+    except (LookupError, ValueError, TypeError):  # unknown, or a NUL in the name
         return None
-    if not getattr(info, "_is_text_encoding", True):
-        return None
-    return info.name
+    if info.name in _BOM_CODECS or _decodes_incrementally(info):
+        return info.name
+    return None
+
+
+class _Decoder(Protocol):
+    """What ``TextConsumer`` needs of a decoder (``codecs.IncrementalDecoder`` has it)."""
+
+    def decode(self, data: bytes, final: bool = False, /) -> str: ...
+    def getstate(self) -> tuple[bytes, int]: ...
+
+
+class _BomDecoder:
+    """``utf-16`` / ``utf-32`` as the web reads them: a BOM picks the byte order, else LE.
+
+    Python's own decoders for these raise without a BOM; WHATWG's "utf-16" is
+    little-endian unless a BOM says otherwise. The BOM is not text.
+    """
+
+    def __init__(self, codec: str) -> None:
+        self._boms = _BOM_CODECS[codec]
+        self._width = len(self._boms[0][0])
+        self._buffer = b""
+        self._decoder: codecs.IncrementalDecoder | None = None
+
+    def decode(self, data: bytes, final: bool = False, /) -> str:
+        if self._decoder is None:
+            self._buffer += bytes(data)
+            if len(self._buffer) < self._width and not final:
+                return ""
+            data, self._buffer = self._buffer, b""
+            codec = self._boms[0][1]  # little-endian unless a BOM says otherwise
+            for bom, name in self._boms:
+                if data.startswith(bom):
+                    data, codec = data[len(bom) :], name
+                    break
+            self._decoder = codecs.getincrementaldecoder(codec)("replace")
+        return self._decoder.decode(data, final)
+
+    def getstate(self) -> tuple[bytes, int]:
+        """The bytes not decoded yet (as ``codecs.IncrementalDecoder.getstate``)."""
+        if self._decoder is None:
+            return (self._buffer, 0)
+        state = self._decoder.getstate()
+        return (state[0], 0) if isinstance(state[0], bytes) else (b"", 0)
+
+
+def _new_decoder(codec: str) -> _Decoder:
+    """An incremental decoder (``errors="replace"``) for a codec ``_text_codec`` accepted."""
+    if codec in _BOM_CODECS:
+        return _BomDecoder(codec)
+    # utf-8-sig: a leading BOM is a byte-order mark, not text (WHATWG decode);
+    # it decodes everything else exactly as utf-8.
+    return codecs.getincrementaldecoder("utf-8-sig" if codec == "utf-8" else codec)("replace")
 
 
 class TextConsumer:
     """Decodes the body incrementally and feeds ``str`` to ``target``.
 
     The charset is ``encoding`` if given, else the response's
-    ``Content-Type`` charset, else UTF-8; an unknown charset falls back to
-    UTF-8 and undecodable bytes become U+FFFD. A character split across
-    chunks decodes right (an incremental decoder keeps the partial bytes).
-    ``close()`` flushes the decoder, then calls ``target.close()`` and
-    returns its result. ``target`` may be any object with ``feed(str)`` and
-    ``close()`` — an ``html.parser.HTMLParser``, say — plain or async; its
-    optional ``http_header``/``http_error`` receive the head and errors too.
+    ``Content-Type`` charset, else UTF-8. Whatever charset a server names,
+    the consumer never raises because of it: an unknown charset, one that is
+    not a text encoding, or one whose decoder cannot run incrementally falls
+    back to UTF-8 (``.encoding`` says which codec is in use); undecodable
+    bytes become U+FFFD; ``utf-16``/``utf-32`` without a BOM are read as
+    little-endian; and should a codec still fail mid-body, the rest is
+    decoded as UTF-8. A character split across chunks decodes right (an
+    incremental decoder keeps the partial bytes). ``close()`` flushes the
+    decoder, then calls ``target.close()`` and returns its result.
+    ``target`` may be any object with ``feed(str)`` and ``close()`` — an
+    ``html.parser.HTMLParser``, say — plain or async; its optional
+    ``http_header``/``http_error`` receive the head and errors too.
+
+    Raises ``LookupError`` at construction when the caller's own
+    ``encoding`` is unknown or unusable (that is the caller's mistake, not
+    the server's).
     """
 
     def __init__(self, target: Any, encoding: str | None = None) -> None:
         if encoding is not None and _text_codec(encoding) is None:
-            raise LookupError(f"unknown text encoding: {encoding!r}")
+            raise LookupError(
+                f"unknown text encoding, or one that cannot decode incrementally: {encoding!r}"
+            )
         self.target = target
         self.requested_encoding = encoding
         self.encoding: str | None = _text_codec(encoding)
-        self._decoder: codecs.IncrementalDecoder | None = None
+        self._decoder: _Decoder | None = None
         self._closed = False
 
-    def _start(self, encoding: str | None) -> codecs.IncrementalDecoder:
-        name = encoding or "utf-8"
-        self.encoding = name
-        # utf-8-sig: a leading BOM is a byte-order mark, not text (WHATWG
-        # decode); it decodes everything else exactly as utf-8.
-        codec = "utf-8-sig" if name == "utf-8" else name
-        self._decoder = codecs.getincrementaldecoder(codec)(errors="replace")
+    def _start(self, encoding: str | None) -> _Decoder:
+        self.encoding = encoding or "utf-8"
+        self._decoder = _new_decoder(self.encoding)
         return self._decoder
+
+    def _decode(self, data: bytes, final: bool = False) -> str:
+        """Decode a chunk; a codec that fails anyway hands the rest over to UTF-8."""
+        decoder = self._decoder or self._start(self.encoding)
+        try:
+            return decoder.decode(data, final)
+        except Exception as exc:  # noqa: BLE001 - codec code, not the target's: never raise it
+            pending = b""
+            with contextlib.suppress(Exception):  # the bytes the codec kept, if it says
+                state: object = decoder.getstate()[0]
+                pending = state if isinstance(state, bytes) else b""
+            logger.debug("charset %s failed (%s); decoding the rest as utf-8", self.encoding, exc)
+            self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            self.encoding = "utf-8"
+            return self._decoder.decode(pending + bytes(data), final)
 
     async def http_header(self, response: Response) -> Request | None:
         """Pick the charset for this response, then pass the head to the target."""
@@ -447,8 +570,7 @@ class TextConsumer:
 
     async def feed(self, data: bytes) -> None:
         """Decode what can be decoded and feed it on (nothing if a character is split)."""
-        decoder = self._decoder or self._start(self.encoding)
-        text = decoder.decode(data)
+        text = self._decode(data)
         if text:
             await _maybe_await(self.target.feed(text))
 
@@ -464,7 +586,7 @@ class TextConsumer:
             return None
         self._closed = True
         if self._decoder is not None:
-            tail = self._decoder.decode(b"", final=True)
+            tail = self._decode(b"", final=True)
             if tail:
                 await _maybe_await(self.target.feed(tail))
         return await _maybe_await(self.target.close())

@@ -2,8 +2,8 @@
 
 A ``HEAD`` request (``GET`` when HEAD is refused or carries no Date) through
 our own requester, following no redirects: the first response's Date is that
-server's clock, whatever its status. Precise mode takes more readings on the
-same keep-alive connection, timed to bisect the server's second (``_probing``).
+server's clock, whatever its status. Precise mode takes more readings on a
+few keep-alive connections, timed to cut the server's second (``_probing``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from ._errors import ProtocolError, Timeout
 from ._http import Client
 from ._httpdate import parse_http_date
 from ._models import Response
-from ._probing import Reading, precise_sample, refine
-from ._sample import OffsetEstimator, TimeSample, plain_sample
+from ._probing import refine
+from ._sample import OffsetEstimator, Reading, TimeSample, plain_sample
 from ._timing import ExchangeTimes
 from ._urls import parse_url
 
@@ -34,13 +34,20 @@ DEFAULT_PRECISE_TIMEOUT = 15.0
 #: connection: we want the head, not the page.
 _MAX_GET_BODY = 64 * 1024
 
+#: Precise mode keeps at most this many connections to the server, so that
+#: probes aimed at instants closer together than a round trip can overlap.
+HTTP_CHANNELS = 6
+
+#: How many answers from a cache (``Age``) the first reading tolerates.
+_STALE_TRIES = 3
+
 
 class _EnoughBody(Exception):
     """Raised from our own consumer to stop reading a GET body we do not need."""
 
 
 class _DateConsumer:
-    """Notes when the request left and the head arrived, and what it said; bounds the body."""
+    """Keeps the response head; bounds a GET body we do not need."""
 
     def __init__(self) -> None:
         self.response: Response | None = None
@@ -58,24 +65,34 @@ class _DateConsumer:
         pass
 
 
+class _Stale(Exception):
+    """A response that came from a cache (it has ``Age``): its Date is not the origin's clock."""
+
+
 async def _read_once(client: Client, url: str, method: str) -> tuple[Response, Reading | None]:
     """One request: the response, and the reading its Date gives (None without a Date).
 
-    The server cannot have read its clock before our request began to leave,
-    so ``start`` is taken before connecting or, on a reused connection, before
-    the first byte is sent (``ExchangeTimes``); ``rtt`` runs from request sent
-    to head received.
+    The requester fills ``ExchangeTimes``: ``start`` before it connects (a
+    new connection's handshake is inside the interval: a busy scheduler
+    cannot push the start past the server's read) or, on a reused
+    connection, before the first byte is sent; ``head`` when the head was
+    complete. ``rtt`` runs from the request sent to the head received.
+    Raises ``_Stale`` for a cached answer.
     """
-    consumer = _DateConsumer()
     times = ExchangeTimes()
+    consumer = _DateConsumer()
     with contextlib.suppress(_EnoughBody):
         await client._fetch_timed(url, consumer, method=method, times=times)
     response = consumer.response
     assert response is not None  # fetch raised otherwise
+    if "age" in response.headers:
+        raise _Stale(response.headers["age"])
     if "date" not in response.headers:
         return response, None
     second = _date_of(response, url)
-    return response, Reading(second, times.start, times.sent or times.start, times.head)
+    end = times.head
+    rtt = end - (times.sent or times.start)
+    return response, Reading(second, issued=times.start, start=times.start, end=end, rtt=rtt)
 
 
 def _no_date(response: Response, url: str) -> ProtocolError:
@@ -93,16 +110,49 @@ def _date_of(response: Response, url: str) -> int:
 
 
 async def _first_reading(client: Client, url: str) -> tuple[str, Reading]:
-    """HEAD, or GET when HEAD is refused (405/501) or answered without a Date."""
+    """HEAD, or GET when HEAD is refused (405/501) or answered without a Date.
+
+    A cached answer (``Age``) is asked again, up to ``_STALE_TRIES`` times in
+    all, despite our ``no-cache``; then it is a ``ProtocolError``.
+    """
     method = "HEAD"
-    response, reading = await _read_once(client, url, method)
-    if response.status_code in (405, 501) or reading is None:
-        log.debug("%s: HEAD gave %s without a Date; trying GET", url, response.status_code)
-        method = "GET"
-        response, reading = await _read_once(client, url, method)
-    if reading is None:
-        raise _no_date(response, url)
-    return method, reading
+    for attempt in range(1, _STALE_TRIES + 1):
+        try:
+            response, reading = await _read_once(client, url, method)
+            if response.status_code in (405, 501) or reading is None:
+                log.debug("%s: HEAD gave %s without a Date; trying GET", url, response.status_code)
+                method = "GET"
+                response, reading = await _read_once(client, url, method)
+        except _Stale as stale:
+            log.debug("%s: answer %d came from a cache (Age: %s)", url, attempt, stale)
+            if attempt == _STALE_TRIES:
+                raise ProtocolError(
+                    f"{url}: every answer came from a cache (Age: {stale}); its Date is not "
+                    "the origin's clock"
+                ) from None
+            continue
+        if reading is None:
+            raise _no_date(response, url)
+        return method, reading
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _HTTPProber:
+    """Precise mode's later probes: the same method, on the Client's kept-alive connections."""
+
+    channels: int | None = HTTP_CHANNELS
+
+    def __init__(self, client: Client, url: str, method: str) -> None:
+        self.client, self.url, self.method = client, url, method
+
+    async def probe(self) -> Reading:
+        try:
+            response, reading = await _read_once(self.client, self.url, self.method)
+        except _Stale as stale:
+            raise ProtocolError(f"{self.url}: cached answer (Age: {stale}) skipped") from None
+        if reading is None:
+            raise _no_date(response, self.url)
+        return reading
 
 
 async def query_http_time(
@@ -112,31 +162,28 @@ async def query_http_time(
 
     ``timeout`` (default 10 s, 15 s if ``precise``) is one deadline over all
     of it. Raises ``InvalidURL``, ``ConnectError``, ``Timeout``, or
-    ``ProtocolError`` when there is no usable ``Date``. With ``precise=True``
-    further HEAD (or GET) requests on the same connection bisect the server's
-    second; if the deadline passes after the first reading, the estimate so
-    far is returned.
+    ``ProtocolError`` when there is no usable ``Date`` (missing, unparsable,
+    or only ever from a cache: requests say ``Cache-Control: no-cache`` and
+    ``Pragma: no-cache``, and a response with ``Age`` is skipped). The sample
+    is the midpoint and half-width of the interval the Date proves. With
+    ``precise=True`` further requests (on at most 6 kept-alive connections)
+    are timed so the server's second ticks over during them (``_probing``);
+    if the deadline passes after the first reading, the estimate so far is
+    returned.
     """
     target = parse_url(url)
+    protocol = target.scheme
     if timeout is None:
         timeout = DEFAULT_PRECISE_TIMEOUT if precise else DEFAULT_TIMEOUT
-    estimator = OffsetEstimator()
-    readings: list[Reading] = []
-    async with Client(timeout=None, max_connections=1) as client:
+    est = OffsetEstimator()
+    headers = [("cache-control", "no-cache"), ("pragma", "no-cache")]
+    async with Client(timeout=None, max_connections=HTTP_CHANNELS, headers=headers) as client:
         with trio.move_on_after(timeout):
             method, first = await _first_reading(client, url)
-            readings.append(first)
-            estimator.add(first.second, first.start, first.end)
             if not precise:
-                return plain_sample(target.host, target.port, first.second, first.sent, first.end)
-
-            async def probe() -> Reading:
-                response, reading = await _read_once(client, url, method)
-                if reading is None:
-                    raise _no_date(response, url)
-                return reading
-
-            await refine(probe, estimator, readings)
-    if not readings:
+                return plain_sample(target.host, target.port, protocol, first)
+            est.add(first)
+            await refine(_HTTPProber(client, url, method), est)
+    if not est.readings:
         raise Timeout(f"no answer from {url} within {timeout:g} s")
-    return precise_sample(target.host, target.port, estimator, readings)
+    return est.sample(target.host, target.port, protocol)

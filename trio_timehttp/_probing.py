@@ -1,84 +1,174 @@
-"""Precise mode's probe loop, shared by RFC 868 and HTTP ``Date`` readings.
+"""Precise mode's probe rounds, shared by RFC 868 and HTTP ``Date`` readings.
 
-The arithmetic lives in ``_sample`` (pure); this drives it in real time:
-wait until the instant that bisects the current offset interval, take one
-reading, intersect, repeat, within a fixed number of probes spaced politely.
+The arithmetic and the plan live in ``_sample`` (pure); this runs the plan in
+real time. After the first reading, each *round* spreads a few probes over
+the local instants at which the server's second would tick if the offset
+were at each planned cut (``plan_cuts``, ``read_instants``), runs them
+concurrently (each in its own task, at most ``channels`` at once), and
+intersects what comes back; ``StopRule`` says when another round cannot pay
+and how many probes it takes. Rounds fall about a second apart (the tick
+comes once a second), so a reading that reaches its limit in ``k`` rounds
+takes about ``k`` seconds.
+
+A probe that fails or is late only narrows less: readings are intersected
+as they arrive, so whatever the deadline cuts off, what was learnt stays in
+the estimator.
 """
 
 from __future__ import annotations
 
-import statistics
+import logging
+import math
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from typing import Protocol
 
 import trio
+import trio.lowlevel
 
-from ._sample import OffsetEstimator, TimeSample
+from ._errors import TimeHTTPError
+from ._sample import OffsetEstimator, Reading, StopRule, plan_cuts, read_instants
 
-__all__ = ["MAX_PROBES", "Reading", "precise_sample", "refine"]
+__all__ = ["Prober", "refine"]
 
-#: At most this many readings in all (the first included): bounded load on the
-#: server and a bounded wait (each probe waits for its second to tick over).
-MAX_PROBES = 8
-#: Probes start at least this far apart: polite, never a burst.
-MIN_GAP = 0.15
-#: Stop early once the offset is known to within this (seconds).
-TARGET_UNCERTAINTY = 0.01
+log = logging.getLogger("trio_timehttp.probing")
+
+#: A probe is abandoned after this many of the fastest round trips seen (a
+#: lost datagram, a stalled connection), but never before ``MIN_PROBE_WAIT``.
+PROBE_WAIT_RTTS = 3.0
+MIN_PROBE_WAIT = 0.2
+#: A first probe of a round is planned at least this far ahead (seconds): time
+#: to start its task.
+PLAN_AHEAD = 0.005
+#: The last this-much of a wait before a probe yields to the scheduler in a
+#: loop instead of sleeping: a timed sleep wakes up to a millisecond late
+#: (epoll's timeout is in whole milliseconds), as much as the finest cut.
+SPIN = 0.0015
+#: How long one probe keeps its channel busy: the fastest exchange so far
+#: times this, and never under MIN_BUSY.
+BUSY_MARGIN = 1.5
+MIN_BUSY = 0.0005
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One whole-second reading and the local wall times around it.
+class Prober(Protocol):
+    """Takes one reading of the server's clock (the drivers implement it).
 
-    ``start``: the earliest local time the server can have read its clock
-    (before the connect or the request left us); ``sent``: the start of the
-    round trip reported as ``rtt``; ``end``: when the answer arrived.
+    ``channels``: how many probes may run at once (``None``: any number, each
+    on its own socket). ``probe`` raises a ``TimeHTTPError`` on failure.
     """
 
-    second: int
-    start: float
-    sent: float
-    end: float
+    channels: int | None
+
+    async def probe(self) -> Reading: ...
 
 
-async def refine(
-    probe: Callable[[], Awaitable[Reading]],
-    estimator: OffsetEstimator,
-    readings: list[Reading],
-) -> None:
-    """Take readings timed to bisect the offset interval until it is narrow enough.
+async def refine(prober: Prober, est: OffsetEstimator, rule: StopRule | None = None) -> None:
+    """Run probe rounds until ``rule`` (default ``StopRule()``) says stop; fills ``est``.
 
-    Fills ``estimator`` and ``readings`` in place, so that what was learnt
-    survives a deadline cancelling this mid-way.
+    ``est`` must hold at least one reading. Returns early when a whole round
+    failed. Cancellation (the caller's deadline) may stop it at any point.
     """
-    while len(readings) < MAX_PROBES:
-        if readings:
-            if estimator.uncertainty <= TARGET_UNCERTAINTY:
-                return
-            last = readings[-1]
-            # The server reads its clock about half-way through a probe.
-            lead = (last.end - last.start) / 2
-            at = estimator.next_probe_at(time.time(), lead, MIN_GAP)
-            await trio.sleep(max(0.0, at - time.time()))
-        reading = await probe()
-        readings.append(reading)
-        estimator.add(reading.second, reading.start, reading.end)
+    rule = rule or StopRule()
+    _note(est, est.readings[-1], 0)
+    rounds = 0
+    before: float | None = None
+    while not rule.done(est, rounds, before):
+        before = est.interval.width
+        rounds += 1
+        answered = await _round(prober, est, rule, rounds)
+        log.debug(
+            "round %d: %d answered, +-%.6f s (floor %.6f s)",
+            rounds,
+            answered,
+            est.uncertainty,
+            est.floor,
+        )
+        if not answered:
+            return
 
 
-def precise_sample(
-    host: str, port: int, estimator: OffsetEstimator, readings: list[Reading]
-) -> TimeSample:
-    """The estimate so far as a ``TimeSample`` (local time: the last probe's midpoint)."""
-    last = readings[-1]
-    local = (last.sent + last.end) / 2
-    offset = estimator.offset
-    return TimeSample(
-        host=host,
-        port=port,
-        server_time=local + offset,
-        local_time=local,
-        offset=offset,
-        rtt=statistics.median(r.end - r.sent for r in readings),
-        uncertainty=estimator.uncertainty,
+def _plan(prober: Prober, est: OffsetEstimator, rule: StopRule) -> tuple[list[float], int]:
+    """The round's cuts, and over how many channels to run them (0: one task each).
+
+    Probes on one channel run one after another, each busy for about the
+    fastest exchange so far (x ``BUSY_MARGIN``, at least ``MIN_BUSY``), and
+    channel ``k`` of ``c`` takes every ``c``-th cut. No more channels than the
+    spacing needs: concurrent exchanges slow each other down (on loopback
+    they would widen every window). At the bound, fewer cuts spread evenly
+    beat many of which some never run.
+    """
+    floor = est.floor
+    cuts = plan_cuts(est.interval, floor, rule.round_size(est), rule.gap(floor), est.jitter)
+    if prober.channels is None:
+        return cuts, 0
+    if len(cuts) < 2:
+        return cuts, 1
+    busy = max(BUSY_MARGIN * min(r.end - r.issued for r in est.readings), MIN_BUSY)
+    spread = (cuts[-1] - cuts[0]) * (len(cuts) + 1) / (len(cuts) - 1)
+    need = math.ceil(busy * (len(cuts) + 1) / spread)
+    if need <= prober.channels:
+        return cuts, need
+    fit = max(prober.channels, int(prober.channels * spread / busy) - 1)
+    cuts = plan_cuts(est.interval, floor, min(fit, len(cuts)), rule.gap(floor), est.jitter)
+    return cuts, prober.channels
+
+
+async def _round(prober: Prober, est: OffsetEstimator, rule: StopRule, round_number: int) -> int:
+    """One round of probes at the planned instants; how many answered.
+
+    Each channel (each probe, when there is no bound) is one task taking its
+    share of the instants in turn: channel ``k`` of ``c`` takes every
+    ``c``-th, so its probes are spread over the whole round. A probe whose
+    channel comes free more than ``max(floor, 2 ms)`` after its instant is
+    dropped: it would cut elsewhere.
+    """
+    cuts, channels = _plan(prober, est, rule)
+    earliest = time.time() + est.lead + PLAN_AHEAD
+    sends = sorted(at - est.lead for at in read_instants(cuts, earliest))
+    wait = max(PROBE_WAIT_RTTS * min(r.rtt for r in est.readings), MIN_PROBE_WAIT)
+    late = max(est.floor, 0.002)
+    lanes = [sends[k::channels] for k in range(channels)] if channels else [[t] for t in sends]
+    answered = 0
+
+    async def lane(instants: list[float]) -> None:
+        nonlocal answered
+        for send_at in instants:
+            if time.time() - send_at > late:
+                continue
+            await _sleep_until(send_at)
+            try:
+                with trio.move_on_after(wait):
+                    reading = await prober.probe()
+                    est.add(reading)
+                    answered += 1
+                    _note(est, reading, round_number)
+            except TimeHTTPError as exc:
+                log.debug("probe failed: %s", exc)
+
+    async with trio.open_nursery() as nursery:
+        for instants in lanes:
+            if instants:
+                nursery.start_soon(lane, instants)
+    return answered
+
+
+def _note(est: OffsetEstimator, reading: Reading, round_number: int) -> None:
+    """One DEBUG record per reading, with the interval after it (the bench plots these)."""
+    log.debug(
+        "round %d reading %d: second %d read in [%.6f, %.6f]; offset in [%.6f, %.6f)",
+        round_number,
+        len(est.readings),
+        reading.second,
+        reading.start,
+        reading.end,
+        est.interval.lo,
+        est.interval.hi,
     )
+
+
+async def _sleep_until(when: float) -> None:
+    """Wait until wall-clock ``when``: sleep, then yield until it is reached (see ``SPIN``)."""
+    ahead = when - time.time() - SPIN
+    if ahead > 0:
+        await trio.sleep(ahead)
+    while time.time() < when:  # a deadline on the wall clock, not an event
+        await trio.lowlevel.checkpoint()

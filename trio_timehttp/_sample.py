@@ -1,15 +1,27 @@
-"""Clock-offset samples and the interval arithmetic behind precise mode (pure).
+"""Clock-offset samples and the interval arithmetic behind them (pure).
 
-Both RFC 868 and the HTTP ``Date`` header give whole seconds: the server read
-its clock at some local instant ``t`` between when our request could first
-reach it (``start``) and when its answer arrived (``end``), and truncated it to
-``second``. So the true offset ``theta = server - local`` satisfies
-``second <= t + theta < second + 1``, hence lies in
-``[second - end, second + 1 - start)``. One reading pins the offset to an
-interval about a second wide; readings taken so that the server's clock ticks
-over during them cut that interval, and intersecting them is always correct,
-however late a probe runs (a slow probe only narrows less). That is the whole
-of "precise" mode, for RFC 868 and HTTP alike (htpdate uses the same idea).
+Theory of operation. RFC 868 and the HTTP ``Date`` header both give whole
+seconds: the server read its clock at some local instant ``t`` no earlier than
+``start`` (the first moment anything we did could let it read its clock for
+this request) and no later than ``end`` (its answer in our hands), and
+truncated it to ``second``. So the true offset ``theta = server - local``
+satisfies ``second <= t + theta < second + 1``, hence lies in
+``[second - end, second + 1 - start)``. A reading *proves* that interval,
+however late or slow it ran; a sample reports its midpoint and half-width.
+
+One reading pins the offset to an interval a little over a second wide. A
+reading whose server read falls near the instant the server's second ticks
+over *cuts* it: if the reading was taken so that ``theta >= c`` would make the
+server show the next second (``c`` the cut), the answer moves one edge of the
+interval to within one one-way delay of ``c``. Intersecting readings is always
+correct; the planning below only decides where the cuts should fall so the
+intersection shrinks fast. Its limit: an interval can shrink to about the
+fastest probe's window (``end - start``, about one round trip), no further -
+which part of that window went up and which came back is what no method can
+see (path asymmetry).
+
+Nothing here reads a clock or does I/O: the drivers (``_probing``,
+``_timeclient``, ``_httptime``) pass the instants in.
 """
 
 from __future__ import annotations
@@ -17,92 +29,280 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["OffsetEstimator", "TimeSample", "plain_sample"]
+__all__ = [
+    "Interval",
+    "OffsetEstimator",
+    "Reading",
+    "StopRule",
+    "TimeSample",
+    "plain_sample",
+    "plan_cuts",
+    "read_instants",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class TimeSample:
     """One measurement of a server's clock against ours.
 
-    ``offset = server_time - local_time``: add it to the local clock to match
-    the server. The true offset lies within ``offset +- uncertainty``.
+    ``offset`` is the midpoint of the interval the readings prove (add it to
+    the local clock to match the server), ``uncertainty`` its half-width: the
+    true offset lies within ``offset +- uncertainty``, always. ``local_time``:
+    the local clock at the middle of the (last) reading; ``server_time =
+    local_time + offset``. ``rtt``: the round trip of the reading (precise:
+    of its fastest probe). ``probes``: readings combined (1 for a plain one).
+    ``protocol``: ``"tcp"``, ``"udp"``, ``"http"`` or ``"https"``.
     """
 
     host: str
     port: int
-    server_time: float
+    protocol: str
     local_time: float
     offset: float
-    rtt: float
     uncertainty: float
+    server_time: float
+    rtt: float
+    probes: int = 1
 
 
-def plain_sample(host: str, port: int, second: int, start: float, end: float) -> TimeSample:
-    """A whole-second reading taken between local wall times ``start`` and ``end``.
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One whole-second reading and the local wall-clock instants around it.
 
-    The offset is not centred (the server truncated its clock), so the true
-    offset is within ``1 + rtt/2`` of it.
+    ``issued``: taken before anything that could let the server read its
+    clock (before ``connect()``; before the first datagram, not a retransmit;
+    before an HTTP request, or its connect on a new connection). ``start``:
+    a tighter lower bound when one is known (TCP: ``issued`` plus the
+    kernel-measured SYN round trip - the server's handshake cannot complete
+    before our SYN-ACK arrived), else ``issued``. ``end``: the answer had
+    arrived. ``rtt``: the round trip reported for it.
     """
-    local = (start + end) / 2
-    rtt = end - start
+
+    second: int
+    issued: float
+    start: float
+    end: float
+    rtt: float
+
+    @property
+    def window(self) -> float:
+        """How long the server's read may have taken place in: the reading's precision."""
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """A half-open interval ``[lo, hi)`` the true offset is proven to lie in."""
+
+    lo: float
+    hi: float
+
+    @classmethod
+    def of(cls, second: int, start: float, end: float) -> Interval:
+        """What a reading of ``second`` read between local ``start`` and ``end`` proves."""
+        return cls(second - end, second + 1 - start)
+
+    def intersect(self, other: Interval) -> Interval | None:
+        """The common part, or None when the two cannot both hold."""
+        lo, hi = max(self.lo, other.lo), min(self.hi, other.hi)
+        return Interval(lo, hi) if lo <= hi else None
+
+    @property
+    def mid(self) -> float:
+        return (self.lo + self.hi) / 2
+
+    @property
+    def half_width(self) -> float:
+        return (self.hi - self.lo) / 2
+
+    @property
+    def width(self) -> float:
+        return self.hi - self.lo
+
+    def __contains__(self, theta: object) -> bool:
+        return isinstance(theta, int | float) and self.lo <= theta < self.hi
+
+
+def _sample(host: str, port: int, protocol: str, span: Interval, local: float, rtt: float,
+            probes: int, server: float | None = None) -> TimeSample:  # fmt: skip
     return TimeSample(
         host=host,
         port=port,
-        server_time=float(second),
+        protocol=protocol,
         local_time=local,
-        offset=second - local,
+        offset=span.mid,
+        uncertainty=span.half_width,
+        server_time=local + span.mid if server is None else server,
         rtt=rtt,
-        uncertainty=1.0 + rtt / 2,
+        probes=probes,
     )
 
 
-class OffsetEstimator:
-    """Narrows the offset interval from whole-second readings, and says when to probe next.
+def plain_sample(host: str, port: int, protocol: str, reading: Reading) -> TimeSample:
+    """A single reading as a sample: ``offset = S + 0.5 - (issued + end)/2``.
 
-    ``add()`` takes each reading; ``next_probe_at()`` gives the local wall time
-    to start the next probe so that the server reads its clock just when,
-    by the current middle estimate, its second ticks over: the reading then
-    tells on which side of that middle the true offset lies (a bisection).
+    Uses ``issued`` (not the tighter ``start``), as the contract states for a
+    plain reading: ``uncertainty = (1 + end - issued)/2``.
+    """
+    span = Interval.of(reading.second, reading.issued, reading.end)
+    local = (reading.issued + reading.end) / 2
+    # local + offset is exactly S + 0.5: say so without float rounding.
+    return _sample(host, port, protocol, span, local, reading.rtt, 1, reading.second + 0.5)
+
+
+class OffsetEstimator:
+    """The intersection of every reading so far, and what the readings tell about the path.
+
+    ``add()`` takes each reading. A reading that contradicts the others (the
+    server's clock stepped, or it rounds instead of truncating) restarts the
+    estimate from that reading alone and counts in ``restarts``.
     """
 
     def __init__(self) -> None:
-        self.lo = -math.inf
-        self.hi = math.inf
-        self.readings = 0
-        #: Readings that contradicted the earlier ones (server clock stepped,
-        #: or it rounds instead of truncating); the estimate restarted at each.
+        self.interval = Interval(-math.inf, math.inf)
+        self.readings: list[Reading] = []
         self.restarts = 0
 
-    def add(self, second: int, start: float, end: float) -> bool:
+    def add(self, reading: Reading) -> bool:
         """Intersect with one reading; False when it contradicted the others (restarted)."""
-        lo = second - end
-        hi = second + 1 - start
-        self.readings += 1
-        new_lo, new_hi = max(self.lo, lo), min(self.hi, hi)
-        if new_lo > new_hi:
-            self.lo, self.hi = lo, hi
+        proven = Interval.of(reading.second, reading.start, reading.end)
+        self.readings.append(reading)
+        common = self.interval.intersect(proven)
+        if common is None:
+            self.interval = proven
+            self.readings = [reading]
             self.restarts += 1
             return False
-        self.lo, self.hi = new_lo, new_hi
+        self.interval = common
         return True
 
     @property
     def offset(self) -> float:
-        """The middle of the interval: the best estimate of ``server - local``."""
-        return (self.lo + self.hi) / 2
+        return self.interval.mid
 
     @property
     def uncertainty(self) -> float:
-        """Half the interval's width: the true offset is within this of ``offset``."""
-        return (self.hi - self.lo) / 2
+        return self.interval.half_width
 
-    def next_probe_at(self, now: float, lead: float, min_gap: float) -> float:
-        """Local wall time (>= ``now + min_gap``) at which to start the next probe.
+    @property
+    def floor(self) -> float:
+        """The narrowest reading window seen: about the best width intersections reach."""
+        return min(r.window for r in self.readings)
 
-        ``lead`` is how long after a probe starts the server typically reads
-        its clock (about half a round trip). We aim that read at the instant
-        ``t`` where ``t + offset`` is a whole second.
-        """
-        earliest = now + min_gap + lead
-        target = math.ceil(earliest + self.offset) - self.offset
-        return target - lead
+    @property
+    def jitter(self) -> float:
+        """How much slower than the fastest a typical reading's window is (median - floor)."""
+        windows = sorted(r.window for r in self.readings)
+        return windows[len(windows) // 2] - windows[0]
+
+    @property
+    def lead(self) -> float:
+        """From issuing a probe to the server's read, by the fastest readings (half a window)."""
+        return min(r.start - r.issued for r in self.readings) + self.floor / 2
+
+    def sample(self, host: str, port: int, protocol: str) -> TimeSample:
+        """The estimate as a ``TimeSample`` (local time: the last reading's midpoint)."""
+        last = self.readings[-1]
+        local = (last.start + last.end) / 2
+        rtt = min(r.rtt for r in self.readings)
+        return _sample(host, port, protocol, self.interval, local, rtt, len(self.readings))
+
+
+# --------------------------------------------------------------------------
+# Planning: where the next readings should cut, and when to stop.
+
+
+def plan_cuts(interval: Interval, floor: float, count: int, least: float = 0.0,
+              jitter: float = 0.0) -> list[float]:  # fmt: skip
+    """``count`` offsets ("cuts") to test so that whichever gap holds the truth is narrow.
+
+    A reading that cuts at ``c`` leaves ``[c - down, hi)`` or ``[lo, c + up)``
+    where ``up + down`` is about its window; so the cuts are spread evenly over
+    ``[lo + floor/2, hi - floor/2]`` (every outcome then leaves about
+    ``(width - floor)/(count + 1) + floor``), widened by ``jitter`` at each
+    end (where a probe's delays vary, so do the edges and where a cut lands),
+    over at least ``least``, centred, never beyond the interval: when the
+    interval is already near the floor, only fast probes can narrow it, and
+    more of them near the truth is what pays.
+    """
+    spread = min(max(interval.width - floor + 2 * jitter, least), interval.width)
+    a = interval.mid - spread / 2
+    return [a + spread * (k + 1) / (count + 1) for k in range(count)]
+
+
+def read_instants(cuts: list[float], earliest: float) -> list[float]:
+    """The local instants, all ``>= earliest``, at which servers with these offsets tick.
+
+    A server read at the instant of cut ``c`` shows the new second exactly
+    when the true offset is at least ``c``. All cuts use the same tick (the
+    first one every cut can still make), so a round falls within one pass
+    of the tick, never split across two seconds.
+    """
+    if not cuts:
+        return []
+    tick = math.ceil(earliest + max(cuts))
+    return [tick - cut for cut in cuts]
+
+
+@dataclass(frozen=True, slots=True)
+class StopRule:
+    """When a precise reading has gained what it can, and how many probes the next round takes.
+
+    The limit: an interval no wider than ``floor`` plus a small *gap*
+    (``floor``: the narrowest probe window seen, about the fastest round
+    trip; the gap: what is left between the two cuts nearest the truth).
+    Rounds are planned to leave ``gap(floor) = min(gain * floor + slack,
+    max_gap)`` and a reading stops once within ``accept_gap(floor)`` (cuts
+    land a little off their aim; one more round for the last few percent
+    costs another second). The gap bounds both goals: the half-width
+    (``floor/2 + gap/2``) and the error (the midpoint can be off by half the
+    gap, besides the path's asymmetry, which nothing can see).
+
+    A round of ``n`` cuts divides the reducible part (``width - floor``) by
+    about ``n + 1``: ``round_size`` takes ``max_per_round`` until one round
+    can finish, then what that round needs (with a margin). Stops also after
+    ``max_rounds`` rounds or ``max_probes`` readings (a polite bound on the
+    server's load), or when a round at the limit's scale gained less
+    than ``min_gain`` of the reducible part (jitter: more probes are unlikely
+    to pay).
+    """
+
+    gain: float = 0.07
+    slack: float = 0.001
+    max_gap: float = 0.003
+    accept_gain: float = 0.1
+    accept_slack: float = 0.0015
+    accept_max_gap: float = 0.0035
+    max_per_round: int = 12
+    max_rounds: int = 6
+    max_probes: int = 48
+    min_gain: float = 0.1
+    margin: float = 3.0
+
+    def gap(self, floor: float) -> float:
+        """The gap rounds are planned to leave."""
+        return min(self.gain * floor + self.slack, self.max_gap)
+
+    def accept_gap(self, floor: float) -> float:
+        """The gap at which a reading stops."""
+        return min(self.accept_gain * floor + self.accept_slack, self.accept_max_gap)
+
+    def done(self, est: OffsetEstimator, rounds: int, before: float | None) -> bool:
+        """True when no further round is worth running (``before``: the width a round ago)."""
+        floor = est.floor
+        reducible = est.interval.width - floor
+        spent = rounds >= self.max_rounds or len(est.readings) >= self.max_probes
+        if reducible <= self.accept_gap(floor) or spent:
+            return True
+        if before is None:
+            return False
+        earlier = before - floor
+        fine = earlier <= 2 * self.accept_gap(floor)
+        return fine and earlier - reducible < self.min_gain * max(earlier, self.slack)
+
+    def round_size(self, est: OffsetEstimator) -> int:
+        """How many probes the next round should take (2 to ``max_per_round``)."""
+        floor = est.floor
+        ratio = self.margin * (est.interval.width - floor) / self.gap(floor)
+        left = max(2, self.max_probes - len(est.readings))
+        return max(2, min(self.max_per_round, left, math.ceil(ratio) - 1))

@@ -9,17 +9,19 @@ never caught.
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
+import struct
 import time
 from collections.abc import Iterable
 
 import trio
 
-from ._errors import ConnectError, TimeHTTPError, Timeout, TimeProtocolError
-from ._probing import Reading, precise_sample, refine
+from ._errors import ConnectError, InvalidURL, TimeHTTPError, Timeout, TimeProtocolError
+from ._probing import refine
 from ._rfc868 import MIN_NOW, decode_time
-from ._sample import OffsetEstimator, TimeSample, plain_sample
+from ._sample import OffsetEstimator, Reading, TimeSample, plain_sample
 
 __all__ = ["query_many", "query_time"]
 
@@ -27,6 +29,16 @@ __all__ = ["query_many", "query_time"]
 #: must fall in successive seconds of the server's clock).
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_PRECISE_TIMEOUT = 15.0
+
+#: A UDP datagram unanswered after a few round trips is sent once more: the
+#: round trip is assumed before any answer (a long path), and never less
+#: than MIN_RETRANSMIT (a busy server's queue). Not half the deadline: one
+#: lost datagram must not cost seconds.
+RETRANSMIT_RTTS = 3.0
+ASSUMED_RTT = 0.25
+MIN_RETRANSMIT = 0.2
+
+log = logging.getLogger("trio_timehttp.timeclient")
 
 #: Bytes read per receive: the first 4 count, more are read only so that a
 #: chatty server (inetutils sends 8) gets a clean close rather than a reset.
@@ -45,6 +57,12 @@ def _split_host(host: str, port: int) -> tuple[str, int]:
     host or port raises ``ConnectError`` (the address cannot be reached as
     given; it keeps every failure to reach a source in one exception type).
     """
+    scheme = _scheme(host)
+    if scheme is not None:
+        raise ConnectError(
+            f"unsupported scheme {scheme!r} in {host!r}: give a host[:port], or an http:// or "
+            "https:// URL to query_http_time"
+        )
     name, port_text = host, ""
     if host.startswith("["):
         inside, bracket, rest = host[1:].partition("]")
@@ -85,7 +103,9 @@ async def _resolve(
 ) -> list[tuple[int, tuple[object, ...]]]:
     try:
         infos = await trio.socket.getaddrinfo(name, port, type=kind)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
+        # UnicodeError (idna's errors among them): a name that cannot be
+        # encoded for DNS at all (a snowman, a 64-character label, a joiner).
         raise ConnectError(f"cannot resolve {label}: {exc}") from exc
     if not infos:  # pragma: no cover - getaddrinfo raises rather than return nothing
         raise ConnectError(f"cannot resolve {label}: no addresses")
@@ -109,6 +129,39 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+#: ``struct tcp_info`` (linux/tcp.h): the classic 104-byte layout, ``tcpi_rtt``
+#: (smoothed RTT, microseconds) at byte 68. Right after ``connect()`` it holds
+#: the one sample taken so far: SYN sent -> SYN-ACK received.
+_TCP_INFO_SIZE = 104
+_TCPI_RTT = struct.Struct("=I")
+_TCPI_RTT_OFFSET = 68
+
+
+def _syn_rtt(sock: trio.socket.SocketType, connect_took: float) -> float:
+    """The kernel-measured SYN round trip of a just-connected socket; 0.0 when unknown.
+
+    The server's handshake completes only after our ACK reached it, and we
+    send that ACK once the SYN-ACK is in: so the server cannot read its clock
+    for this connection before ``connect() called + SYN round trip`` (our SYN
+    left after the call). A value the kernel did not measure on this very
+    handshake would break that, so anything over the time ``connect()`` took
+    us is refused (0.0: the safe, wider bound), as is any platform without
+    ``TCP_INFO``.
+    """
+    option = getattr(socket, "TCP_INFO", None)
+    if option is None:  # pragma: no cover - Linux has it
+        return 0.0
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, option, _TCP_INFO_SIZE)
+    except OSError:  # pragma: no cover - a connected TCP socket answers
+        return 0.0
+    if len(info) < _TCPI_RTT_OFFSET + _TCPI_RTT.size:  # pragma: no cover
+        return 0.0
+    (rtt_us,) = _TCPI_RTT.unpack_from(info, _TCPI_RTT_OFFSET)
+    rtt = rtt_us / 1e6
+    return rtt if rtt <= connect_took else 0.0
+
+
 async def _read_tcp(stream: trio.SocketStream, label: str) -> tuple[bytes, float]:
     """Read until 4 bytes or EOF; return the bytes and the local time the 4th arrived."""
     data = b""
@@ -125,37 +178,39 @@ async def _read_tcp(stream: trio.SocketStream, label: str) -> tuple[bytes, float
     return data, time.time()
 
 
+async def _open_tcp(name: str, port: int, address: _Address | None) -> trio.SocketStream:
+    if address is None:
+        return await trio.open_tcp_stream(name, port)
+    family, sockaddr = address
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        await sock.connect(sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
+
+
 async def _tcp_reading(
     name: str, port: int, label: str, address: _Address | None
 ) -> tuple[Reading, _Address]:
     """One reading over a new connection: to ``address``, or by name (Happy Eyeballs)."""
-    begin = time.time()
+    issued = time.time()  # before connect: nothing of ours has left yet
     try:
-        if address is None:
-            stream = await trio.open_tcp_stream(name, port)
-        else:
-            family, sockaddr = address
-            sock = trio.socket.socket(family, socket.SOCK_STREAM)
-            try:
-                await sock.connect(sockaddr)
-            except BaseException:
-                sock.close()
-                raise
-            stream = trio.SocketStream(sock)
-    except OSError as exc:
-        raise ConnectError(f"cannot connect to {label}: {_reason(exc)}") from exc
+        stream = await _open_tcp(name, port, address)
+    except (OSError, UnicodeError) as exc:
+        reason = _reason(exc) if isinstance(exc, OSError) else str(exc)
+        raise ConnectError(f"cannot connect to {label}: {reason}") from exc
     async with stream:
-        connected = time.time()
+        syn = _syn_rtt(stream.socket, time.time() - issued)
         try:
             peer = stream.socket.getpeername()
         except OSError as exc:  # reset between connect and here
             raise ConnectError(f"connection to {label} lost: {exc}") from exc
         data, end = await _read_tcp(stream, label)
     second = _decode(data, label)
-    return Reading(second, start=begin, sent=connected, end=end), (
-        int(stream.socket.family),
-        tuple(peer),
-    )
+    reading = Reading(second, issued=issued, start=issued + syn, end=end, rtt=end - issued)
+    return reading, (int(stream.socket.family), tuple(peer))
 
 
 # --------------------------------------------------------------------------
@@ -168,63 +223,71 @@ def _same_address(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
 
 
 async def _udp_reading(
-    name: str,
-    port: int,
-    label: str,
-    address: _Address | None,
-    retransmit_at: float,
+    name: str, port: int, label: str, address: _Address | None, retransmit: float | None
 ) -> tuple[Reading, _Address]:
-    """One reading: an empty datagram, one retransmit at ``retransmit_at`` (Trio time).
+    """One reading: an empty datagram, retransmitted once ``retransmit`` s after the first.
 
-    The socket is connected, so the kernel drops datagrams from any other
-    address and reports ICMP "port unreachable" as ECONNREFUSED; we still
-    check the source of what arrives.
+    ``retransmit=None``: never (a precise probe is rather abandoned: a late
+    answer would only widen it). The socket is connected, so the kernel drops
+    datagrams from any other address and reports ICMP "port unreachable" as
+    ECONNREFUSED; we still check the source of what arrives. The interval
+    and ``rtt`` start at the first datagram: a late answer to it may arrive
+    after the retransmit.
     """
     if address is None:
         address = (await _resolve(name, port, socket.SOCK_DGRAM, label))[0]
     family, sockaddr = address
-    with trio.socket.socket(family, socket.SOCK_DGRAM) as sock:
+    try:
+        # Inside the try: running out of descriptors (EMFILE) is a ConnectError too.
+        sock = trio.socket.socket(family, socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise ConnectError(f"no socket for {label} (udp): {exc}") from exc
+    with sock:
         try:
             await sock.connect(sockaddr)
-            first = sent = time.time()
+            first = time.time()
             await sock.send(b"")
-            retransmitted = False
+            again = math.inf if retransmit is None else trio.current_time() + retransmit
             while True:
-                with trio.move_on_at(math.inf if retransmitted else retransmit_at):
+                with trio.move_on_at(again):
                     data, source = await sock.recvfrom(_RECV_SIZE)
                     end = time.time()
                     if _same_address(tuple(source), sockaddr):
                         break
                     continue
-                # No reply by half the deadline: the datagram or its answer
-                # may have been lost; ask once more.
-                retransmitted = True
-                sent = time.time()
+                # Lost, ours or its answer: ask once more.
+                again = math.inf
                 await sock.send(b"")
         except OSError as exc:
             raise ConnectError(f"no time service at {label} (udp): {exc}") from exc
     second = _decode(data, label)
-    # A late answer to the first datagram may arrive after the retransmit:
-    # the interval maths must start at the first send to stay correct.
-    return Reading(second, start=first, sent=sent, end=end), address
+    return Reading(second, issued=first, start=first, end=end, rtt=end - first), address
 
 
 # --------------------------------------------------------------------------
 # public
 
 
-async def _reading(
-    name: str,
-    port: int,
-    label: str,
-    udp: bool,
-    address: _Address | None,
-    deadline: float,
-) -> tuple[Reading, _Address]:
-    if udp:
-        now = trio.current_time()
-        return await _udp_reading(name, port, label, address, now + (deadline - now) / 2)
-    return await _tcp_reading(name, port, label, address)
+class _RFC868Prober:
+    """Precise mode's later probes: straight to the address the first reading used."""
+
+    channels: int | None = None  # each probe has its own socket
+
+    def __init__(self, name: str, port: int, label: str, udp: bool, address: _Address) -> None:
+        self.name, self.port, self.label = name, port, label
+        self.udp, self.address = udp, address
+
+    async def probe(self) -> Reading:
+        if self.udp:
+            reading, _ = await _udp_reading(self.name, self.port, self.label, self.address, None)
+        else:
+            reading, _ = await _tcp_reading(self.name, self.port, self.label, self.address)
+        return reading
+
+
+def _retransmit_after(rtt: float | None) -> float:
+    """A few round trips (assumed, before any answer), never under ``MIN_RETRANSMIT``."""
+    return max(RETRANSMIT_RTTS * (ASSUMED_RTT if rtt is None else rtt), MIN_RETRANSMIT)
 
 
 async def query_time(
@@ -239,38 +302,44 @@ async def query_time(
 
     ``host`` is ``"name"``, ``"name:port"`` or ``"[v6]:port"`` (a port there
     wins over ``port``). ``timeout`` (default 5 s, 15 s if ``precise``) is
-    one deadline over everything. Raises ``ConnectError`` (unresolvable,
-    refused, unreachable, or an unusable host/port string), ``Timeout`` (no
-    answer in time) or ``TimeProtocolError`` (fewer than 4 bytes).
+    one deadline over everything. Raises ``ConnectError`` (unresolvable or
+    unencodable name, refused, unreachable, out of sockets, or an unusable
+    host/port string), ``Timeout`` (no answer in time) or
+    ``TimeProtocolError`` (fewer than 4 bytes). A UDP datagram unanswered
+    after ``max(3 x 0.25 s, 0.2 s)`` is sent once more.
 
-    ``precise=True`` takes up to 8 readings timed so the server's second
-    ticks over during them, and returns the intersection of their offset
-    intervals (``uncertainty`` is its half-width, usually a few ms). If the
-    deadline passes after at least one reading, the estimate so far is returned.
+    The sample is the midpoint and half-width of the interval the reading
+    proves. ``precise=True`` adds rounds of probes timed so that the server's
+    second ticks over during them (``_probing``), until the interval is
+    about as narrow as the fastest round trip allows; if the deadline passes
+    after the first reading, the estimate so far is returned.
     """
     name, port = _split_host(host, port)
     label = _label(name, port)
+    protocol = "udp" if udp else "tcp"
     if timeout is None:
         timeout = DEFAULT_PRECISE_TIMEOUT if precise else DEFAULT_TIMEOUT
-    estimator = OffsetEstimator()
-    readings: list[Reading] = []
-    with trio.move_on_after(timeout) as scope:
+    est = OffsetEstimator()
+    with trio.move_on_after(timeout):
+        if udp:
+            first, address = await _udp_reading(name, port, label, None, _retransmit_after(None))
+        else:
+            first, address = await _tcp_reading(name, port, label, None)
         if not precise:
-            reading, _ = await _reading(name, port, label, udp, None, scope.deadline)
-            return plain_sample(name, port, reading.second, reading.sent, reading.end)
-        address: _Address | None = None
+            return plain_sample(name, port, protocol, first)
+        est.add(first)
+        await refine(_RFC868Prober(name, port, label, udp, address), est)
+    if not est.readings:
+        raise Timeout(f"no answer from {label} ({protocol}) within {timeout:g} s")
+    return est.sample(name, port, protocol)
 
-        async def probe() -> Reading:
-            # Each probe gets the rest of the deadline; a UDP probe's
-            # retransmit comes at half of what is left of it.
-            nonlocal address
-            reading, address = await _reading(name, port, label, udp, address, scope.deadline)
-            return reading
 
-        await refine(probe, estimator, readings)
-    if not readings:
-        raise Timeout(f"no answer from {label} ({'udp' if udp else 'tcp'}) within {timeout:g} s")
-    return precise_sample(name, port, estimator, readings)
+def _scheme(source: str) -> str | None:
+    """The scheme of a source written as a URL (``"htp://x"`` -> ``"htp"``), else None."""
+    head, sep, _ = source.partition("://")
+    if sep and head and all(c.isascii() and (c.isalnum() or c in "+-.") for c in head):
+        return head.lower()
+    return None
 
 
 async def query_many(
@@ -284,9 +353,11 @@ async def query_many(
     """Query every source at once (one task each, one nursery); results in the order given.
 
     A source starting with ``http://`` or ``https://`` is read with
-    ``query_http_time``; the others are RFC 868 hosts (``port``/``udp``
-    apply). A failed source yields its ``TimeHTTPError`` in its place; each
-    has its own deadline, so a dead one never delays the rest past it.
+    ``query_http_time``; any other ``scheme://`` is an ``InvalidURL`` in its
+    slot; the others are RFC 868 hosts (``port``/``udp`` apply). A failed
+    source yields its ``TimeHTTPError`` in its place (never an
+    ``ExceptionGroup``: the other results survive); each has its own
+    deadline, so a dead one never delays the rest past it.
     """
     from ._httptime import query_http_time
 
@@ -295,14 +366,27 @@ async def query_many(
 
     async def one(index: int, source: str) -> None:
         try:
-            if source.lower().startswith(("http://", "https://")):
+            scheme = _scheme(source)
+            if scheme in ("http", "https"):
                 results[index] = await query_http_time(source, timeout=timeout, precise=precise)
+            elif scheme is not None:
+                raise InvalidURL(
+                    f"unsupported scheme {scheme!r} in {source!r} (use a host[:port], "
+                    "or an http:// or https:// URL)"
+                )
             else:
                 results[index] = await query_time(
                     source, port, udp=udp, timeout=timeout, precise=precise
                 )
         except TimeHTTPError as exc:
             results[index] = exc
+        except Exception as exc:  # one bad source must not take the others down
+            # A bug of ours, not the source's fault: keep it visible in the
+            # log, and still give the caller one error in this slot.
+            log.warning("unexpected error reading %s", source, exc_info=True)
+            error = TimeHTTPError(f"{source}: unexpected {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            results[index] = error
 
     async with trio.open_nursery() as nursery:
         for index, source in enumerate(source_list):
