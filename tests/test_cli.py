@@ -316,3 +316,130 @@ async def test_get_output_file_shows_progress_on_a_terminal(
     assert b"100% 1000 B/1000 B" in seen
     assert b"\r[" in seen
     assert result.returncode == 0
+
+
+# -- what every subcommand shares: -v anywhere, usage errors, Ctrl-C, SIGTERM, pipes -----------
+
+
+async def test_verbose_after_the_subcommand_counts_with_the_one_before() -> None:
+    url = "http://127.0.0.1:1/"  # refused at once; the requester logs "connecting" at DEBUG
+    quiet = await run_cli("get", url)
+    assert b"DEBUG" not in quiet.stderr
+    after = await run_cli("get", "-vv", url)
+    assert b" DEBUG " in after.stderr
+    both = await run_cli("-v", "get", "-v", url)
+    assert b" DEBUG " in both.stderr  # -v before plus -v after: -vv
+    one = await run_cli("get", "-v", url)
+    assert b" DEBUG " not in one.stderr
+    assert b"> GET / HTTP/1.1" in one.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (["time", "--bogus", "x"], "time"),
+        (["get", "http://x/", "extra"], "get"),
+        (["serve", "--no-tcp", "--no-udp"], "serve"),  # found by the command, not argparse
+        (["demo", "--nope"], "demo"),
+    ],
+)
+async def test_a_subcommands_usage_error_points_to_its_help(args: list[str], command: str) -> None:
+    result = await run_cli(*args)
+    assert result.returncode == 2
+    err = one_line_error(result)
+    assert err.startswith(f"trio-timehttp {command}: error: ")
+    assert err.rstrip().endswith(f"(see trio-timehttp {command} --help)")
+
+
+async def silent_listener(nursery: trio.Nursery) -> tuple[int, trio.Event]:
+    """A TCP port that accepts and never answers; the event fires at the first accept."""
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    accepted = trio.Event()
+
+    async def hold(stream: trio.SocketStream) -> None:
+        accepted.set()
+        await trio.sleep_forever()
+
+    nursery.start_soon(partial(trio.serve_listeners, hold, [listener]))
+    return listener.socket.getsockname()[1], accepted
+
+
+async def test_ctrl_c_at_a_terminal_during_time(nursery: trio.Nursery) -> None:
+    """^C typed at the terminal while sources are pending: exit 130, one line, no group."""
+    from ptyutil import Terminal, finish
+
+    port, accepted = await silent_listener(nursery)
+    term = Terminal(columns=80)
+    proc = await term.start([*CLI, "time", f"127.0.0.1:{port}", f"127.0.0.1:{port}"])
+    try:
+        with trio.fail_after(30):
+            await accepted.wait()
+        term.ctrl_c()
+        assert await finish(proc) == 130
+        out = (await term.read_to_end()).decode()
+    finally:
+        await finish(proc)
+        term.close()
+    assert "trio-timehttp: interrupted" in out
+    assert "Traceback" not in out
+    assert "ExceptionGroup" not in out
+
+
+@pytest.mark.parametrize("command", ["time", "get"])
+async def test_sigterm_during_a_command_is_one_line_and_143(
+    nursery: trio.Nursery, command: str
+) -> None:
+    port, accepted = await silent_listener(nursery)
+    target = f"127.0.0.1:{port}" if command == "time" else f"http://127.0.0.1:{port}/"
+    proc = await trio.lowlevel.open_process(
+        [*CLI, command, target], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        with trio.fail_after(30):
+            await accepted.wait()
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(30):
+            status = await proc.wait()
+        assert proc.stderr is not None
+        err = await proc.stderr.receive_some()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                await pipe.aclose()
+    assert status == 143
+    assert err == b"trio-timehttp: terminated\n"
+
+
+async def test_demo_into_a_closed_pipe_ends_quietly() -> None:
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            ["bash", "-c", f"set -o pipefail; {' '.join(CLI)} demo | head -1"],
+            capture_stdout=True, capture_stderr=True, check=False,
+        )  # fmt: skip
+    assert result.stdout.decode().startswith("time server on 127.0.0.1 port ")
+    assert result.stdout.count(b"\n") == 1
+    assert result.stderr == b""
+    assert result.returncode == 0
+
+
+async def test_describe_names_causes_in_words() -> None:
+    from trio_timehttp import ConnectError, ProtocolError
+    from trio_timehttp._cli_args import describe
+
+    refused = ConnectionRefusedError(
+        111, "Error connecting to ('127.0.0.1', 9): Connection refused"
+    )
+    try:
+        raise ConnectError("cannot connect to 127.0.0.1:9") from OSError("all attempts failed")
+    except ConnectError as exc:
+        exc.__cause__.__cause__ = ExceptionGroup("attempts", [refused])  # type: ignore[union-attr]
+        text = describe(exc)
+    assert text == "ConnectError: cannot connect to 127.0.0.1:9 (connection refused)"
+    bad = ProtocolError("illegal status line: bytearray(b'HTTP/1.1 2x0')")
+    assert describe(bad) == 'ProtocolError: illegal status line: "HTTP/1.1 2x0"'
+    assert describe(PermissionError(13, "Permission denied", "out.bin")) == (
+        "out.bin: Permission denied"
+    )

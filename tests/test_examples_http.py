@@ -151,3 +151,32 @@ async def test_usage(name: str) -> None:
     result = await run_example(name)
     assert result.returncode != 0
     assert b"usage:" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["http_get.py", "http_redirect.py", "html_links.py"])
+async def test_ctrl_c_at_a_terminal_is_130_without_a_traceback(
+    nursery: trio.Nursery, name: str
+) -> None:
+    from ptyutil import Terminal, finish
+
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    accepted = trio.Event()
+
+    async def hold(stream: trio.SocketStream) -> None:
+        accepted.set()  # the example is past its imports and waiting for an answer
+        await trio.sleep_forever()
+
+    nursery.start_soon(trio.serve_listeners, hold, [listener])
+    url = f"http://127.0.0.1:{listener.socket.getsockname()[1]}/"
+    term = Terminal()
+    proc = await term.start([sys.executable, str(EXAMPLES / name), url])
+    try:
+        with trio.fail_after(30):
+            await accepted.wait()
+        term.ctrl_c()
+        assert await finish(proc) == 130
+        out = await term.read_to_end()
+    finally:
+        await finish(proc)
+        term.close()
+    assert b"Traceback" not in out

@@ -86,3 +86,37 @@ async def test_time_server_and_client_together() -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_time_server_ctrl_c_at_a_terminal_is_130_without_a_traceback() -> None:
+    """On 3.11 contextlib.suppress did not unwrap the nursery's group: a traceback, exit 1."""
+    from ptyutil import Terminal, finish
+
+    port = free_port()
+    term = Terminal()
+    proc = await term.start([sys.executable, str(EXAMPLES / "time_server.py"), str(port)])
+    try:
+        await term.read_until(f"listening on port {port}".encode())
+        term.ctrl_c()
+        assert await finish(proc) == 130
+        out = await term.read_to_end()
+    finally:
+        await finish(proc)
+        term.close()
+    assert b"Traceback" not in out
+    assert b"KeyboardInterrupt" not in out
+
+
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [("time_client.py", ["localhost", "abc"]), ("time_server.py", ["http"])],
+)
+async def test_bad_arguments_are_a_usage_line(script: str, args: list[str]) -> None:
+    with trio.fail_after(30):
+        result = await trio.run_process(
+            [sys.executable, str(EXAMPLES / script), *args],
+            capture_stdout=True, capture_stderr=True, check=False,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith("usage: ")
+    assert b"Traceback" not in result.stderr

@@ -28,7 +28,7 @@ import trio
 from trio_timehttp import ConnectError, FileConsumer, ProtocolError, Request, Response, fetch
 from trio_timehttp._headers import Headers
 
-from helpers import ServerRequest, serve_evil, serve_http
+from helpers import serve_evil
 
 URL = "http://example.com/doc"
 
@@ -422,43 +422,28 @@ def test_a_fifo_is_written_through_to_its_reader(tmp_path: Path) -> None:
 # -- through fetch, against the local h11 test server ----------------------------------------
 
 
-def big(request: ServerRequest) -> Any:
-    return 200, [], bytes(range(256)) * 400
+BODY = bytes(range(256)) * 400
+COMPLETE = {
+    "content-length": b"HTTP/1.1 200 OK\r\nContent-Length: 102400\r\n\r\n" + BODY,
+    "chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    + b"19000\r\n"
+    + BODY
+    + b"\r\n0\r\n\r\n",
+    "until-close": b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + BODY,
+}
 
 
-async def requester_signals_complete() -> bool:
-    """Whether this requester calls ``http_complete()`` (the core branch adds it)."""
-
-    class Probe:
-        seen = False
-
-        def feed(self, data: bytes) -> None:
-            pass
-
-        def http_complete(self) -> None:
-            self.seen = True
-
-        def close(self) -> None:
-            pass
-
-    probe = Probe()
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_http, big)
-        await fetch(server.url("/"), probe)
-        nursery.cancel_scope.cancel()
-    return probe.seen
-
-
-async def test_fetch_file_consumer(tmp_path: Path) -> None:
-    if not await requester_signals_complete():
-        pytest.xfail("this requester does not call http_complete() yet (branch core adds it)")
+@pytest.mark.parametrize("framing", sorted(COMPLETE))
+async def test_fetch_file_consumer(tmp_path: Path, framing: str) -> None:
+    """The requester's http_complete() (the framing ended, or a clean close) puts it in place."""
     target = tmp_path / "big.bin"
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_http, big)
+        script = [("recv",), ("send", COMPLETE[framing]), ("close",)]
+        server = await nursery.start(serve_evil, script)
         consumer = FileConsumer(target)
-        await fetch(server.url("/big"), consumer)
+        await fetch(server.url("/"), consumer)
         nursery.cancel_scope.cancel()
-    assert target.read_bytes() == bytes(range(256)) * 400
+    assert target.read_bytes() == BODY
     assert consumer.complete
     assert leftovers(tmp_path) == ["big.bin"]
 

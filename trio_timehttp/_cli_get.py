@@ -12,11 +12,13 @@ How the pieces divide, so later flags slot in where they belong:
   ``--fail``, the body handed to the sink, the progress display;
 * ``_HeadTrace`` (``-v``): every hop's heads on stderr as they happen.
 
-The sink is closed by ``cmd_get``, not by the requester: only once ``fetch``
-has returned a response (the requester's promise that the body was complete,
-as its ``http_complete()`` call is) does the sink hear ``http_complete()``
-and put a file in place; Ctrl-C, SIGTERM, a timeout or a broken body close
-it without, and a temporary file goes away.
+The sink hears ``http_complete()`` only from the requester (through
+``RedirectingConsumer``), after a body whose framing proved it complete; only
+then does its ``close()`` put a file in place. The sink is closed by
+``cmd_get`` in a ``finally``, not by the requester, so Ctrl-C, SIGTERM (which
+the CLI turns into the same unwinding), a timeout or a broken body close it
+without the signal, and its temporary file goes away. The byte count is
+printed for a complete body only.
 """
 
 from __future__ import annotations
@@ -333,9 +335,11 @@ class _Report:
         self.progress = progress
         self.fail = fail
         self.size = 0
+        self.complete = False  # the requester said the body ended complete
 
     def http_header(self, response: Response) -> None:
         self.size = 0
+        self.complete = False
         if self.out is not None:
             print_head(response, self.out)
         if response.status_code is None:
@@ -359,6 +363,7 @@ class _Report:
             self.sink.http_error(exc)
 
     def http_complete(self) -> None:
+        self.complete = True
         if self.sink is not None:
             self.sink.http_complete()
 
@@ -496,10 +501,8 @@ def _get(args: argparse.Namespace, out: TextIO, plan: _Plan) -> int:
         consumer = RedirectingConsumer(report, max_redirects=args.max_redirects)
     if args.verbose:
         consumer = _HeadTrace(consumer, sys.stderr)
-    complete = False
     try:
         trio.run(partial(_fetch, args.url, consumer, plan, options))
-        complete = True
     except _HTTPFailure as failure:
         if report_out is not None:
             report_out.flush()
@@ -507,11 +510,9 @@ def _get(args: argparse.Namespace, out: TextIO, plan: _Plan) -> int:
         return 22  # as curl --fail
     finally:
         if progress is not None:
-            progress.finish(complete)
+            progress.finish(report.complete)
         if sink is not None:
-            if complete:
-                sink.http_complete()  # fetch returned: the body's framing ended it
-            sink.close()
-    if report_out is not None:
+            sink.close()  # puts the file in place only after http_complete()
+    if report_out is not None and report.complete:
         print(f"{report.size} bytes in body", file=report_out)
     return 0

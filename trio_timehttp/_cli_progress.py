@@ -17,6 +17,7 @@ __all__ = ["Progress", "progress_line", "terminal_width"]
 
 _REDRAW = 0.1  # seconds between redraws: smooth to the eye, nothing for the CPU
 _WINDOW = 5.0  # seconds of history the rate is measured over
+_WARMUP = 0.3  # seconds before a rate (and an ETA) is shown at all
 _BAR_MAX = 40  # the bar's inside never grows beyond this, however wide the terminal
 
 
@@ -40,49 +41,47 @@ def progress_line(done: int, total: int | None, rate: float | None, width: int) 
 
     ``[#####.....]  45% 1.2 MiB/2.7 MiB 3.4 MiB/s ETA 0:05``; with an unknown
     total, the size and the rate. When the width is short, the bar goes
-    first, then the ETA, then the rate, then the total; a line that still
-    does not fit is cut.
+    first, then the total size, then the size done, then the rate: the
+    percentage and the ETA stay longest (in 40 columns everything but the
+    bar fits). A line that still does not fit is cut.
     """
     room = max(width - 1, 1)
     rate_text = f"{_size(rate)}/s" if rate is not None else ""
     if total is None:
-        parts = [_size(done), rate_text]
-        return " ".join(p for p in parts if p)[:room]
+        return " ".join(p for p in (_size(done), rate_text) if p)[:room]
     fraction = min(done / total, 1.0) if total else 1.0
-    eta = ""
-    if rate and done < total:
-        eta = f"ETA {_duration((total - done) / rate)}"
-    parts = [f"{int(fraction * 100):3d}%", f"{_size(done)}/{_size(total)}", rate_text, eta]
-    text = " ".join(p for p in parts if p)
-    inside = min(room - len(text) - 3, _BAR_MAX)
+    pct = f"{int(fraction * 100):3d}%"
+    eta = f"ETA {_duration((total - done) / rate)}" if rate and done < total else ""
+    choices = [
+        [pct, f"{_size(done)}/{_size(total)}", rate_text, eta],
+        [pct, _size(done), rate_text, eta],
+        [pct, rate_text, eta],
+        [pct, eta],
+    ]
+    texts = [" ".join(p for p in parts if p) for parts in choices]
+    inside = min(room - len(texts[0]) - 3, _BAR_MAX)
     if inside >= 10:
         filled = int(fraction * inside)
-        return f"[{'#' * filled}{'.' * (inside - filled)}] {text}"
-    for drop in (3, 2):  # the ETA, then the rate
+        return f"[{'#' * filled}{'.' * (inside - filled)}] {texts[0]}"
+    for text in texts:
         if len(text) <= room:
-            break
-        parts[drop] = ""
-        text = " ".join(p for p in parts if p)
-    if len(text) > room:
-        text = parts[0] + " " + _size(done)
-    return text[:room]
+            return text
+    return texts[-1][:room]
 
 
 def terminal_width(stream: TextIO) -> int:
-    """Columns of the terminal ``stream`` writes to (``COLUMNS`` first, as shutil does).
+    """Columns of the terminal ``stream`` writes to, as it is now (it may have been resized).
 
-    ``shutil.get_terminal_size`` asks about stdout, which may be a file or
-    a pipe while stderr is the terminal: ask about ``stream`` itself, then
-    fall back to shutil (80 columns when nothing answers).
+    The terminal itself first: ``shutil.get_terminal_size`` prefers the
+    ``COLUMNS`` variable (stale after a resize when a shell exports it) and
+    asks about stdout, which may be a file or a pipe while stderr is the
+    terminal. Then shutil's answer (``COLUMNS``, else 80).
     """
-    columns = os.environ.get("COLUMNS", "")
-    if columns.isdigit() and int(columns) > 0:
-        return int(columns)
     try:
-        size = os.get_terminal_size(stream.fileno())
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (OSError, ValueError, AttributeError):
-        return shutil.get_terminal_size().columns
-    return size.columns if size.columns > 0 else shutil.get_terminal_size().columns
+        columns = 0
+    return columns if columns > 0 else shutil.get_terminal_size().columns
 
 
 class Progress:
@@ -114,7 +113,7 @@ class Progress:
         while len(self._samples) > 1 and now - self._samples[0][0] > _WINDOW:
             self._samples.popleft()
         then, before = self._samples[0]
-        if now - then <= 0:
+        if now - then < _WARMUP:  # the first chunks come in a burst: no rate from them
             return None
         return (self.done - before) / (now - then)
 
