@@ -11,6 +11,9 @@ WORKLOAD is
   request says ``Connection: close``; for https a full TLS handshake each).
 
 ``--cafile`` names the CA to trust for https URLs (the bench's own nginx).
+``--proxy URL`` sends every request through that HTTP proxy, each client its
+documented way: ours ``Client(proxy=)``, aiohttp ``get(proxy=)``, urllib3
+``ProxyManager``, httpx ``AsyncClient(proxy=)``, curl ``-x``.
 
 Timing is ``time.perf_counter`` around the work only — imports and
 interpreter start-up are excluded (for curl, which is a separate program, it
@@ -120,11 +123,12 @@ def run_ours(args: argparse.Namespace) -> tuple[float, int, float]:
         watch = Stopwatch()
         total = 0
         ctx = _ssl_context(args)
+        proxy = args.proxy or None
         if args.workload == "bulk":
-            async with trio_timehttp.Client(timeout=None, ssl_context=ctx) as client:
+            async with trio_timehttp.Client(timeout=None, ssl_context=ctx, proxy=proxy) as client:
                 total = await one(client, args.expect)
         elif args.workload in ("seq", "newconn"):
-            async with trio_timehttp.Client(timeout=None, ssl_context=ctx) as client:
+            async with trio_timehttp.Client(timeout=None, ssl_context=ctx, proxy=proxy) as client:
                 for _ in range(args.requests):
                     total += await one(client, args.expect)
         else:
@@ -137,7 +141,7 @@ def run_ours(args: argparse.Namespace) -> tuple[float, int, float]:
 
             async with (
                 trio_timehttp.Client(
-                    timeout=None, max_connections=args.tasks, ssl_context=ctx
+                    timeout=None, max_connections=args.tasks, ssl_context=ctx, proxy=proxy
                 ) as client,
                 trio.open_nursery() as nursery,
             ):
@@ -160,7 +164,7 @@ def run_aiohttp(args: argparse.Namespace) -> tuple[float, int, float]:
     headers = _headers(args)
 
     async def one(session: aiohttp.ClientSession, expect: int) -> int:
-        async with session.get(args.url, headers=headers) as r:
+        async with session.get(args.url, headers=headers, proxy=args.proxy or None) as r:
             n = 0
             async for chunk in r.content.iter_any():
                 n += len(chunk)
@@ -203,9 +207,12 @@ def run_urllib3(args: argparse.Namespace) -> tuple[float, int, float]:
     import urllib3
 
     tasks = args.tasks if args.workload == "conc" else 1
-    http = urllib3.PoolManager(
-        maxsize=tasks, block=True, retries=False, timeout=None, ssl_context=_ssl_context(args)
-    )
+    options: dict[str, Any] = {"maxsize": tasks, "block": True, "retries": False, "timeout": None}
+    options["ssl_context"] = _ssl_context(args)
+    if args.proxy:
+        http: urllib3.PoolManager = urllib3.ProxyManager(args.proxy, **options)
+    else:
+        http = urllib3.PoolManager(**options)
     headers = _headers(args)
 
     def one(expect: int) -> int:
@@ -257,7 +264,7 @@ def run_httpx(args: argparse.Namespace) -> tuple[float, int, float]:
         limits = httpx.Limits(max_connections=tasks, max_keepalive_connections=tasks)
         total = 0
         async with httpx.AsyncClient(
-            limits=limits, timeout=None, verify=_ssl_context(args)
+            limits=limits, timeout=None, verify=_ssl_context(args), proxy=args.proxy or None
         ) as client:
             if args.workload == "bulk":
                 total = await one(client, args.expect)
@@ -301,6 +308,8 @@ def run_curl(args: argparse.Namespace) -> tuple[float, int, float, int]:
     cmd = [curl, "-s", "-S", "-o", "/dev/null", "-w", "%{http_code} %{size_download}\\n"]
     if args.cafile:
         cmd += ["--cacert", args.cafile]
+    if args.proxy:
+        cmd += ["-x", args.proxy]
     if args.workload == "newconn":
         cmd += ["-H", "Connection: close"]
     cmd += ["-g", url] if n == 1 else [url]  # -g: no globbing for the plain URL
@@ -338,6 +347,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--requests", type=int, default=1)
     p.add_argument("--tasks", type=int, default=1)
     p.add_argument("--cafile", default="", help="CA certificate (PEM) to trust for https")
+    p.add_argument("--proxy", default="", help="HTTP proxy URL for every request")
     args = p.parse_args(argv)
     try:
         if args.client == "curl":

@@ -35,7 +35,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import trio
@@ -131,8 +131,15 @@ def _authorized(head: bytes, credentials: tuple[str, str] | None) -> bool:
     return False
 
 
+Forward = Callable[[bytes], bytes]
+
+
 async def _honest(
-    conn: _Conn, head: bytes, proxy: TestProxy, upstream: tuple[str, int] | None
+    conn: _Conn,
+    head: bytes,
+    proxy: TestProxy,
+    upstream: tuple[str, int] | None,
+    forward: Forward | None,
 ) -> bool:
     """Serve one request honestly; False when the connection is done."""
     request_line = head.split(b"\r\n", 1)[0]
@@ -140,6 +147,8 @@ async def _honest(
         assert upstream is not None, "an honest CONNECT needs an upstream"
         await _splice(conn, upstream, proxy)
         return False
+    if forward is not None:
+        return await conn.send(forward(head))
     body = b"proxied " + request_line
     reply = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nDate: Tue, 01 Dec 2026 12:00:00 GMT\r\n\r\n"
     return await conn.send(reply % len(body) + body)
@@ -174,9 +183,14 @@ async def serve_proxy(
     *,
     upstream: tuple[str, int] | None = None,
     credentials: tuple[str, str] | None = None,
+    forward: Forward | None = None,
     task_status: trio.TaskStatus[TestProxy] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run an in-process proxy until cancelled; ``started(TestProxy)``."""
+    """Run an in-process proxy until cancelled; ``started(TestProxy)``.
+
+    ``forward(head) -> reply bytes`` answers non-CONNECT requests instead of
+    the default ``proxied <request line>``.
+    """
     listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
     proxy = TestProxy("127.0.0.1", listener.socket.getsockname()[1])
 
@@ -195,7 +209,7 @@ async def serve_proxy(
                             b"Content-Length: 0\r\n\r\n"
                         )
                         continue
-                    if not await _honest(conn, head, proxy, upstream):
+                    if not await _honest(conn, head, proxy, upstream, forward):
                         return
                 else:
                     await _hostile(conn, behaviour)
@@ -285,7 +299,8 @@ def squid(*, basic_auth: tuple[str, str] | None = None) -> Iterator[str]:
     """
     binary = require_program("squid")
     prefix = tempfile.mkdtemp(prefix="squid-test-")
-    name = os.path.basename(prefix).replace("-", "")
+    # squid's -n takes letters and digits only (mkdtemp's names may hold "_").
+    name = "".join(c for c in os.path.basename(prefix) if c.isalnum())
     try:
         yield from _run_squid(binary, prefix, name, basic_auth)
     finally:

@@ -6,6 +6,7 @@ import pytest
 import trio
 
 from trio_timehttp import ProtocolError, ProxyError
+from trio_timehttp._headreader import HeadLimits
 from trio_timehttp._proxy import parse_proxy
 from trio_timehttp._tunnel import open_tunnel
 from trio_timehttp._urls import parse_url
@@ -14,12 +15,6 @@ from helpers import serve_evil, serve_http
 from proxyhelpers import TestProxy, serve_proxy
 
 REFUSED = r"^proxy http://127\.0\.0\.1:\d+ refused CONNECT origin\.example:8443: 403 Forbidden$"
-
-
-class Limits:
-    max_header_fields = 100
-    max_header_bytes = 65536
-    max_informational = 10
 
 
 class StreamWire:
@@ -40,7 +35,7 @@ async def tunnel(proxy_url: str, target: str = "https://origin.example:8443/") -
     stream = await trio.open_tcp_stream(proxy.host, proxy.port)
     wire = StreamWire(stream)
     try:
-        await open_tunnel(wire, parse_url(target), proxy, Limits())
+        await open_tunnel(wire, parse_url(target), proxy, HeadLimits())
     except BaseException:
         await stream.aclose()
         raise

@@ -151,6 +151,18 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         default=300.0,
         help="total seconds for the whole exchange, body included (default 300; 0: none)",
     )
+    proxy = get.add_mutually_exclusive_group()
+    proxy.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="send the request through this HTTP proxy (http://[user:pass@]host:port)",
+    )
+    proxy.add_argument(
+        "--no-proxy",
+        dest="trust_env",
+        action="store_false",
+        help="ignore http_proxy, https_proxy, all_proxy and no_proxy in the environment",
+    )
     get.set_defaults(func=cmd_get)
 
 
@@ -230,6 +242,7 @@ def _data_binary(value: str) -> Content:
 def _client_options(args: argparse.Namespace) -> dict[str, Any]:
     """Keyword arguments for ``Client``."""
     options: dict[str, Any] = {"decode": args.compressed, "retries": args.retry}
+    options["proxy"], options["trust_env"] = args.proxy, args.trust_env
     if args.cacert:
         try:
             options["ssl_context"] = ssl.create_default_context(cafile=args.cacert)

@@ -76,6 +76,18 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         action="store_true",
         help="probe each server's second boundary: sub-second offsets",
     )
+    proxy = time_.add_mutually_exclusive_group()
+    proxy.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="send URL sources through this HTTP proxy (http://[user:pass@]host:port)",
+    )
+    proxy.add_argument(
+        "--no-proxy",
+        dest="trust_env",
+        action="store_false",
+        help="ignore http_proxy, https_proxy, all_proxy and no_proxy in the environment",
+    )
     _add_output_options(time_)
     time_.set_defaults(func=cmd_time)
 
@@ -122,6 +134,8 @@ class _Options:
     thresholds: Thresholds | None
     interval: float | None
     count: int | None
+    proxy: str | None = None
+    trust_env: bool = True
 
 
 def _options(args: argparse.Namespace) -> _Options:
@@ -144,6 +158,8 @@ def _options(args: argparse.Namespace) -> _Options:
         thresholds=Thresholds(args.warn, args.crit) if plugin else None,
         interval=interval,
         count=args.count,
+        proxy=args.proxy,
+        trust_env=args.trust_env,
     )
 
 
@@ -165,6 +181,8 @@ async def _read(options: _Options) -> Reading:
         udp=options.udp,
         timeout=options.timeout,
         precise=options.precise,
+        proxy=options.proxy,
+        trust_env=options.trust_env,
     )
     return make_reading(options.sources, results, options.protocols)
 

@@ -175,59 +175,37 @@ class Exchange:
     # ----------------------------------------------------------------- phases
 
     async def send_request(self) -> None:
-        """Send the head, then the body (``send_head`` + ``send_body``).
-
-        A send failure is kept, not raised: the server may have answered and
-        closed while we sent (RFC 9112 section 9.5), and that response is
-        read next; ``receive_head`` raises the send failure if none came.
-        """
-        if await self.send_head() and await self.send_body() and self._times is not None:
-            self._times.sent = time.time()
-
-    async def send_head(self) -> bool:
-        """The request head, after the exchange's cancel point; False if sending failed."""
-        await self.conn.transport.begin()
+        """Send the head and the body. A send failure is kept, not raised: the
+        server may have answered and closed while we sent (RFC 9112 section 9.5),
+        and that response is read next."""
+        transport = self.conn.transport
         times = self._times
+        await transport.begin()
         if times is not None:
             times.reused = self.conn.reused
             if self.conn.reused:
                 times.start = time.time()
-        return await self._send(self.prepared.head)
-
-    async def send_body(self) -> bool:
-        """The body source, if any (a seam: a source writes itself); False if sending failed.
-
-        With ``Expect: 100-continue`` the body waits for the server's 100
-        first (``_await_continue``); a final answer instead means it is never
-        sent. A body source's own exceptions (a caller's iterator, even an
-        ``OSError`` from a file) propagate unchanged; only the socket's
-        failures count as a send failure ("the server may have answered").
-        """
         body = self.prepared.body
-        if body is None:
-            return True
         try:
-            if self._expects_continue(body) and not await self._await_continue():
+            await transport.send_all(self.prepared.head)
+            held = body is not None and self._expects_continue(body)
+            if held and not await self._await_continue():
                 log.debug("%s answered before 100 Continue: body not sent", self.prepared.url)
                 self.body_held = True
-                return False
+                return
         except TRANSPORT_ERRORS as exc:
             self._sending_failed(exc)
-            return False
-        try:
-            await body.write(self._send_body)
-        except _SendFailed as exc:
-            self._sending_failed(exc.__cause__)
-            return False
-        return True
-
-    async def _send(self, data: bytes) -> bool:
-        try:
-            await self.conn.transport.send_all(data)
-        except TRANSPORT_ERRORS as exc:
-            self._sending_failed(exc)
-            return False
-        return True
+            return
+        if body is not None:
+            # Outside the transport-error handler: the body's own errors
+            # (an OSError from a file, too) propagate unchanged.
+            try:
+                await body.write(self._send_body)
+            except _SendFailed as exc:
+                self._sending_failed(exc.__cause__)
+                return
+        if times is not None:
+            times.sent = time.time()
 
     def _sending_failed(self, exc: BaseException | None) -> None:
         log.debug("sending to %s failed (%s); reading any response", self.prepared.url, exc)

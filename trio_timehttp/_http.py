@@ -18,8 +18,11 @@ it, so it happens even after the deadline.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import logging
 import math
+import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Hashable
@@ -32,17 +35,33 @@ from ._bodies import RequestBody, request_body
 from ._consumer import Consumer
 from ._consumers import RedirectingConsumer
 from ._decoding import BodyDecoder, DecodeLimits, accept_encoding, parse_codings
-from ._errors import ConnectError, HTTPError, InvalidURL, RedirectError, TimeHTTPError, Timeout
+from ._errors import (
+    ConnectError,
+    HTTPError,
+    InvalidURL,
+    ProxyError,
+    RedirectError,
+    TimeHTTPError,
+    Timeout,
+)
 from ._exchange import Decoder, Exchange, Hooks, StaleConnection
 from ._headers import Headers, HeadersLike
 from ._headreader import HeadLimits, HeadMemo
 from ._models import Content, Request, Response
 from ._pool import Connection, Pool
 from ._prepare import USER_AGENT, Prepared, Preparer
+from ._proxy import (
+    Proxy,
+    ProxyPolicy,
+    absolute_target,
+    forward_refusal,
+    with_proxy_authorization,
+)
 from ._retry import RetryPolicy, parse_retry_after
 from ._stream import BodyStream
 from ._timing import ExchangeTimes
 from ._transport import HandshakeError, TLSPlan, Transport, TransportPlan, open_transport
+from ._tunnel import open_tunnel
 from ._urls import URL
 
 __all__ = ["USER_AGENT", "Client", "Route", "fetch"]
@@ -64,13 +83,15 @@ class Route:
     """How one request reaches its server.
 
     ``key``: which pooled connections are interchangeable for it; ``plan``:
-    how to open a new one; ``target``: the request-target to send (None: the
-    URL's origin-form; a forward proxy wants the absolute URL).
+    how to open a new one; ``proxy``: the proxy on the way (None: direct);
+    ``forward``: the request goes to the proxy in absolute-form (an http
+    target), rather than through a CONNECT tunnel (https) or direct.
     """
 
     key: Hashable
     plan: TransportPlan
-    target: str | None = None
+    proxy: Proxy | None = None
+    forward: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +192,14 @@ class Client(trio.abc.AsyncResource):
     ``max_header_fields`` / ``max_header_bytes`` / ``max_informational``: caps
     on a response head's field count, its size, and the number of 1xx
     responses before the final one; beyond them the response is a
-    ``ProtocolError``.
+    ``ProtocolError`` (a proxy's answer to CONNECT gets the same caps).
+    ``proxy``: ``"http://[user:pass@]host:port"`` for every request (http
+    targets in absolute-form, https through a CONNECT tunnel); parsed here,
+    so an unusable one is an ``InvalidURL`` at once. ``trust_env`` (with no
+    ``proxy``): choose per origin from ``http_proxy``, ``https_proxy``/
+    ``HTTPS_PROXY``, ``all_proxy``/``ALL_PROXY`` and ``no_proxy``/``NO_PROXY``
+    as read now, as curl does (see ``_proxy``); loopback targets go direct.
+    Proxy failures are ``ProxyError``; the credentials go only to the proxy.
     ``decode``: ask for and decode gzip, deflate, br, zstd (``_decoding``);
     ``max_decoded_size`` (bytes, ``None``: no bound) and ``max_decode_ratio``
     (decoded per encoded byte past 8 MiB, ``None``: no bound) stop a
@@ -197,8 +225,11 @@ class Client(trio.abc.AsyncResource):
         max_decode_ratio: float | None = 200.0,
         retries: int = 0,
         backoff: float = 0.5,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ) -> None:
         self._timeout = timeout
+        self._proxies = ProxyPolicy.from_settings(proxy, trust_env, os.environ)
         self._decode_limits = DecodeLimits(max_decoded_size, max_decode_ratio)
         self._options = _Options(
             self._decode_limits if decode else None, RetryPolicy(retries, backoff)
@@ -207,6 +238,7 @@ class Client(trio.abc.AsyncResource):
         self._headers = Headers(headers)
         self._ssl_context = ssl_context
         limits = HeadLimits(max_header_fields, max_header_bytes, max_informational)
+        self._limits = limits
         self._memo = HeadMemo(limits)
         self._preparer = Preparer()
         self._routes: dict[tuple[str, str, int], Route] = {}
@@ -522,8 +554,11 @@ class Client(trio.abc.AsyncResource):
         if prepared is None or prepared.request is not request:
             prepared = self._preparer.prepare(request, body=body)
         route = self._route(prepared.url)
-        if route.target is not None:
-            prepared = self._preparer.prepare(request, route.target, body)
+        if route.forward and route.proxy is not None:
+            # Absolute-form, and the proxy's credentials in the head bytes only.
+            prepared = self._preparer.prepare(request, absolute_target(prepared.url), body)
+            head = with_proxy_authorization(prepared.head, route.proxy)
+            prepared = dataclasses.replace(prepared, head=head)
         fresh = False
         attempt = 0
         while True:
@@ -559,6 +594,11 @@ class Client(trio.abc.AsyncResource):
                 continue
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s %s -> %s", request.method, request.url, ex.head and ex.head.status)
+            if route.forward and route.proxy is not None and ex.head is not None:
+                refused = forward_refusal(route.proxy, ex.head.status, request.url)
+                if refused is not None:
+                    ex.release(self._pool, False)
+                    raise refused
             return ex
 
     def _retry_wait(self, state: _State, attempt: int, retry_after: float | None) -> float | None:
@@ -615,34 +655,50 @@ class Client(trio.abc.AsyncResource):
     # ------------------------------------------------------------ connections
 
     def _route(self, url: URL) -> Route:
-        """Where a request to ``url`` goes: straight to its origin (cached per origin)."""
+        """Where a request to ``url`` goes (cached per origin).
+
+        Direct to its origin, or through the proxy the policy chooses: an http
+        target in absolute-form on a connection to the proxy (pooled per
+        proxy, credentials included in the key), an https target through a
+        CONNECT tunnel with TLS to the origin inside (pooled as a connection
+        to that origin through that proxy). Raises ``InvalidURL`` when the
+        environment names an unusable proxy.
+        """
         route = self._routes.get(url.origin)
         if route is None:
-            tls = None
-            if url.scheme == "https":
-                if self._ssl_context is None:
-                    self._ssl_context = ssl.create_default_context()
-                tls = TLSPlan(self._ssl_context, url.host)
-            route = Route(url.origin, TransportPlan(url.host, url.port, tls))
+            route = self._new_route(url, self._proxies.choose(url))
             if len(self._routes) >= _ROUTES:
                 self._routes.clear()
             self._routes[url.origin] = route
         return route
 
+    def _new_route(self, url: URL, proxy: Proxy | None) -> Route:
+        tls = None
+        if url.scheme == "https":
+            if self._ssl_context is None:
+                self._ssl_context = ssl.create_default_context()
+            tls = TLSPlan(self._ssl_context, url.host)
+        if proxy is None:
+            return Route(url.origin, TransportPlan(url.host, url.port, tls))
+        if tls is None:
+            return Route(("forward", proxy), TransportPlan(proxy.host, proxy.port), proxy, True)
+        tunnel = functools.partial(open_tunnel, url=url, proxy=proxy, limits=self._limits)
+        plan = TransportPlan(proxy.host, proxy.port, tls, tunnel)
+        return Route((url.origin, proxy), plan, proxy)
+
     async def _checkout(self, route: Route, url: URL, state: _State, *, fresh: bool) -> Connection:
         """A pooled connection fit for reuse, or a new one within the bound."""
 
         async def connect() -> Transport:
-            return await self._connect(route.plan, url, state.times)
+            return await self._connect(route, url, state.times)
 
         try:
             return await self._pool.checkout(route.key, connect, fresh=fresh)
         except trio.ClosedResourceError as exc:
             raise HTTPError(f"the Client was closed while connecting to {url}") from exc
 
-    async def _connect(
-        self, plan: TransportPlan, url: URL, times: ExchangeTimes | None
-    ) -> Transport:
+    async def _connect(self, route: Route, url: URL, times: ExchangeTimes | None) -> Transport:
+        plan = route.plan
         log.debug("connecting to %s:%s", plan.host, plan.port)
         if times is not None:
             times.start = time.time()  # before anything the server could see
@@ -655,6 +711,8 @@ class Client(trio.abc.AsyncResource):
                 f"TLS handshake with {url.authority} failed ({url}): {exc}"
             ) from exc
         except OSError as exc:
+            if route.proxy is not None:
+                raise ProxyError(f"cannot connect to proxy {route.proxy} ({url}): {exc}") from exc
             raise ConnectError(f"cannot connect to {url.authority} ({url}): {exc}") from exc
 
 
@@ -670,14 +728,19 @@ async def fetch(
     decode: bool = False,
     max_decoded_size: int | None = None,
     retries: int = 0,
+    proxy: str | None = None,
+    trust_env: bool = True,
 ) -> Response:
-    """One request through a short-lived ``Client`` (see ``Client.fetch``)."""
+    """One request through a short-lived ``Client`` (see ``Client.fetch``; ``decode``,
+    ``max_decoded_size``, ``retries``, ``proxy`` and ``trust_env`` as on ``Client``)."""
     async with Client(
         timeout=timeout,
         max_connections=1,
         decode=decode,
         max_decoded_size=max_decoded_size,
         retries=retries,
+        proxy=proxy,
+        trust_env=trust_env,
     ) as client:
         return await client.fetch(
             url,

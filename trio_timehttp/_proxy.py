@@ -43,11 +43,14 @@ __all__ = [
     "ConnectReply",
     "Proxy",
     "ProxyPolicy",
+    "absolute_target",
     "connect_request",
+    "forward_refusal",
     "is_loopback",
     "no_proxy_matches",
     "parse_proxy",
     "redact",
+    "with_proxy_authorization",
 ]
 
 # curl's CURL_DEFAULT_PROXY_PORT: "If not specified, libcurl defaults to using
@@ -85,18 +88,18 @@ class Proxy:
 
 
 def redact(url: str) -> str:
-    """``url`` with any userinfo replaced by ``***``, for messages (never raises)."""
+    """A proxy URL with everything before its last ``@`` (after the scheme) as ``***``.
+
+    For messages; never raises. A proxy URL has no path, so any ``@`` ends a
+    userinfo -- even one holding a raw ``/``, ``?`` or ``#`` that a general URL
+    parser would take for the start of a path and show.
+    """
     scheme = _SCHEME.match(url)
     start = scheme.end() if scheme else 0
-    end = len(url)
-    for sep in "/?#":
-        at = url.find(sep, start)
-        if at >= 0:
-            end = min(end, at)
-    authority = url[start:end]
-    if "@" not in authority:
+    at = url.rfind("@", start)
+    if at < 0:
         return url
-    return url[:start] + "***@" + authority.rpartition("@")[2] + url[end:]
+    return url[:start] + "***" + url[at:]
 
 
 def _credentials(userinfo: str, shown: str) -> bytes:
@@ -344,9 +347,9 @@ class ConnectReply:
     max_header_bytes: int = 65536
     max_header_fields: int = 100
     max_informational: int = 10
-    _buffer: bytes = b""
-    _informational: int = 0
-    _done: bool = False
+    _buffer: bytes = field(default=b"", repr=False)
+    _informational: int = field(default=0, repr=False)
+    _done: bool = field(default=False, repr=False)
 
     def feed(self, data: bytes) -> bytes | None:
         """Add ``data``; None while the head is incomplete, else the bytes after it."""
@@ -415,3 +418,43 @@ class ConnectReply:
             )
             return ProxyError(f"proxy {self.proxy} {what} ({status_text})")
         return ProxyError(f"proxy {self.proxy} refused CONNECT {self.target}: {status_text}")
+
+
+# --- forward requests (http:// targets through the proxy) ---------------------------
+
+
+def absolute_target(url: URL) -> str:
+    """The absolute-form request-target a forward proxy needs (RFC 9112 section 3.2.2).
+
+    The URL without its fragment, the port only when not the default.
+    """
+    return f"{url.scheme}://{url.authority}{url.target}"
+
+
+def with_proxy_authorization(head: bytes, proxy: Proxy) -> bytes:
+    """A request head with ``Proxy-Authorization`` added, when the proxy has credentials.
+
+    Added to the bytes, not to the request: a ``Response.request`` (and with it
+    a redirect policy's next hop) never carries the proxy's credentials.
+    """
+    if proxy.authorization is None:
+        return head
+    if not head.endswith(b"\r\n\r\n"):  # pragma: no cover - h11 always ends a head so
+        raise ValueError("not a request head")
+    return head[:-2] + b"Proxy-Authorization: " + proxy.authorization + b"\r\n\r\n"
+
+
+def forward_refusal(proxy: Proxy, status: int, url: str) -> ProxyError | None:
+    """The ``ProxyError`` for a forward proxy's 407 to a request for ``url``, else None.
+
+    Only 407 is surely the proxy's own answer; any other status (a 502 for an
+    unreachable origin included) is delivered as the response, as curl does.
+    """
+    if status != 407:
+        return None
+    what = (
+        "rejected the credentials"
+        if proxy.authorization is not None
+        else "requires authentication"
+    )
+    return ProxyError(f"proxy {proxy} {what} (407) for {url}")

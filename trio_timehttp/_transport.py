@@ -68,7 +68,8 @@ BODY_CHECKPOINT: Final = 1 << 20
 RCVLOWAT: Final = 65536
 RCVLOWAT_BURST: Final = 65536
 # The most one TLS record can hold: 16 KiB of data plus header, padding and tag.
-_TLS_RECORD: Final = 16384 + 256
+_TLS_DATA: Final = 16384
+_TLS_RECORD: Final = _TLS_DATA + 256
 # A TLS idle check reads at most this many non-application records (session
 # tickets, key updates) before it gives up on the connection.
 _IDLE_RECORDS: Final = 8
@@ -345,9 +346,12 @@ class TLSTransport(Transport):
 
     async def recv(self, max_bytes: int, need: int = 0) -> bytes:
         ssock = self.socket
+        # One call returns at most one record's data (16 KiB): asking for more
+        # only makes CPython allocate a larger buffer and shrink it each time.
+        size = min(max_bytes, _TLS_DATA)
         while True:
             try:
-                data = ssock.recv(max_bytes)
+                data = ssock.recv(size)
                 break
             except ssl.SSLWantReadError:
                 self._waited = True

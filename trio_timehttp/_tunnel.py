@@ -15,10 +15,11 @@ from typing import Final, Protocol, TypeVar
 import trio
 
 from ._errors import ProtocolError, ProxyError
+from ._headreader import HeadLimits
 from ._proxy import ConnectReply, Proxy, connect_request
 from ._urls import URL
 
-__all__ = ["TunnelLimits", "Wire", "open_tunnel"]
+__all__ = ["Wire", "open_tunnel"]
 
 log = logging.getLogger("trio_timehttp.proxy")
 
@@ -36,14 +37,6 @@ class Wire(Protocol):
     async def recv(self, max_bytes: int, need: int = 0) -> bytes: ...
 
 
-class TunnelLimits(Protocol):
-    """The head caps a hostile proxy gets (the same as a hostile origin's)."""
-
-    max_header_fields: int
-    max_header_bytes: int
-    max_informational: int
-
-
 async def _io(call: Awaitable[T], proxy: Proxy, target: str) -> T:
     """Await one I/O call; a broken connection becomes ``ProxyError``.
 
@@ -57,7 +50,7 @@ async def _io(call: Awaitable[T], proxy: Proxy, target: str) -> T:
         ) from exc
 
 
-async def open_tunnel(wire: Wire, url: URL, proxy: Proxy, limits: TunnelLimits) -> None:
+async def open_tunnel(wire: Wire, url: URL, proxy: Proxy, limits: HeadLimits) -> None:
     """Send ``CONNECT url.host:url.port`` on ``wire`` and read the proxy's answer.
 
     Returns once the proxy answered 2xx with nothing after its head (the TLS
@@ -66,16 +59,17 @@ async def open_tunnel(wire: Wire, url: URL, proxy: Proxy, limits: TunnelLimits) 
     breaks the connection before answering; ``ProtocolError`` for a malformed
     or oversized answer, a 2xx that announces a body, or bytes after the head.
     Messages show the proxy as ``http://host:port``, never its credentials.
-    Closing ``wire`` on failure is the caller's job. The caller's deadline
-    applies (this adds none).
+    ``limits`` are the client's caps on a response head: a hostile proxy gets
+    the same as a hostile origin. Closing ``wire`` on failure is the caller's
+    job. The caller's deadline applies (this adds none).
     """
     host = f"[{url.host}]" if ":" in url.host else url.host
     target = f"{host}:{url.port}"
     reply = ConnectReply(
         proxy,
         target,
-        max_header_bytes=limits.max_header_bytes,
-        max_header_fields=limits.max_header_fields,
+        max_header_bytes=limits.max_bytes,
+        max_header_fields=limits.max_fields,
         max_informational=limits.max_informational,
     )
     await _io(wire.send_all(connect_request(url, proxy)), proxy, target)

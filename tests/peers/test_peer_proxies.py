@@ -7,18 +7,22 @@ real proxies answer is what the reader is built for.
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
 
+import trio_timehttp as t
 from trio_timehttp import ProxyError
 from trio_timehttp._proxy import ConnectReply, Proxy, connect_request, parse_proxy
 from trio_timehttp._urls import parse_url
 
-from helpers import HTTPServer, serve_http
+from helpers import HTTPServer, Reply, ServerRequest, serve_http
 from proxyhelpers import squid, tinyproxy
 
 pytestmark = pytest.mark.peer
@@ -163,3 +167,98 @@ async def test_squid_basic_auth(
     good = parse_proxy(squid_auth.replace("http://", f"http://{USERINFO}@"))
     reply = await get_in_tunnel(good, tls_origin, tls[1])
     assert reply.endswith(b"hello /t")
+
+
+# --- the client through the real proxies -------------------------------------------------
+
+
+@pytest.fixture
+async def origin(nursery: trio.Nursery) -> HTTPServer:
+    server: HTTPServer = await nursery.start(serve_http)
+    return server
+
+
+@pytest.mark.parametrize("peer", ["tinyproxy", "squid"])
+async def test_client_forward_and_tunnel(
+    peer: str,
+    tiny_dir: Path,
+    squid_plain: str,
+    origin: HTTPServer,
+    tls_origin: HTTPServer,
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    with contextlib.ExitStack() as stack:
+        if peer == "tinyproxy":
+            proxy = stack.enter_context(tinyproxy(str(tiny_dir), connect_ports=(tls_origin.port,)))
+        else:
+            proxy = squid_plain
+        async with t.Client(proxy=proxy, ssl_context=tls[1]) as client:
+            for path in ("/a", "/b"):
+                plain, secure = t.BytesConsumer(), t.BytesConsumer()
+                await client.fetch(origin.url(path), plain)
+                await client.fetch(tls_origin.url(path), secure)
+                assert plain.body == f"hello {path}".encode()
+                assert secure.body == f"hello {path}".encode()
+    # The proxy rewrote the absolute-form target to origin-form for the origin.
+    assert [r.target for r in origin.requests] == ["/a", "/b"]
+    assert tls_origin.connections == 1  # the tunnel was pooled
+    for request in origin.requests + tls_origin.requests:
+        assert request.header("proxy-authorization") is None
+
+
+@pytest.mark.parametrize("peer", ["tinyproxy", "squid"])
+async def test_client_basic_auth(
+    peer: str,
+    tiny_dir: Path,
+    squid_auth: str,
+    origin: HTTPServer,
+    tls_origin: HTTPServer,
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    with contextlib.ExitStack() as stack:
+        if peer == "tinyproxy":
+            url = stack.enter_context(
+                tinyproxy(str(tiny_dir), connect_ports=(tls_origin.port,), basic_auth=(USER, "pw"))
+            )
+            good = url.replace("http://", "http://alice:pw@")
+        else:
+            url = squid_auth
+            good = url.replace("http://", f"http://{USERINFO}@")
+        for target in (origin.url("/"), tls_origin.url("/")):
+            with pytest.raises(t.ProxyError, match=r"requires authentication \(407"):
+                await t.fetch(target, t.BytesConsumer(), proxy=url)
+        async with t.Client(proxy=good, ssl_context=tls[1]) as client:
+            for target in (origin.url("/x"), tls_origin.url("/x")):
+                consumer = t.BytesConsumer()
+                await client.fetch(target, consumer)
+                assert consumer.body == b"hello /x"
+    for request in origin.requests + tls_origin.requests:
+        assert request.header("proxy-authorization") is None
+
+
+SHIFT = 2.4
+
+
+def cacheable_dated(request: ServerRequest) -> Reply:
+    date = email.utils.formatdate(time.time() + SHIFT, usegmt=True)
+    return 200, [("date", date), ("cache-control", "max-age=600")], b"cache me"
+
+
+@pytest.mark.slow
+async def test_squid_cache_and_a_time_reading(squid_plain: str, nursery: trio.Nursery) -> None:
+    """A cached response keeps the origin's first Date (plus Age); no-cache reads the clock."""
+    origin: HTTPServer = await nursery.start(serve_http, cacheable_dated)
+    url = origin.url("/clock")
+    async with t.Client(proxy=squid_plain) as client:
+        first = await client.fetch(url, t.BytesConsumer())
+        await trio.sleep(2.2)  # let the stored response age: Age is what is measured here
+        cached = await client.fetch(url, t.BytesConsumer())
+    assert len(origin.requests) == 1  # the second GET never reached the origin
+    assert cached.headers["date"] == first.headers["date"]
+    assert int(cached.headers["age"]) >= 2
+    # Read from that cached Date, the origin would seem >= 2 s behind its true
+    # offset. query_http_time asks for no-cache, so squid goes to the origin:
+    sample = await t.query_http_time(url, proxy=squid_plain, precise=True)
+    assert len(origin.requests) > 1
+    assert abs(sample.offset - SHIFT) <= sample.uncertainty + 0.002
+    assert all(r.header("cache-control") == "no-cache" for r in origin.requests[1:])
