@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 
 import nox
 
@@ -59,7 +60,10 @@ def tests(session: nox.Session) -> None:
     """The whole test suite, real peers included (they fail, not skip, under CI=true)."""
     _install_peers(session)
     session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", *session.posargs, env={"PYTHONFAULTHANDLER": "1"})
+    # The interpreter running nox, so the suite can check nox itself
+    # (tests/test_setup_commands.py) without nox in the test extra.
+    env = {"PYTHONFAULTHANDLER": "1", "TRIO_TIMEHTTP_NOX_PYTHON": sys.executable}
+    session.run("python", "-m", "pytest", *session.posargs, env=env)
 
 
 @nox.session(python=PYTHON)

@@ -42,6 +42,7 @@ if __name__ == "__main__":
         print(f"usage: {sys.argv[0]} URL", file=sys.stderr)
         sys.exit(2)
     try:
-        sys.exit(trio.run(main, sys.argv[1]))
+        status = trio.run(main, sys.argv[1])
     except* KeyboardInterrupt:  # Ctrl-C: no traceback, the shell's usual 130
-        sys.exit(130)
+        status = 130  # (no sys.exit in here: Python < 3.11.4 would wrap it in a group)
+    sys.exit(status)

@@ -43,6 +43,7 @@ if __name__ == "__main__":
     host = sys.argv[1] if len(sys.argv) > 1 else "localhost"
     port = int(sys.argv[2]) if len(sys.argv) > 2 else 37
     try:
-        sys.exit(trio.run(main, host, port))
+        status = trio.run(main, host, port)
     except* KeyboardInterrupt:  # Ctrl-C: no traceback, the shell's usual 130
-        sys.exit(130)
+        status = 130  # (no sys.exit in here: Python < 3.11.4 would wrap it in a group)
+    sys.exit(status)

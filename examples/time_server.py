@@ -27,12 +27,15 @@ if __name__ == "__main__":
     if len(sys.argv) > 2 or (len(sys.argv) == 2 and not sys.argv[1].isdigit()):
         print(f"usage: {sys.argv[0]} [PORT]", file=sys.stderr)
         sys.exit(2)
+    status = 0
     try:
         trio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 8037)
     except* KeyboardInterrupt:
         # Ctrl-C is how it stops. It arrives inside the nursery's exception
         # group, which contextlib.suppress does not unwrap before Python 3.12.
-        sys.exit(130)
+        # (No sys.exit in here: Python < 3.11.4 would wrap it in a group too.)
+        status = 130
     except* OSError as group:  # the port is taken, or needs privileges
         print(f"time_server: {group.exceptions[0]}", file=sys.stderr)
-        sys.exit(1)
+        status = 1
+    sys.exit(status)

@@ -443,3 +443,37 @@ async def test_describe_names_causes_in_words() -> None:
     assert describe(PermissionError(13, "Permission denied", "out.bin")) == (
         "out.bin: Permission denied"
     )
+
+
+async def test_an_ignored_sigint_stays_ignored_and_sigterm_still_cleans_up(
+    nursery: trio.Nursery, tmp_path: object
+) -> None:
+    """A job started with ``&`` inherits SIGINT ignored: Trio then has no KI handler of its
+    own, and a SIGTERM handler raising KeyboardInterrupt inside Trio's loop corrupted it."""
+    import pathlib
+
+    port, accepted = await silent_listener(nursery)
+    directory = pathlib.Path(str(tmp_path))
+    command = [*CLI, "get", f"http://127.0.0.1:{port}/", "-o", str(directory / "out")]
+    proc = await trio.lowlevel.open_process(
+        ["bash", "-c", 'trap "" INT; exec "$@"', "bash", *command],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        with trio.fail_after(30):
+            await accepted.wait()
+        proc.send_signal(signal.SIGINT)  # ignored, as the shell asked
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(30):
+            status = await proc.wait()
+        assert proc.stderr is not None
+        err = await proc.stderr.receive_some()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                await pipe.aclose()
+    assert (status, err) == (143, b"trio-timehttp: terminated\n")
+    assert os.listdir(directory) == []

@@ -275,13 +275,31 @@ async def test_output_to_stdout(server: Any) -> None:
     assert result.stderr == b""
 
 
+@pytest.mark.parametrize("redirect", [">>", "|"])
+async def test_output_to_dev_stdout_appends_or_pipes(
+    server: Any, tmp_path: Path, redirect: str
+) -> None:
+    """``-o /dev/stdout >> log`` appends (never replaces the log); into a pipe it pipes."""
+    log = tmp_path / "log"
+    log.write_bytes(b"previous\n")
+    sink = f">> '{log}'" if redirect == ">>" else f"| cat >> '{log}'"
+    command = f"set -o pipefail; {' '.join(CLI)} get -s -o /dev/stdout {server.url('/')} {sink}"
+    with trio.fail_after(60):
+        result = await trio.run_process(["bash", "-c", command], capture_stderr=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert log.read_bytes() == b"previous\n" + BODY
+    assert os.listdir(tmp_path) == ["log"]
+
+
 async def test_remote_name(server: Any, tmp_path: Path) -> None:
     result = await run_cli("get", "-O", server.url("/dir/my%20file.bin?x=1"), cwd=tmp_path)
     assert result.returncode == 0
     assert (tmp_path / "my file.bin").read_bytes() == BODY
 
 
-@pytest.mark.parametrize("path", ["/", "/dir/..%2F..%2Fescape", "/a/%2e%2e", "/a/b%00c"])
+@pytest.mark.parametrize(
+    "path", ["/", "/dir/..%2F..%2Fescape", "/a/%2e%2e", "/a/b%00c", "/a/%FF", "/a/x%5Cy"]
+)
 async def test_remote_name_refuses_names_that_escape(
     nursery: trio.Nursery, tmp_path: Path, path: str
 ) -> None:

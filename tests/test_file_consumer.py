@@ -404,6 +404,31 @@ def test_a_full_device_error_names_the_path() -> None:
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
 
 
+def test_dev_fd_of_an_appending_file_appends(tmp_path: Path) -> None:
+    """A shell's ``>> log`` then ``-o /dev/stdout``: the log keeps what it had."""
+    log = tmp_path / "log"
+    log.write_bytes(b"previous\n")
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    try:
+        c = FileConsumer(f"/dev/fd/{fd}")
+        download(c, b"appended\n")
+        assert c.complete
+    finally:
+        os.close(fd)
+    assert log.read_bytes() == b"previous\nappended\n"
+    assert leftovers(tmp_path) == ["log"]
+
+
+def test_proc_self_fd_of_a_pipe_writes_into_the_pipe() -> None:
+    read_end, write_end = os.pipe()
+    try:
+        download(FileConsumer(f"/proc/self/fd/{write_end}"), b"into the pipe")
+        assert os.read(read_end, 100) == b"into the pipe"
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
 def test_a_fifo_is_written_through_to_its_reader(tmp_path: Path) -> None:
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

@@ -293,7 +293,10 @@ class _Stdout:
 def remote_name(url: str) -> str:
     """``-O``'s file name: the URL's last path segment, decoded; one that escapes is refused."""
     segment = urllib.parse.urlsplit(url).path.rpartition("/")[2]
-    name = urllib.parse.unquote(segment, errors="strict")
+    try:
+        name = urllib.parse.unquote(segment, errors="strict")
+    except UnicodeDecodeError:
+        name = ""  # not UTF-8 once decoded: no name we could write faithfully
     if (
         name in ("", ".", "..")
         or "/" in name

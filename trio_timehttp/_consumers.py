@@ -607,6 +607,26 @@ def _stat_or_none(path: str) -> os.stat_result | None:
         return None
 
 
+_FD_LINK = re.compile(r"/(?:proc/(self|\d+)/fd|dev/fd)/(\d+)")
+
+
+def _open_descriptor(path: str) -> int | None:
+    """The descriptor ``path`` names if it leads to one of ours (``/dev/stdout``), else None.
+
+    Follows the symlinks by their text (at most 40, as the kernel does), so
+    ``/dev/stdout -> /proc/self/fd/1`` is fd 1, whatever it is open on.
+    """
+    current = os.path.abspath(path)
+    for _ in range(40):
+        match = _FD_LINK.fullmatch(current)
+        if match is not None and match[1] in (None, "self", str(os.getpid())):
+            return int(match[2])
+        if not os.path.islink(current):
+            return None
+        current = os.path.normpath(os.path.join(os.path.dirname(current), os.readlink(current)))
+    return None
+
+
 class FileConsumer:
     """Writes the body to ``path``; a failed transfer never leaves a file that looks complete.
 
@@ -626,6 +646,8 @@ class FileConsumer:
     a device, a FIFO or any other non-regular file (``/dev/null``,
     ``/dev/stdout``) is written through, as ``curl -o`` does — such writes
     cannot be taken back, so there a failed transfer leaves what it wrote.
+    ``/dev/stdout``, ``/dev/fd/N`` write to that descriptor as it is open
+    (a shell's ``>> log`` keeps appending).
 
     ``open()`` checks and opens the target now; a caller wanting mistakes
     found before the request (the CLI does) calls it first, otherwise the
@@ -684,21 +706,30 @@ class FileConsumer:
         """Check the target and open it (idempotent); see the class docstring for errors."""
         if self._file is not None or self._partial is not None:
             return
-        real = os.path.realpath(self.path)  # through every symlink; the links stay
         try:
+            own = _open_descriptor(self.path)
+            if own is not None:
+                # /dev/stdout, /dev/fd/N: a file this process has open (the
+                # shell's ``>>`` included): write to it as opened, appending
+                # where it appends; never reopened, truncated or replaced.
+                self._file = os.fdopen(os.dup(own), "wb", buffering=1 << 16)
+                return
             try:
-                info: os.stat_result | None = os.stat(real)
+                # Through every symlink, /proc's too: /dev/stdout into a pipe
+                # is a pipe, though realpath() names no file for it.
+                info: os.stat_result | None = os.stat(self.path)
             except FileNotFoundError:
                 info = None  # a new file (or a dangling link's target)
             if info is not None and stat.S_ISDIR(info.st_mode):
                 raise IsADirectoryError(errno.EISDIR, "Is a directory")
             if info is not None and not stat.S_ISREG(info.st_mode):
                 # O_NOCTTY: writing to a terminal must not make it ours.
-                fd = os.open(real, os.O_WRONLY | os.O_NOCTTY)
+                fd = os.open(self.path, os.O_WRONLY | os.O_NOCTTY)
                 self._file = os.fdopen(fd, "wb", buffering=1 << 16)
                 return
+            real = os.path.realpath(self.path)  # the file to replace; the links stay
             if info is not None and not os.access(real, os.W_OK, effective_ids=_EUID_ACCESS):
-                raise PermissionError(errno.EACCES, "Permission denied (the file is read-only)")
+                raise PermissionError(errno.EACCES, "Permission denied (the file is not writable)")
             if self.resume:
                 self._partial = PartialFile(real)  # opened once the answer is known
                 self._target = real
