@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_timehttp import ConnectError, ProtocolError, Timeout
+from trio_timehttp import ConnectError, ProtocolError, ProxyError, Timeout
 from trio_timehttp._retry import (
     IDEMPOTENT,
     MAX_BACKOFF,
@@ -28,6 +28,11 @@ def test_only_connect_failures_are_retryable_errors() -> None:
     assert not policy.retryable_error(ProtocolError("reset mid-body"))
     assert not policy.retryable_error(Timeout("deadline"))
     assert not policy.retryable_error(OSError("other"))
+    refused = ProxyError("proxy refused CONNECT (407)")
+    assert not policy.retryable_error(refused)
+    unreachable = ProxyError("cannot connect to proxy")
+    unreachable.__cause__ = OSError(111, "Connection refused")
+    assert policy.retryable_error(unreachable)
 
 
 @pytest.mark.parametrize("method", [*sorted(IDEMPOTENT), "get"])

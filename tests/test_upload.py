@@ -17,6 +17,7 @@ import trio.testing
 from trio_timehttp import (
     BytesConsumer,
     Client,
+    ProtocolError,
     RedirectError,
     RedirectingConsumer,
     Timeout,
@@ -352,4 +353,31 @@ async def test_a_256_mib_upload_keeps_memory_flat(kind: str, tmp_path: pathlib.P
             await fetch(f"http://127.0.0.1:{port}/", sink, method="POST", body=body)
         assert sink.body == b"%d" % size
         assert state[1] < 48 * MiB, state
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("steps", "match"),
+    [
+        ([("recv",), ("close",)], "closed|before"),
+        ([("recv",), ("send", b"SSH-2.0-OpenSSH_9.2\r\n"), ("sleep", 5)], "malformed"),
+    ],
+)
+async def test_expect_continue_answered_by_a_close_or_garbage(
+    steps: list[tuple[object, ...]], match: str
+) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_evil, steps)
+        consumer = Recorder()
+        with pytest.raises(ProtocolError, match=match):
+            await fetch(
+                server.url(),
+                consumer,
+                method="PUT",
+                body=b"x" * 100,
+                expect_continue=True,
+                timeout=3,
+            )
+        assert consumer.closed == 1
+        assert consumer.events[0] == ("header", None)
         nursery.cancel_scope.cancel()

@@ -565,7 +565,8 @@ class Client(trio.abc.AsyncResource):
             try:
                 conn = await self._checkout(route, prepared.url, state, fresh=fresh)
             except ConnectError as exc:
-                delay = self._retry_wait(state, attempt, None)
+                retryable = state.options.retry.retryable_error(exc)
+                delay = self._retry_wait(state, attempt, None) if retryable else None
                 if delay is None:
                     raise
                 await self._pause(prepared, delay, attempt, state, str(exc))

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from ._errors import ConnectError
+from ._errors import ConnectError, ProxyError
 from ._httpdate import parse_http_date
 
 __all__ = [
@@ -95,7 +95,14 @@ class RetryPolicy:
             raise ValueError(f"backoff must be >= 0, not {self.backoff}")
 
     def retryable_error(self, exc: BaseException) -> bool:
-        """Whether a failure before any response may be retried: connect failures only."""
+        """Whether a failure before any response may be retried: connect failures only.
+
+        A proxy that *answered* with a refusal (a ``ProxyError`` not caused by
+        an ``OSError``: 407, 403 to a CONNECT) is not retried: asking again
+        gets the same answer.
+        """
+        if isinstance(exc, ProxyError) and not isinstance(exc.__cause__, OSError):
+            return False
         return isinstance(exc, ConnectError)
 
     def retryable_status(self, method: str, status: int) -> bool:
