@@ -301,20 +301,49 @@ class Client(trio.abc.AsyncResource):
         max_decoded_size: int | None = _DEFAULT,
         retries: int | None = None,
     ) -> Response:
-        """Send one request through a short-lived ``Client`` and stream the body into ``consumer``.
+        """Send one request and stream the response body into ``consumer``.
 
-    ``await fetch(url, BytesConsumer())`` is ``Client.fetch`` on a
-    ``Client`` made for this one request and closed when it ends (no
-    connection is kept), so the consumer calls, the return value, the
-    errors raised and what is closed are exactly those of ``Client.fetch``.
-    Defaults: ``method="GET"``, ``headers=None``, ``body=None``,
-    ``timeout=30.0`` seconds over the whole exchange, redirects included
-    (``None``: no deadline), ``expect_continue=False``, ``decode=False``,
-    ``max_decoded_size=None`` (no bound), ``retries=0``, ``proxy=None``,
-    ``trust_env=True`` (proxy from the environment); each means what it
-    means on ``Client``. For many requests, use one ``Client``: it reuses
-    connections.
-    """
+        Calls, in order: ``consumer.http_header(response)`` once the status
+        line and headers are in (optional; if it returns a ``Request``, the
+        rest of this response is dropped and that request is sent instead,
+        the same consumer getting its response: that is how
+        ``RedirectingConsumer`` works), ``consumer.feed(chunk)`` for each
+        piece of the body (``bytes``), ``consumer.http_complete()``
+        (optional, only after a body whose framing proved it complete), then
+        ``consumer.close()``. Any of them may be ``async``; it is awaited
+        before more of the body is read. Returns the final ``Response``,
+        whatever its status code (a 404 or a 500 is data, not an error).
+
+        ``method`` (default ``"GET"``); ``headers``: a mapping or a list of
+        ``(name, value)`` pairs, added to the Client's default fields (the
+        request's own win). ``body``: ``bytes``, an iterable or async
+        iterable of ``bytes``, or a binary file; sent with Content-Length when
+        its size is known, chunked otherwise. ``timeout`` (default: the
+        Client's ``timeout``; ``None``: no deadline) is one deadline over the
+        wait for a connection, connecting, sending and the whole response,
+        body included, across a whole redirect chain. ``expect_continue``
+        (default ``False``): send ``Expect: 100-continue`` and hold the body
+        back until the server answers 100 (or stays silent for a second).
+        ``decode``, ``max_decoded_size``, ``retries``: this request's own
+        values for the Client settings of those names (``None`` or left
+        out: the Client's).
+
+        Raises ``InvalidURL`` for an unusable URL, ``ConnectError`` (or
+        ``ProxyError``) when the server cannot be reached, ``Timeout`` when
+        the deadline passes, ``ProtocolError`` for a malformed, truncated or
+        oversized response, ``BodyTooLarge`` past a size bound,
+        ``TooManyRedirects``/``RedirectError`` from a redirect policy, and
+        ``HTTPError`` once the Client is closed. Before it raises, the
+        consumer is told: if no response had arrived, ``http_header`` gets
+        a ``Response`` with ``status_code`` None and ``error`` set to the
+        exception; if one had, ``http_error(exc)`` is called (optional).
+        An exception raised by the consumer itself propagates unchanged.
+
+        Closes: ``consumer.close()`` is called exactly once, whatever
+        happens (also past the deadline; at most once if an outer cancel
+        scope cancels the call), and no socket is left open; a connection
+        whose response ended cleanly goes back to the pool for reuse.
+        """
         if timeout is _DEFAULT:
             timeout = self._timeout
         hooks = Hooks(consumer)
@@ -774,8 +803,20 @@ async def fetch(
     proxy: str | None = None,
     trust_env: bool = True,
 ) -> Response:
-    """One request through a short-lived ``Client`` (see ``Client.fetch``; ``decode``,
-    ``max_decoded_size``, ``retries``, ``proxy`` and ``trust_env`` as on ``Client``)."""
+    """Send one request through a short-lived ``Client`` and stream the body into ``consumer``.
+
+    ``await fetch(url, BytesConsumer())`` is ``Client.fetch`` on a
+    ``Client`` made for this one request and closed when it ends (no
+    connection is kept), so the consumer calls, the return value, the
+    errors raised and what is closed are exactly those of ``Client.fetch``.
+    Defaults: ``method="GET"``, ``headers=None``, ``body=None``,
+    ``timeout=30.0`` seconds over the whole exchange, redirects included
+    (``None``: no deadline), ``expect_continue=False``, ``decode=False``,
+    ``max_decoded_size=None`` (no bound), ``retries=0``, ``proxy=None``,
+    ``trust_env=True`` (proxy from the environment); each means what it
+    means on ``Client``. For many requests, use one ``Client``: it reuses
+    connections.
+    """
     async with Client(
         timeout=timeout,
         max_connections=1,
