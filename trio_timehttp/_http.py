@@ -280,7 +280,13 @@ class Client(trio.abc.AsyncResource):
         self._closed = False
 
     async def aclose(self) -> None:
-        """Close every connection (idle now, busy ones when their fetch ends). Idempotent."""
+        """Close the Client: every idle connection now, each busy one when its request ends.
+
+        Requests made after this raise ``HTTPError`` (so does one still
+        waiting for a connection); one already talking to its server
+        finishes normally. Calling it again does nothing. ``async with
+        Client()`` calls it on leaving the block.
+        """
         self._closed = True
         self._pool.close_all()
         await trio.lowlevel.checkpoint()
