@@ -211,3 +211,37 @@ def test_cli_help_is_plain_words(command: str) -> None:
     assert found is None, f"CLI help mentions {found[0]!r}:\n{text}"
     # The CLI reference renders this help as reST, where |word| is a substitution.
     assert re.search(r"\|[^\s|]+\|", text) is None, text
+
+
+def _api_reference() -> dict[str, set[str] | None]:
+    """What docs/api.rst documents: each auto*/data directive's name -> its ``:members:``.
+
+    ``None`` stands for a bare ``:members:`` (every documented member).
+    """
+    text = (PACKAGE.parent / "docs" / "api.rst").read_text(encoding="utf-8")
+    found: dict[str, set[str] | None] = {}
+    owner = None
+    for line in text.splitlines():
+        directive = re.match(r"\.\. (?:auto\w+|data):: (\w+)", line)
+        members = re.match(r"\s+:members:(.*)", line)
+        if directive:
+            owner = directive[1]
+            found[owner] = set()
+        elif members and owner is not None:
+            listed = {m.strip() for m in members[1].split(",") if m.strip()}
+            found[owner] = listed or None
+    return found
+
+
+def test_the_api_reference_covers_every_public_name_and_method() -> None:
+    documented = _api_reference()
+    missing = []
+    for name, _ in [*DOCUMENTED, *((v, None) for v in _VALUES)]:
+        owner, _, member = name.partition(".")
+        if owner not in documented:
+            missing.append(name)
+        elif member:
+            members = documented[owner]
+            if members is not None and member not in members:
+                missing.append(name)
+    assert not missing, f"docs/api.rst does not document {missing}"
