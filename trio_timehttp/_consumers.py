@@ -755,7 +755,7 @@ class FileConsumer:
     body goes to ``<target>.part`` instead, which a failed transfer *keeps*;
     ``range_headers()`` gives the ``Range``/``If-Range`` fields that ask for
     the rest of it (pass them to ``fetch`` as ``headers``), and the answer
-    decides (``_resume``): a 206 from our offset is appended, a 200 starts
+    decides: a 206 from our offset is appended, a 200 starts
     over, a 416 for exactly our size means the ``.part`` is already whole;
     a 206 that would corrupt the file raises ``ProtocolError`` from
     ``http_header``. The ``.part`` becomes ``path`` only when complete (its
