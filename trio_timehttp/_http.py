@@ -447,9 +447,10 @@ class Client(trio.abc.AsyncResource):
         ``Timeout``, ``ProtocolError``, ...), from entering the block, from
         reading the body, or, for the deadline, from leaving the block; a
         response is returned whatever its status code. Closes: leaving the
-        block, normally or by an exception, reads and discards what is left
-        of the body if that is small (so the connection can be reused) and
-        otherwise closes the connection; no socket is left open.
+        block normally reads and discards what is left of the body if that
+        is small (so the connection can be reused), else closes the
+        connection; leaving it by an exception closes the connection. No
+        socket is left open.
         """
         if timeout is _DEFAULT:
             timeout = self._timeout
