@@ -3,10 +3,11 @@
 The arithmetic and the plan live in ``_sample`` (pure); this runs the plan in
 real time. After the first reading, each *round* spreads a few probes over
 the local instants at which the server's second would tick if the offset
-were at each planned cut (``plan_cuts``, ``read_instants``), runs them
-concurrently (each in its own task, at most ``channels`` at once), and
-intersects what comes back; ``StopRule`` says when another round cannot pay
-and how many probes it takes. Rounds fall about a second apart (the tick
+were at each planned cut (``plan_cuts``, ``read_instants``), runs them in
+as many concurrent lanes as their spacing needs (one after another on a fast
+path, overlapping on a long one; at most the prober's ``channels``), and
+intersects what comes back as it comes; ``StopRule`` says when another round
+cannot pay and how many probes it takes. Rounds fall about a second apart (the tick
 comes once a second), so a reading that reaches its limit in ``k`` rounds
 takes about ``k`` seconds.
 
