@@ -1,4 +1,5 @@
-"""Developer tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``examples``, ``bench``, ``soak``.
+"""Developer tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``, ``examples``, ``bench``,
+``soak``.
 
 ``tests`` installs what the suite needs: the package with its test extra, and
 (when run as root on Debian) the real outside peers from apt.
@@ -69,6 +70,21 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package (configured in pyproject.toml)."""
     session.install("mypy>=1.10", "-e", ".")
     session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the Sphinx site into docs/_build/html, warnings as errors.
+
+    ``nox -s docs -- --figures`` first remakes the precise-mode figure from a
+    real run on loopback (docs/figures/precise_figure.py).
+    """
+    session.install("-e", ".[docs]")
+    if "--figures" in session.posargs:
+        session.run("python", "docs/figures/precise_figure.py")
+    session.run(
+        "python", "-m", "sphinx", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"
+    )
 
 
 @nox.session(python=PYTHON)

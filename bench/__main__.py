@@ -25,7 +25,7 @@ from typing import Any
 from . import _install
 from ._common import BENCH_DIR, RESULTS_DIR, machine_info, pick_cores
 
-SUITES = ("tcp", "udp", "http")
+SUITES = ("tcp", "udp", "http", "proxy")
 README = BENCH_DIR / "README.md"
 
 
@@ -39,7 +39,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Benchmark trio_timehttp beside asyncio/asyncore/uvloop time servers and "
         "aiohttp/urllib3/httpx/curl HTTP clients (against nginx).",
     )
-    p.add_argument("suites", nargs="*", metavar="SUITE", help="tcp, udp, http (default: all)")
+    p.add_argument(
+        "suites", nargs="*", metavar="SUITE", help="tcp, udp, http, proxy (default: all)"
+    )
     p.add_argument("--runs", type=int, default=5, help="measured runs per cell (default 5)")
     p.add_argument(
         "--quick",
@@ -61,9 +63,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="comma-separated datagrams outstanding (default 1,64)",
     )
     p.add_argument("--bulk-mib", type=int, default=1024, help="bulk body size in MiB (1024)")
+    p.add_argument("--tls-bulk-mib", type=int, default=256, help="HTTPS bulk size in MiB (256)")
+    p.add_argument("--newconn-requests", type=int, default=1000)
     p.add_argument("--seq-requests", type=int, default=5000)
     p.add_argument("--conc-requests", type=int, default=10_000)
     p.add_argument("--tasks", type=int, default=64, help="concurrent tasks for workload (d)")
+    p.add_argument(
+        "--proxy-bulk-mib", type=int, default=256, help="bulk body through the proxy, MiB (256)"
+    )
+    p.add_argument("--proxy-requests", type=int, default=1000, help="GETs through the proxy")
     p.add_argument(
         "--no-install", action="store_true", help="do not pip/apt-install missing peers"
     )
@@ -85,6 +93,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.runs = 1
         args.tcp_count, args.udp_count = 3000, 5000
         args.bulk_mib, args.seq_requests, args.conc_requests = 64, 500, 1000
+        args.proxy_bulk_mib, args.proxy_requests = 64, 200
+        args.tls_bulk_mib, args.newconn_requests = 64, 200
     if args.readme is None:
         args.readme = not args.quick
     return args
@@ -183,17 +193,34 @@ def main(argv: list[str] | None = None) -> int:
         def http_suite() -> str:
             from . import httpbench
 
-            loads, cells, sizes = httpbench.run_suite(
-                runs=args.runs,
-                bulk_size=args.bulk_mib << 20,
-                seq_requests=args.seq_requests,
-                conc_requests=args.conc_requests,
+            sizes = httpbench.Sizes(
+                bulk=args.bulk_mib << 20,
+                tls_bulk=args.tls_bulk_mib << 20,
+                seq=args.seq_requests,
+                conc=args.conc_requests,
                 tasks=args.tasks,
+                newconn=args.newconn_requests,
             )
+            loads, cells, chunks = httpbench.run_suite(runs=args.runs, sizes=sizes)
             raw["suites"]["http"] = {f"{w}/{c}": asdict(v) for (w, c), v in cells.items()}
-            return httpbench.report(loads, cells, sizes)
+            return httpbench.report(loads, cells, chunks)
 
         run("http", http_suite)
+
+    if "proxy" in args.suites:
+
+        def proxy_suite() -> str:
+            from . import proxybench
+
+            loads, cells = proxybench.run_suite(
+                runs=args.runs,
+                bulk_size=args.proxy_bulk_mib << 20,
+                seq_requests=args.proxy_requests,
+            )
+            raw["suites"]["proxy"] = {f"{w}/{c}": asdict(v) for (w, c), v in cells.items()}
+            return proxybench.report(loads, cells)
+
+        run("proxy", proxy_suite)
 
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / time.strftime("bench-%Y%m%d-%H%M%S.json")

@@ -22,7 +22,12 @@ from pathlib import Path
 from ._common import BENCH_DIR
 
 PY_MODULES = ("uvloop", "aiohttp", "httpx", "anyio", "urllib3")
-DEBIAN = {"nginx": "nginx", "gcc": "gcc", "curl": "curl"}  # program -> package
+DEBIAN = {
+    "nginx": "nginx",
+    "gcc": "gcc",
+    "curl": "curl",
+    "tinyproxy": "tinyproxy",
+}  # program -> package
 _SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 

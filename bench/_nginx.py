@@ -15,6 +15,11 @@ creating 1 GiB costs nothing and page-cache reads are cheap):
   frames the body in chunks of its output buffer size, without changing a
   byte (gzip would change the body).  `check_framing` verifies this.
 * ``/small.txt``        100 bytes, for the request-rate workloads.
+* ``/tls.bin``          the HTTPS bulk file (its own size: TLS is slower).
+
+Everything is served twice: plain HTTP on ``port`` and HTTPS (TLS 1.3 only,
+a certificate for 127.0.0.1 from a throwaway trustme CA whose PEM the
+clients are given as ``Site.cafile``) on ``tls_port``.
 
 ``keepalive_requests`` is raised so 5,000 sequential requests really use one
 connection (nginx 1.22 closes after 1,000 by default).
@@ -55,6 +60,10 @@ http {{
     keepalive_timeout 120s;
     server {{
         listen {host}:{port};
+        listen {host}:{tls_port} ssl;
+        ssl_certificate {prefix}/cert.pem;
+        ssl_certificate_key {prefix}/key.pem;
+        ssl_protocols TLSv1.3;
         root {prefix}/www;
         location /chunked/ {{
             alias {prefix}/www/;
@@ -73,9 +82,15 @@ class Site:
 
     port: int
     bulk_size: int
+    tls_port: int = 0
+    cafile: str = ""
+    tls_size: int = 0
 
     def url(self, path: str) -> str:
         return f"http://{LOOPBACK}:{self.port}{path}"
+
+    def tls_url(self, path: str) -> str:
+        return f"https://{LOOPBACK}:{self.tls_port}{path}"
 
     @property
     def big(self) -> str:
@@ -86,12 +101,22 @@ class Site:
         return self.url("/chunked/big.bin")
 
     @property
+    def tls_big(self) -> str:
+        return self.tls_url("/tls.bin")
+
+    @property
+    def tls_small(self) -> str:
+        return self.tls_url("/small.txt")
+
+    @property
     def small(self) -> str:
         return self.url("/small.txt")
 
 
 @contextlib.contextmanager
-def running(prefix: Path, *, core: int, bulk_size: int) -> Iterator[Site]:
+def running(
+    prefix: Path, *, core: int, bulk_size: int, tls_size: int = 256 << 20
+) -> Iterator[Site]:
     """Run nginx pinned to ``core`` with its private config under ``prefix``; always stop it."""
     nginx = which("nginx")
     if nginx is None:
@@ -104,12 +129,15 @@ def running(prefix: Path, *, core: int, bulk_size: int) -> Iterator[Site]:
     www.chmod(0o755)
     with open(www / "big.bin", "wb") as f:
         f.truncate(bulk_size)  # sparse: zeros, created instantly
+    with open(www / "tls.bin", "wb") as f:
+        f.truncate(tls_size)
     (www / "small.txt").write_bytes(b"x" * (SMALL_SIZE - 1) + b"\n")
+    cafile = _make_certificates(prefix)
     last_error: Exception | None = None
     for _ in range(3):  # the port we picked may be taken by the time nginx binds it
-        port = unused_port()
+        port, tls_port = unused_port(), unused_port()
         conf = prefix / "nginx.conf"
-        conf.write_text(CONF.format(prefix=prefix, host=LOOPBACK, port=port))
+        conf.write_text(CONF.format(prefix=prefix, host=LOOPBACK, port=port, tls_port=tls_port))
         cmd = [
             nginx,
             "-p",
@@ -124,14 +152,30 @@ def running(prefix: Path, *, core: int, bulk_size: int) -> Iterator[Site]:
         with started(cmd, core=core, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as proc:
             try:
                 wait_for_tcp(port, proc, deadline=15.0)
+                wait_for_tcp(tls_port, proc, deadline=15.0)
             except (OSError, RuntimeError) as exc:
                 last_error = exc
                 continue
-            site = Site(port, bulk_size)
+            site = Site(port, bulk_size, tls_port, cafile, tls_size)
             check_framing(site)
             yield site
             return
     raise RuntimeError(f"nginx did not start: {last_error}; see {prefix}/error.log")
+
+
+def _make_certificates(prefix: Path) -> str:
+    """A throwaway CA and a certificate for the loopback address; returns the CA's PEM path."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert(LOOPBACK, "localhost")
+    cert.private_key_pem.write_to_path(str(prefix / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(prefix / "cert.pem"))
+    for extra in cert.cert_chain_pems[1:]:
+        extra.write_to_path(str(prefix / "cert.pem"), append=True)
+    ca.cert_pem.write_to_path(str(prefix / "ca.pem"))
+    (prefix / "key.pem").chmod(0o644)  # nginx's master reads it as root, but be safe
+    return str(prefix / "ca.pem")
 
 
 def _head(url_path: str, port: int) -> dict[str, str]:

@@ -36,13 +36,30 @@ class Workload:
     key: str
     title: str
     unit: str  # "MB/s" or "req/s"
-    mode: str  # httpclients workload: bulk / seq / conc
-    path: str  # "big", "chunked" or "small"
+    mode: str  # httpclients workload: bulk / seq / conc / newconn
+    path: str  # "big", "chunked", "small", "tls-big" or "tls-small"
     clients: tuple[str, ...] = CLIENTS
 
 
-def workloads(seq_requests: int, conc_requests: int, tasks: int, bulk_size: int) -> list[Workload]:
-    size = f"{bulk_size / (1 << 30):g} GiB" if bulk_size >= 1 << 30 else f"{bulk_size >> 20} MiB"
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each workload does."""
+
+    bulk: int = 1 << 30  # bytes of the plain bulk bodies
+    tls_bulk: int = 256 << 20  # bytes of the HTTPS bulk body
+    seq: int = 5000  # sequential keep-alive GETs
+    conc: int = 10_000  # GETs over ``tasks`` tasks
+    tasks: int = 64
+    newconn: int = 1000  # GETs, each on a new connection
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 30):g} GiB" if n >= 1 << 30 else f"{n >> 20} MiB"
+
+
+def workloads(sizes: Sizes) -> list[Workload]:
+    seq_requests, conc_requests, tasks = sizes.seq, sizes.conc, sizes.tasks
+    size = _size(sizes.bulk)
     return [
         Workload("cl", f"(a) {size} Content-Length body", "MB/s", "bulk", "big"),
         Workload("chunked", f"(b) {size} chunked body", "MB/s", "bulk", "chunked"),
@@ -60,6 +77,42 @@ def workloads(seq_requests: int, conc_requests: int, tasks: int, bulk_size: int)
             "conc",
             "small",
             ("ours", "aiohttp", "urllib3", "httpx"),
+        ),
+        Workload(
+            "newconn",
+            f"(f) {sizes.newconn:,} GETs of 100 B, each on a new connection",
+            "req/s",
+            "newconn",
+            "small",
+        ),
+        Workload(
+            "tls-cl",
+            f"(g) HTTPS: {_size(sizes.tls_bulk)} Content-Length body",
+            "MB/s",
+            "bulk",
+            "tls-big",
+        ),
+        Workload(
+            "tls-seq",
+            f"(h) HTTPS: {seq_requests:,} sequential keep-alive GETs of 100 B",
+            "req/s",
+            "seq",
+            "tls-small",
+        ),
+        Workload(
+            "tls-conc",
+            f"(i) HTTPS: {conc_requests:,} GETs of 100 B over {tasks} concurrent tasks",
+            "req/s",
+            "conc",
+            "tls-small",
+            ("ours", "aiohttp", "urllib3", "httpx"),
+        ),
+        Workload(
+            "tls-newconn",
+            f"(j) HTTPS: {sizes.newconn:,} GETs of 100 B, each on a new TLS connection",
+            "req/s",
+            "newconn",
+            "tls-small",
         ),
     ]
 
@@ -92,32 +145,28 @@ def _available(client: str) -> str | None:
     return None
 
 
-def _warm_up(url: str) -> None:
+def _warm_up(url: str, cafile: str) -> None:
     """Read ``url`` once, untimed: the first client measured must not pay the first touch.
 
     The first read of the sparse bulk file makes the kernel map its pages and
     nginx fill its caches; without this, whichever client runs first in the
     first round was measured at a fraction of its speed (a 390 MB/s outlier).
     """
+    import ssl
     import urllib.request
 
-    with urllib.request.urlopen(url, timeout=120) as response:
+    ctx = ssl.create_default_context(cafile=cafile)
+    with urllib.request.urlopen(url, timeout=120, context=ctx) as response:
         while response.read(1 << 20):
             pass
 
 
 def run_suite(
-    *,
-    runs: int,
-    bulk_size: int,
-    seq_requests: int,
-    conc_requests: int,
-    tasks: int,
-    clients: Sequence[str] = CLIENTS,
+    *, runs: int, sizes: Sizes, clients: Sequence[str] = CLIENTS
 ) -> tuple[list[Workload], dict[tuple[str, str], Cell], list[int]]:
     """Run every (workload, client) ``runs`` times; returns the workloads, cells, chunk sizes."""
     sut_core, load_core = pick_cores()
-    loads = workloads(seq_requests, conc_requests, tasks, bulk_size)
+    loads = workloads(sizes)
     cells = {(w.key, c): Cell() for w in loads for c in clients if c in w.clients}
     for c in clients:
         why = _available(c)
@@ -127,20 +176,32 @@ def run_suite(
                     cells[w.key, c].unavailable(why)
     with (
         tempfile.TemporaryDirectory(prefix="trio-timehttp-bench-") as tmp,
-        _nginx.running(Path(tmp), core=load_core, bulk_size=bulk_size) as site,
+        _nginx.running(
+            Path(tmp), core=load_core, bulk_size=sizes.bulk, tls_size=sizes.tls_bulk
+        ) as site,
     ):
-        sizes = _nginx.chunk_sizes(site, limit=4)
-        urls = {"big": site.big, "chunked": site.chunked, "small": site.small}
+        chunks = _nginx.chunk_sizes(site, limit=4)
+        urls = {
+            "big": site.big,
+            "chunked": site.chunked,
+            "small": site.small,
+            "tls-big": site.tls_big,
+            "tls-small": site.tls_small,
+        }
         for url in urls.values():
-            _warm_up(url)
+            _warm_up(url, site.cafile)
         for _ in range(runs):
             for w in loads:
-                expect = bulk_size if w.mode == "bulk" else _nginx.SMALL_SIZE
+                expect = _nginx.SMALL_SIZE
+                if w.mode == "bulk":
+                    expect = sizes.tls_bulk if w.path == "tls-big" else sizes.bulk
                 for c in clients:
                     cell_ = cells.get((w.key, c))
                     if cell_ is None or cell_.rate.note:
                         continue
-                    n = {"bulk": 1, "seq": seq_requests, "conc": conc_requests}[w.mode]
+                    n = {"bulk": 1, "seq": sizes.seq, "conc": sizes.conc}.get(
+                        w.mode, sizes.newconn
+                    )
                     cmd = python_cmd(
                         "bench.httpclients",
                         c,
@@ -151,7 +212,9 @@ def run_suite(
                         "--requests",
                         str(n),
                         "--tasks",
-                        str(tasks),
+                        str(sizes.tasks),
+                        "--cafile",
+                        site.cafile,
                     )
                     try:
                         out = run_json(cmd, core=sut_core, timeout=300.0)
@@ -165,7 +228,7 @@ def run_suite(
                         cell_.rate.add(out["requests"] / out["seconds"])
                         cell_.cpu.add(out["cpu_seconds"] / out["requests"] * 1e6)
                     cell_.rss_mib.add(out["maxrss_kib"] / 1024)
-    return loads, cells, sizes
+    return loads, cells, chunks
 
 
 def report(
@@ -230,17 +293,23 @@ def report(
         "MB = 10^6 bytes; RSS is the client process's ru_maxrss (interpreter included).",
         "",
     ]
-    lines += ["Targets (issue 6):", "", *targets(cells), ""]
+    lines += ["Targets (issues 6 and 11):", "", *targets(cells), ""]
     return "\n".join(lines)
 
 
-# (workload, peer, minimum of ours ÷ peer) from issue 6.
+# (workload, peer, minimum of ours ÷ peer) from issues 6 and 11.
 TARGETS = [
-    ("cl", "urllib3", 0.9),
+    ("cl", "urllib3", 1.0),
     ("cl", "httpx", 4.0),
+    ("chunked", "urllib3", 1.0),
     ("chunked", "aiohttp", 1.0),
-    ("seq", "aiohttp", 1.4),
-    ("conc", "aiohttp", 1.0),
+    ("seq", "aiohttp", 1.7),
+    ("conc", "aiohttp", 2.2),
+    ("newconn", "aiohttp", 1.0),
+    ("tls-cl", "urllib3", 1.0),
+    ("tls-seq", "aiohttp", 1.5),
+    ("tls-conc", "aiohttp", 1.3),
+    ("tls-newconn", "aiohttp", 1.0),
 ]
 RSS_LIMIT_MIB = 40.0
 

@@ -6,7 +6,14 @@ WORKLOAD is
 * ``bulk``  one GET of URL, body streamed and counted (``--expect`` bytes),
 * ``seq``   ``--requests`` sequential GETs of URL on one keep-alive connection,
 * ``conc``  ``--requests`` GETs spread over ``--tasks`` concurrent tasks
-  (threads for urllib3, which has no async API).
+  (threads for urllib3, which has no async API),
+* ``newconn`` ``--requests`` sequential GETs, each on a new connection (the
+  request says ``Connection: close``; for https a full TLS handshake each).
+
+``--cafile`` names the CA to trust for https URLs (the bench's own nginx).
+``--proxy URL`` sends every request through that HTTP proxy, each client its
+documented way: ours ``Client(proxy=)``, aiohttp ``get(proxy=)``, urllib3
+``ProxyManager``, httpx ``AsyncClient(proxy=)``, curl ``-x``.
 
 Timing is ``time.perf_counter`` around the work only — imports and
 interpreter start-up are excluded (for curl, which is a separate program, it
@@ -38,7 +45,18 @@ from collections.abc import Callable
 from typing import Any
 
 CLIENTS = ("ours", "aiohttp", "urllib3", "httpx", "curl")
-WORKLOADS = ("bulk", "seq", "conc")
+WORKLOADS = ("bulk", "seq", "conc", "newconn")
+CLOSE = {"Connection": "close"}
+
+
+def _ssl_context(args: argparse.Namespace) -> Any:
+    import ssl
+
+    return ssl.create_default_context(cafile=args.cafile or None)
+
+
+def _headers(args: argparse.Namespace) -> dict[str, str] | None:
+    return CLOSE if args.workload == "newconn" else None
 
 
 class Stopwatch:
@@ -93,20 +111,24 @@ def run_ours(args: argparse.Namespace) -> tuple[float, int, float]:
         def close(self) -> None:
             pass
 
+    headers = _headers(args)
+
     async def one(client: Any, expect: int) -> int:
         consumer = CountingConsumer()
-        response = await client.fetch(args.url, consumer, timeout=None)
+        response = await client.fetch(args.url, consumer, headers=headers, timeout=None)
         _check(response.status_code, consumer.n, expect, args.url)
         return consumer.n
 
     async def main() -> tuple[float, int, float]:
         watch = Stopwatch()
         total = 0
+        ctx = _ssl_context(args)
+        proxy = args.proxy or None
         if args.workload == "bulk":
-            async with trio_timehttp.Client(timeout=None) as client:
+            async with trio_timehttp.Client(timeout=None, ssl_context=ctx, proxy=proxy) as client:
                 total = await one(client, args.expect)
-        elif args.workload == "seq":
-            async with trio_timehttp.Client(timeout=None) as client:
+        elif args.workload in ("seq", "newconn"):
+            async with trio_timehttp.Client(timeout=None, ssl_context=ctx, proxy=proxy) as client:
                 for _ in range(args.requests):
                     total += await one(client, args.expect)
         else:
@@ -118,7 +140,9 @@ def run_ours(args: argparse.Namespace) -> tuple[float, int, float]:
                     counts[0] += got
 
             async with (
-                trio_timehttp.Client(timeout=None, max_connections=args.tasks) as client,
+                trio_timehttp.Client(
+                    timeout=None, max_connections=args.tasks, ssl_context=ctx, proxy=proxy
+                ) as client,
                 trio.open_nursery() as nursery,
             ):
                 for n in _split(args.requests, args.tasks):
@@ -137,8 +161,10 @@ def run_aiohttp(args: argparse.Namespace) -> tuple[float, int, float]:
 
     import aiohttp
 
+    headers = _headers(args)
+
     async def one(session: aiohttp.ClientSession, expect: int) -> int:
-        async with session.get(args.url) as r:
+        async with session.get(args.url, headers=headers, proxy=args.proxy or None) as r:
             n = 0
             async for chunk in r.content.iter_any():
                 n += len(chunk)
@@ -147,13 +173,15 @@ def run_aiohttp(args: argparse.Namespace) -> tuple[float, int, float]:
 
     async def main() -> tuple[float, int, float]:
         watch = Stopwatch()
-        connector = aiohttp.TCPConnector(limit=args.tasks if args.workload == "conc" else 100)
+        connector = aiohttp.TCPConnector(
+            limit=args.tasks if args.workload == "conc" else 100, ssl=_ssl_context(args)
+        )
         timeout = aiohttp.ClientTimeout(total=None)
         total = 0
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
             if args.workload == "bulk":
                 total = await one(session, args.expect)
-            elif args.workload == "seq":
+            elif args.workload in ("seq", "newconn"):
                 for _ in range(args.requests):
                     total += await one(session, args.expect)
             else:
@@ -179,10 +207,16 @@ def run_urllib3(args: argparse.Namespace) -> tuple[float, int, float]:
     import urllib3
 
     tasks = args.tasks if args.workload == "conc" else 1
-    http = urllib3.PoolManager(maxsize=tasks, block=True, retries=False, timeout=None)
+    options: dict[str, Any] = {"maxsize": tasks, "block": True, "retries": False, "timeout": None}
+    options["ssl_context"] = _ssl_context(args)
+    if args.proxy:
+        http: urllib3.PoolManager = urllib3.ProxyManager(args.proxy, **options)
+    else:
+        http = urllib3.PoolManager(**options)
+    headers = _headers(args)
 
     def one(expect: int) -> int:
-        r = http.request("GET", args.url, preload_content=False)
+        r = http.request("GET", args.url, preload_content=False, headers=headers)
         n = 0
         for chunk in r.stream(1 << 20, decode_content=False):
             n += len(chunk)
@@ -193,7 +227,7 @@ def run_urllib3(args: argparse.Namespace) -> tuple[float, int, float]:
     watch = Stopwatch()
     if args.workload == "bulk":
         total = one(args.expect)
-    elif args.workload == "seq":
+    elif args.workload in ("seq", "newconn"):
         total = sum(one(args.expect) for _ in range(args.requests))
     else:
 
@@ -214,8 +248,10 @@ def run_httpx(args: argparse.Namespace) -> tuple[float, int, float]:
     import httpx
     import trio
 
+    headers = _headers(args)
+
     async def one(client: httpx.AsyncClient, expect: int) -> int:
-        async with client.stream("GET", args.url) as r:
+        async with client.stream("GET", args.url, headers=headers) as r:
             n = 0
             async for chunk in r.aiter_raw():
                 n += len(chunk)
@@ -227,10 +263,12 @@ def run_httpx(args: argparse.Namespace) -> tuple[float, int, float]:
         tasks = args.tasks if args.workload == "conc" else 1
         limits = httpx.Limits(max_connections=tasks, max_keepalive_connections=tasks)
         total = 0
-        async with httpx.AsyncClient(limits=limits, timeout=None) as client:
+        async with httpx.AsyncClient(
+            limits=limits, timeout=None, verify=_ssl_context(args), proxy=args.proxy or None
+        ) as client:
             if args.workload == "bulk":
                 total = await one(client, args.expect)
-            elif args.workload == "seq":
+            elif args.workload in ("seq", "newconn"):
                 for _ in range(args.requests):
                     total += await one(client, args.expect)
             else:
@@ -264,10 +302,16 @@ def run_curl(args: argparse.Namespace) -> tuple[float, int, float, int]:
         raise Counted("curl has no equivalent of concurrent tasks here")
     url = args.url
     n = 1
-    if args.workload == "seq":
+    if args.workload in ("seq", "newconn"):
         n = args.requests
         url = f"{args.url}?[1-{n}]"  # URL globbing: n transfers over one connection
     cmd = [curl, "-s", "-S", "-o", "/dev/null", "-w", "%{http_code} %{size_download}\\n"]
+    if args.cafile:
+        cmd += ["--cacert", args.cafile]
+    if args.proxy:
+        cmd += ["-x", args.proxy]
+    if args.workload == "newconn":
+        cmd += ["-H", "Connection: close"]
     cmd += ["-g", url] if n == 1 else [url]  # -g: no globbing for the plain URL
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -302,6 +346,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--expect", type=int, required=True, help="body bytes per response")
     p.add_argument("--requests", type=int, default=1)
     p.add_argument("--tasks", type=int, default=1)
+    p.add_argument("--cafile", default="", help="CA certificate (PEM) to trust for https")
+    p.add_argument("--proxy", default="", help="HTTP proxy URL for every request")
     args = p.parse_args(argv)
     try:
         if args.client == "curl":

@@ -39,5 +39,9 @@ async def main(url: str) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit(f"usage: {sys.argv[0]} URL")
-    sys.exit(trio.run(main, sys.argv[1]))
+        print(f"usage: {sys.argv[0]} URL", file=sys.stderr)
+        sys.exit(2)
+    try:
+        sys.exit(trio.run(main, sys.argv[1]))
+    except* KeyboardInterrupt:  # Ctrl-C: no traceback, the shell's usual 130
+        sys.exit(130)

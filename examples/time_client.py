@@ -37,6 +37,12 @@ async def main(host: str, port: int) -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 3 or (len(sys.argv) == 3 and not sys.argv[2].isdigit()):
+        print(f"usage: {sys.argv[0]} [HOST [PORT]]  (PORT a number, default 37)", file=sys.stderr)
+        sys.exit(2)
     host = sys.argv[1] if len(sys.argv) > 1 else "localhost"
     port = int(sys.argv[2]) if len(sys.argv) > 2 else 37
-    sys.exit(trio.run(main, host, port))
+    try:
+        sys.exit(trio.run(main, host, port))
+    except* KeyboardInterrupt:  # Ctrl-C: no traceback, the shell's usual 130
+        sys.exit(130)

@@ -4,12 +4,11 @@
 
 Where the seed had a listening dispatcher and a channel dispatcher, Trio has
 one task per connection under the server's nursery (inside serve_time_tcp).
-Ctrl-C stops it.
+Ctrl-C stops it (exit status 130, as a shell reports an interrupted program).
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
 
 import trio
@@ -25,5 +24,15 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how it stops
+    if len(sys.argv) > 2 or (len(sys.argv) == 2 and not sys.argv[1].isdigit()):
+        print(f"usage: {sys.argv[0]} [PORT]", file=sys.stderr)
+        sys.exit(2)
+    try:
         trio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 8037)
+    except* KeyboardInterrupt:
+        # Ctrl-C is how it stops. It arrives inside the nursery's exception
+        # group, which contextlib.suppress does not unwrap before Python 3.12.
+        sys.exit(130)
+    except* OSError as group:  # the port is taken, or needs privileges
+        print(f"time_server: {group.exceptions[0]}", file=sys.stderr)
+        sys.exit(1)

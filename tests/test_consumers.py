@@ -1,4 +1,4 @@
-"""The ready-made consumers: BytesConsumer, TextConsumer, FileConsumer.
+"""The ready-made consumers: BytesConsumer, TextConsumer (FileConsumer: test_file_consumer.py).
 
 The unit tests call the consumer methods directly with hand-built responses
 (pure and fast); the ``fetch`` tests at the end run them, and stdlib
@@ -7,12 +7,11 @@ incremental parsers used as consumers, against the local h11 test server.
 
 from __future__ import annotations
 
+import codecs
+import encodings.aliases
 import itertools
-import os
-import stat
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,18 +22,15 @@ from hypothesis import strategies as st
 from trio_timehttp import (
     BodyTooLarge,
     BytesConsumer,
-    ConnectError,
-    FileConsumer,
-    ProtocolError,
     Request,
     Response,
     TextConsumer,
     fetch,
 )
-from trio_timehttp._consumers import content_type_charset
+from trio_timehttp._consumers import _text_codec, content_type_charset
 from trio_timehttp._headers import Headers
 
-from helpers import ServerRequest, serve_evil, serve_http
+from helpers import ServerRequest, serve_http
 
 URL = "http://example.com/doc"
 
@@ -362,6 +358,167 @@ async def test_text_async_target() -> None:
     assert sink.text == TEXT
 
 
+# --------------------------------------------------------------------------
+# TextConsumer never raises because of the charset a server names (issue 9.12)
+
+# Every codec name Python knows, and the ones that used to raise.
+CHARSET_NAMES = sorted(
+    set(encodings.aliases.aliases)
+    | set(encodings.aliases.aliases.values())
+    | {"idna", "punycode", "utf-16", "utf-32", "utf-7", "unicode_escape", "undefined"}
+    | {"rot13", "base64", "zlib", "hex", "uu", "bz2", "quopri", "no-such", "x-\x00", "utf-8-sig"}
+)
+
+
+@pytest.mark.parametrize(
+    ("charset", "body", "expected"),
+    [
+        ("utf-16", "héllo 日本".encode("utf-16-le"), "héllo 日本"),  # no BOM: little-endian
+        ("UTF-16", codecs.BOM_UTF16_BE + "héllo".encode("utf-16-be"), "héllo"),
+        ("utf16", codecs.BOM_UTF16_LE + "héllo".encode("utf-16-le"), "héllo"),
+        ("utf-32", "héllo 😀".encode("utf-32-le"), "héllo 😀"),
+        ("utf-32", codecs.BOM_UTF32_BE + "héllo".encode("utf-32-be"), "héllo"),
+        ("utf-16", b"a\x00b", "a\ufffd"),  # an odd byte at the end
+        ("utf-16", b"\xff", "\ufffd"),  # less than a BOM
+        ("utf-16", b"", ""),
+        ("utf-32", b"\xff\xff\xff\xff" + "a".encode("utf-32-le"), "\ufffda"),  # beyond U+10FFFF
+        ("idna", "bücher.example".encode(), "bücher.example"),  # refuses errors="replace"
+        ("idna", b"\xff ok", "\ufffd ok"),
+        ("punycode", "café".encode(), "café"),  # cannot decode chunk by chunk
+        ("punycode", b"\xfe\xd8", "\ufffd\ufffd"),
+        ("undefined", b"plain", "plain"),  # decodes nothing at all
+        ("rot13", b"uryyb", "uryyb"),  # str-to-str: not a text encoding
+        ("base64", b"aGk=", "aGk="),  # bytes-to-bytes: not a text encoding
+    ],
+)
+@pytest.mark.parametrize("split", ["whole", "bytewise"])
+async def test_text_charsets_that_used_to_raise(
+    charset: str, body: bytes, expected: str, split: str
+) -> None:
+    chunks = [body] if split == "whole" else one_byte_at_a_time(body)
+    decoded, c, _ = await decode_all(chunks, f"text/plain; charset={charset}")
+    assert decoded == expected
+    assert c.encoding in {"utf-16", "utf-32", "utf-8"}
+
+
+@pytest.mark.parametrize("charset", ["idna", "punycode", "undefined", "rot13", "zlib"])
+async def test_text_unusable_codecs_fall_back_to_utf8(charset: str) -> None:
+    decoded, c, _ = await decode_all(
+        one_byte_at_a_time("é€".encode()), f"text/x; charset={charset}"
+    )
+    assert decoded == "é€"
+    assert c.encoding == "utf-8"
+
+
+@pytest.mark.parametrize("encoding", ["idna", "punycode", "rot13", "undefined"])
+def test_text_unusable_explicit_encoding_is_a_caller_error(encoding: str) -> None:
+    with pytest.raises(LookupError, match="cannot decode incrementally"):
+        TextConsumer(TextSink(), encoding=encoding)
+
+
+@given(
+    charset=st.sampled_from(CHARSET_NAMES) | st.text(max_size=12),
+    body=st.binary(max_size=64),
+    cuts=st.lists(st.integers(min_value=0, max_value=64), max_size=8),
+)
+async def test_text_never_raises_whatever_the_charset_and_bytes(
+    charset: str, body: bytes, cuts: list[int]
+) -> None:
+    points = sorted({0, len(body), *(c for c in cuts if c < len(body))})
+    chunks = [body[a:b] for a, b in itertools.pairwise(points)]
+    decoded, c, sink = await decode_all(chunks, f"text/html; charset={charset}")
+    assert isinstance(decoded, str)
+    assert isinstance(c.encoding, str)
+    assert sink.closed == 1
+
+
+USABLE = sorted({c for c in map(_text_codec, CHARSET_NAMES) if c is not None})
+
+
+@given(
+    codec=st.sampled_from(USABLE),
+    text=st.text(max_size=20),
+    cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=8),
+)
+async def test_text_any_chunking_decodes_like_the_whole(
+    codec: str, text: str, cuts: list[int]
+) -> None:
+    body = text.encode(codec, "ignore")  # what the codec can say of the text
+    points = sorted({0, len(body), *(c for c in cuts if c < len(body))})
+    chunks = [body[a:b] for a, b in itertools.pairwise(points)]
+    decoded, c, _ = await decode_all(chunks, f"text/plain; charset={codec}")
+    assert decoded == (await decode_all([body], f"text/plain; charset={codec}"))[0]
+    assert c.encoding == codec
+    if codec.startswith("utf") and not text.startswith("\ufeff") and body == _strict(text, codec):
+        assert decoded == text  # the Unicode codecs also round-trip
+
+
+def _strict(text: str, codec: str) -> bytes | None:
+    try:
+        return text.encode(codec)
+    except UnicodeError:
+        return None
+
+
+def _flaky_codec(name: str) -> codecs.CodecInfo | None:
+    """A codec that passes every check up front and then fails on a NUL byte."""
+    if name != "flaky_for_tests":
+        return None
+
+    class Decoder(codecs.IncrementalDecoder):
+        def decode(self, input: Any, final: bool = False) -> str:
+            if b"\x00" in bytes(input):
+                raise ValueError("this codec breaks on NUL")
+            return codecs.utf_8_decode(bytes(input), "replace", final)[0]
+
+    utf8 = codecs.lookup("utf-8")
+    return codecs.CodecInfo(
+        utf8.encode, utf8.decode, incrementaldecoder=Decoder, name="flaky_for_tests"
+    )
+
+
+async def test_text_a_codec_failing_mid_body_hands_the_rest_to_utf8() -> None:
+    codecs.register(_flaky_codec)
+    try:
+        decoded, c, _ = await decode_all(
+            [b"caf\xc3\xa9 ", b"\x00 na\xc3\xafve", b" \xff"],
+            "text/plain; charset=flaky_for_tests",
+        )
+    finally:
+        codecs.unregister(_flaky_codec)
+    assert decoded == "café \x00 naïve \ufffd"
+    assert c.encoding == "utf-8"
+
+
+def charset_handler(request: ServerRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+    """``/<charset>/<hex body>``: that body, labelled with that charset."""
+    _, charset, body = request.target.split("/")
+    return 200, [("content-type", f"text/html; charset={charset}")], bytes.fromhex(body)
+
+
+@pytest.mark.parametrize(
+    ("charset", "body", "expected"),
+    [
+        ("utf-16", "<p>héllo</p>".encode("utf-16-le"), "<p>héllo</p>"),
+        ("utf-32", "<p>😀</p>".encode("utf-32-le"), "<p>😀</p>"),
+        ("idna", "<p>bücher</p>".encode(), "<p>bücher</p>"),
+        ("punycode", b"<p>\xff</p>", "<p>\ufffd</p>"),
+        ("rot13", b"<p>x</p>", "<p>x</p>"),
+    ],
+)
+async def test_fetch_text_consumer_survives_the_charset_a_server_names(
+    charset: str, body: bytes, expected: str
+) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http, charset_handler)
+        sink = TextSink()
+        response = await fetch(server.url(f"/{charset}/{body.hex()}"), TextConsumer(sink))
+        nursery.cancel_scope.cancel()
+    assert response.status_code == 200
+    assert sink.text == expected
+    assert sink.closed == 1
+
+
 class LinkParser(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -414,133 +571,6 @@ async def test_text_any_split_decodes_like_the_whole(
     decoded, _, _ = await decode_all(chunks, f"text/plain; charset={codec}")
     expected = data.decode(codec if codec != "utf-8" else "utf-8-sig", errors="replace")
     assert decoded == expected
-
-
-# --------------------------------------------------------------------------
-# FileConsumer
-
-
-def leftovers(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir())
-
-
-def test_file_written_and_renamed_on_close(tmp_path: Path) -> None:
-    target = tmp_path / "out.bin"
-    c = FileConsumer(target)
-    c.http_header(make_response(headers={"content-length": "6"}))
-    c.feed(b"abc")
-    # Mid-transfer: nothing at the final path, one hidden temporary beside it.
-    assert not target.exists()
-    (tmp,) = leftovers(tmp_path)
-    assert tmp.startswith(".out.bin.")
-    assert tmp.endswith(".part")
-    c.feed(b"def")
-    assert c.bytes_written == 6
-    c.close()
-    assert target.read_bytes() == b"abcdef"
-    assert leftovers(tmp_path) == ["out.bin"]
-    assert c.complete
-
-
-def test_file_accepts_str_path_and_replaces_an_old_file(tmp_path: Path) -> None:
-    target = tmp_path / "out.txt"
-    target.write_bytes(b"old")
-    c = FileConsumer(str(target))
-    c.http_header(make_response())
-    c.feed(b"new")
-    c.close()
-    assert target.read_bytes() == b"new"
-
-
-def test_file_empty_body(tmp_path: Path) -> None:
-    target = tmp_path / "empty"
-    c = FileConsumer(target)
-    c.http_header(make_response(204))
-    c.close()
-    assert target.read_bytes() == b""
-
-
-def test_file_head_response_with_content_length_completes(tmp_path: Path) -> None:
-    target = tmp_path / "head"
-    c = FileConsumer(target)
-    c.http_header(make_response(headers={"content-length": "100"}, method="HEAD"))
-    c.close()
-    assert target.exists()
-
-
-def test_file_permissions_follow_the_umask(tmp_path: Path) -> None:
-    old = os.umask(0o022)
-    try:
-        c = FileConsumer(tmp_path / "perm")
-        c.http_header(make_response())
-        c.close()
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "perm").stat().st_mode) == 0o644
-
-
-@pytest.mark.parametrize("how", ["http_error", "failure_response", "no_response", "short_body"])
-def test_file_failed_transfer_leaves_nothing_new(tmp_path: Path, how: str) -> None:
-    target = tmp_path / "out"
-    target.write_bytes(b"previous")
-    c = FileConsumer(target)
-    if how == "failure_response":
-        c.http_header(failure())
-    elif how != "no_response":
-        c.http_header(make_response(headers={"content-length": "10"}))
-        c.feed(b"12345")
-        if how == "http_error":
-            c.http_error(RuntimeError("connection reset"))
-    c.close()
-    c.close()  # idempotent
-    assert target.read_bytes() == b"previous"
-    assert leftovers(tmp_path) == ["out"]
-    assert not c.complete
-
-
-def test_file_failed_transfer_with_no_previous_file(tmp_path: Path) -> None:
-    c = FileConsumer(tmp_path / "out")
-    c.http_header(make_response())
-    c.feed(b"part")
-    c.http_error(RuntimeError("cut"))
-    c.feed(b"ignored after a failure")
-    c.close()
-    assert leftovers(tmp_path) == []
-
-
-def test_file_write_error_fails_the_transfer(tmp_path: Path) -> None:
-    c = FileConsumer(tmp_path / "out")
-    c.http_header(make_response())
-    with pytest.raises(TypeError):
-        c.feed("not bytes")  # type: ignore[arg-type]
-    c.close()
-    assert leftovers(tmp_path) == []
-
-
-def test_file_missing_directory_raises(tmp_path: Path) -> None:
-    c = FileConsumer(tmp_path / "missing" / "out")
-    with pytest.raises(FileNotFoundError):
-        c.http_header(make_response())
-    c.close()
-
-
-def test_file_second_head_starts_over(tmp_path: Path) -> None:
-    target = tmp_path / "out"
-    c = FileConsumer(target)
-    c.http_header(make_response())
-    c.feed(b"first")
-    c.http_header(make_response())
-    c.feed(b"second")
-    c.close()
-    assert target.read_bytes() == b"second"
-    assert leftovers(tmp_path) == ["out"]
-
-
-def test_file_without_http_header_is_not_complete(tmp_path: Path) -> None:
-    c = FileConsumer(tmp_path / "out")
-    c.feed(b"data")
-    c.close()
-    assert leftovers(tmp_path) == []
 
 
 # --------------------------------------------------------------------------
@@ -625,118 +655,3 @@ async def test_fetch_bytes_consumer_and_its_bound() -> None:
         nursery.cancel_scope.cancel()
     assert whole.body == bytes(range(256)) * 400
     assert whole.response is response
-
-
-async def test_fetch_file_consumer(tmp_path: Path) -> None:
-    target = tmp_path / "big.bin"
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_http, content_handler)
-        consumer = FileConsumer(target)
-        await fetch(server.url("/big"), consumer)
-        nursery.cancel_scope.cancel()
-    assert target.read_bytes() == bytes(range(256)) * 400
-    assert consumer.complete
-    assert leftovers(tmp_path) == ["big.bin"]
-
-
-@pytest.mark.parametrize(
-    "reply",
-    [
-        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
-    ],
-)
-async def test_fetch_file_consumer_truncated_body_leaves_no_file(
-    tmp_path: Path, reply: bytes
-) -> None:
-    target = tmp_path / "out"
-    target.write_bytes(b"previous")
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_evil, [("recv",), ("send", reply), ("close",)])
-        consumer = FileConsumer(target)
-        with pytest.raises(ProtocolError):
-            await fetch(server.url("/"), consumer)
-        nursery.cancel_scope.cancel()
-    assert target.read_bytes() == b"previous"
-    assert leftovers(tmp_path) == ["out"]
-    assert not consumer.complete
-
-
-async def test_fetch_file_consumer_connection_refused_leaves_no_file(tmp_path: Path) -> None:
-    listener = trio.socket.socket()
-    await listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    listener.close()  # nothing listens there now
-    consumer = FileConsumer(tmp_path / "out")
-    with pytest.raises(ConnectError):
-        await fetch(f"http://127.0.0.1:{port}/", consumer)
-    assert consumer.response is not None
-    assert consumer.response.status_code is None
-    assert leftovers(tmp_path) == []
-
-
-def test_file_gives_up_when_no_temporary_name_is_free(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("trio_timehttp._consumers.secrets.token_hex", lambda n: "same")
-    (tmp_path / ".out.same.part").write_bytes(b"someone else's")
-    c = FileConsumer(tmp_path / "out")
-    with pytest.raises(FileExistsError, match="temporary file"):
-        c.http_header(make_response())
-    c.close()
-    assert leftovers(tmp_path) == [".out.same.part"]
-
-
-def test_file_rename_failure_removes_the_temporary_file(tmp_path: Path) -> None:
-    target = tmp_path / "a-directory"
-    (target / "inside").mkdir(parents=True)
-    c = FileConsumer(target)
-    c.http_header(make_response())
-    c.feed(b"data")
-    with pytest.raises(OSError):  # noqa: PT011 - IsADirectoryError or similar
-        c.close()
-    assert leftovers(tmp_path) == ["a-directory"]
-    assert not c.complete
-
-
-async def test_file_close_inside_a_cancelled_scope_is_a_failure(tmp_path: Path) -> None:
-    c = FileConsumer(tmp_path / "out")
-    c.http_header(make_response())  # chunked: no length to check against
-    c.feed(b"part of it")
-    # No checkpoint needed: close() only looks at the scope's cancelled state.
-    with trio.CancelScope() as scope:  # noqa: ASYNC100
-        scope.cancel()
-        c.close()
-    assert leftovers(tmp_path) == []
-    assert not c.complete
-
-
-async def test_fetch_cancelled_mid_chunked_body_leaves_no_file(tmp_path: Path) -> None:
-    async def slow(request: ServerRequest) -> Any:
-        async def body() -> Any:
-            yield b"part one"
-            await trio.sleep_forever()
-
-        return 200, [], body()
-
-    class CancelAfterFirstChunk(FileConsumer):
-        """Cancels the fetch from outside once the first chunk is on disk."""
-
-        scope = trio.CancelScope()
-
-        def feed(self, data: bytes) -> None:
-            super().feed(data)
-            self.scope.cancel()
-
-    target = tmp_path / "out"
-    target.write_bytes(b"previous")
-    consumer = CancelAfterFirstChunk(target)
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(serve_http, slow)
-        with consumer.scope:
-            await fetch(server.url("/"), consumer)
-        nursery.cancel_scope.cancel()
-    assert consumer.bytes_written == len(b"part one")
-    assert target.read_bytes() == b"previous"
-    assert leftovers(tmp_path) == ["out"]

@@ -131,7 +131,31 @@ def test_chunked_trailers_kept() -> None:
     assert r.trailers == [(b"x-a", b"1"), (b"x-b", b"two")]
 
 
+# Issue 9.6: obs-fold in the trailer section is accepted, each fold one space
+# (RFC 9112 section 5.2), whatever the split and the whitespace used.
+FOLDED_TRAILERS = [
+    (b"0\r\nX-A: one\r\n two\r\n\r\n", [(b"x-a", b"one two")]),
+    (b"0\r\nX-A: one\r\n\t two\r\n  three \r\n\r\n", [(b"x-a", b"one two three")]),
+    (b"0\r\nX-A:\r\n v\r\nX-B: 2\r\n\r\n", [(b"x-a", b"v"), (b"x-b", b"2")]),
+    (b"0\r\nX-A: a\r\n \r\n\r\n", [(b"x-a", b"a")]),
+]
+
+
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize(("wire", "trailers"), FOLDED_TRAILERS)
+def test_chunked_trailers_with_obs_fold(
+    wire: bytes, trailers: list[tuple[bytes, bytes]], split: int | None
+) -> None:
+    r = ChunkedReader()
+    assert run(r, b"3\r\nabc\r\n" + wire + b"NEXT", split=split) == b"abc"
+    assert r.done
+    assert r.trailers == trailers
+    assert r.trailing == b"NEXT"
+
+
 CHUNKED_BAD = [
+    (b"0\r\n folded first\r\n\r\n", "starts with a continuation"),
+    (b"0\r\nX: a\r\n b\x01\r\n\r\n", "malformed trailer continuation"),
     (b"zz\r\n", "bad chunk size"),
     (b"-5\r\nhello\r\n", "bad chunk size"),
     (b"+5\r\nhello\r\n", "bad chunk size"),

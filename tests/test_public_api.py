@@ -12,16 +12,63 @@ import trio_timehttp
 PACKAGE = pathlib.Path(trio_timehttp.__file__).parent
 
 EXPECTED = {
-    "TIME1970", "BodyTooLarge", "BytesConsumer", "Client", "ConnectError", "Consumer",
-    "FileConsumer", "HTTPError", "Headers", "InvalidURL", "ProtocolError", "RedirectError",
-    "RedirectingConsumer", "Request", "Response", "TextConsumer", "TimeHTTPError",
-    "TimeProtocolError", "TimeSample", "Timeout", "TooManyRedirects", "__version__",
-    "decode_time", "encode_time", "fetch", "query_http_time", "query_many", "query_time",
-    "serve_time", "serve_time_tcp", "serve_time_udp",
-}  # fmt: skip
+    "BodyTooLarge",
+    "BytesConsumer",
+    "Client",
+    "ConnectError",
+    "Consumer",
+    "FileConsumer",
+    "HTTPError",
+    "Headers",
+    "InvalidURL",
+    "ProtocolError",
+    "ProxyError",
+    "RedirectError",
+    "RedirectingConsumer",
+    "Request",
+    "Response",
+    "TIME1970",
+    "TextConsumer",
+    "TimeHTTPError",
+    "TimeProtocolError",
+    "TimeSample",
+    "Timeout",
+    "TooManyRedirects",
+    "__version__",
+    "decode_time",
+    "encode_time",
+    "fetch",
+    "query_http_time",
+    "query_many",
+    "query_time",
+    "serve_time",
+    "serve_time_tcp",
+    "serve_time_udp",
+}
 
-PURE = ["_rfc868", "_sample", "_timing", "_headers", "_urls", "_models", "_combine", "_httpdate",
-        "_errors", "_version", "_headreader", "_consumer", "_framing"]  # fmt: skip
+PURE = [
+    "_rfc868",
+    "_sample",
+    "_timing",
+    "_headers",
+    "_urls",
+    "_models",
+    "_combine",
+    "_httpdate",
+    "_errors",
+    "_version",
+    "_headreader",
+    "_consumer",
+    "_framing",
+    "_access",
+    "_readings",
+    "_time_report",
+    "_proxy",
+    "_decoding",
+    "_retry",
+    "_resume",
+    "_monitor_state",
+]
 IO = {"trio", "h11", "socket", "select", "selectors", "asyncio", "logging"}
 
 
@@ -42,6 +89,7 @@ def test_error_tree() -> None:
         assert issubclass(cls, t.HTTPError)
         assert issubclass(cls, t.TimeHTTPError)
     assert issubclass(t.InvalidURL, ValueError)
+    assert issubclass(t.ProxyError, t.ConnectError)
 
 
 def test_version_is_single_sourced() -> None:

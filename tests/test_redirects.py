@@ -26,7 +26,7 @@ from trio_timehttp import (
     TooManyRedirects,
     fetch,
 )
-from trio_timehttp._consumers import next_redirect
+from trio_timehttp._consumers import REDIRECT_STATUSES, next_redirect
 from trio_timehttp._headers import Headers
 
 from helpers import EvilConnection, ServerRequest, count_open_sockets, serve_evil, serve_http
@@ -276,6 +276,42 @@ async def test_non_utf8_bytes_are_percent_encoded_as_is() -> None:
     assert (await follow(make_response(302, wire))).url == "http://example.com/caf%E9"
 
 
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("../m o o.html", "http://example.com/m%20o%20o.html"),
+        ("m o o.html", "http://example.com/a/m%20o%20o.html"),
+        ("/a b?c d=e f", "http://example.com/a%20b?c%20d=e%20f"),
+        ("http://other.example/x y#z w", "http://other.example/x%20y#z%20w"),
+        ("//other.example:8080/ a ", "http://other.example:8080/%20a"),
+        ("  /padded  ", "http://example.com/padded"),  # optional whitespace is not the value
+        ("\t/tabbed\t", "http://example.com/tabbed"),
+        ("/caf\xc3\xa9 noir", "http://example.com/caf%C3%A9%20noir"),  # UTF-8 read as Latin-1
+    ],
+)
+async def test_spaces_in_a_location_are_percent_encoded(location: str, expected: str) -> None:
+    assert (await follow(make_response(302, location))).url == expected
+
+
+@pytest.mark.parametrize("status", sorted(REDIRECT_STATUSES))
+@pytest.mark.parametrize("location", ["", " ", "\t", "  \t  ", ["", ""], [" ", "\t"]])
+async def test_an_empty_location_is_no_redirect(status: int, location: str | list[str]) -> None:
+    response = make_response(status, location)
+    assert next_redirect(response) is None
+    inner = Recorder()
+    rc = RedirectingConsumer(inner, max_redirects=0)  # no redirect, so no count either
+    assert await rc.http_header(response) is None
+    await rc.feed(b"the body")
+    await rc.close()
+    assert inner.names() == ["http_header", "feed", "close"]
+    assert inner.calls[0][1] is response
+
+
+async def test_an_empty_location_beside_a_real_one_is_a_conflict() -> None:
+    with pytest.raises(RedirectError, match="conflicting"):
+        await follow(make_response(302, ["", "/x"]))
+
+
 async def test_existing_escapes_are_kept() -> None:
     nxt = await follow(make_response(302, "/a%20b?x=%2F"))
     assert nxt.url == "http://example.com/a%20b?x=%2F"
@@ -323,9 +359,12 @@ async def test_other_schemes_are_refused(location: str) -> None:
         "http://[::1]x/",  # junk after it
         "http://[nope]/",
         "http:///nohost",
-        "http://exa mple.com/",
-        "/a b",
+        "http://exa mple.com/",  # a space in the host is never encoded
+        "//exa mple.com/x",
+        "http://a b:80/",
+        "https://example.com :443/",
         "/a\tb",
+        "/a b\tc",
         "/a\x00b",
         "/a\x01b",
         "/a\x1fb",
@@ -449,10 +488,19 @@ async def test_pure_policy_reports_stripping() -> None:
     assert next_redirect(make_response(200, "/x")) is None
 
 
-async def test_host_is_never_forwarded() -> None:
-    for location in ("/same", "http://other.example/"):
-        nxt = await follow(make_response(302, location, req_headers=[("Host", "example.com")]))
-        assert "host" not in nxt.headers
+@pytest.mark.parametrize("location", ["/same", "http://example.com:80/x", "http://other.example/"])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [("Host", "example.com")],
+        [("HOST", "vhost.example:8080"), ("Accept", "*/*")],
+        [("host", "a.example"), ("host", "b.example")],
+    ],
+)
+async def test_host_is_never_forwarded(location: str, fields: list[tuple[str, str]]) -> None:
+    nxt = await follow(make_response(302, location, req_headers=fields))
+    assert "host" not in nxt.headers
+    assert nxt.headers.get_list("host") == []
 
 
 async def test_other_headers_are_forwarded_in_order() -> None:
@@ -872,3 +920,110 @@ async def test_failure_is_reported_once_even_if_misused() -> None:
     with pytest.raises(TooManyRedirects):  # a driver that keeps going after a final response
         await rc.http_header(make_response(302, "/x"))
     assert inner.names() == ["http_header"]
+
+
+async def _follow_one_location(location: bytes, *, path: str = "/dir/sub/page") -> list[bytes]:
+    """Fetch ``path`` from a server that answers 302 ``Location: location`` once, then 200.
+
+    Returns the request heads the server received, in order.
+    """
+    heads: list[bytes] = []
+
+    async def answer(conn: EvilConnection) -> None:
+        heads.append(await conn.recv_request())
+        if len(heads) == 1:
+            await conn.send(
+                b"HTTP/1.1 302 Found\r\nLocation: " + location + b"\r\n"
+                b"Content-Length: 5\r\nConnection: close\r\n\r\nmoved"
+            )
+        else:
+            await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_evil, answer)
+        inner = BytesConsumer()
+        response = await fetch(server.url(path), RedirectingConsumer(inner))
+        nursery.cancel_scope.cancel()
+    assert inner.response is response
+    return heads
+
+
+@pytest.mark.parametrize(
+    ("location", "request_line"),
+    [
+        (b"../m o o.html", b"GET /dir/m%20o%20o.html HTTP/1.1\r\n"),
+        (b"m o o.html", b"GET /dir/sub/m%20o%20o.html HTTP/1.1\r\n"),
+        (b"/a b/c?d e=f g", b"GET /a%20b/c?d%20e=f%20g HTTP/1.1\r\n"),
+        (b"/x y#frag ment", b"GET /x%20y HTTP/1.1\r\n"),  # the fragment is never sent
+        (b"/caf\xc3\xa9 cr\xc3\xa8me", b"GET /caf%C3%A9%20cr%C3%A8me HTTP/1.1\r\n"),
+    ],
+)
+async def test_fetch_follows_a_location_with_spaces(location: bytes, request_line: bytes) -> None:
+    heads = await _follow_one_location(location)
+    assert len(heads) == 2
+    assert heads[1].startswith(request_line)
+
+
+@pytest.mark.parametrize("location", [b"", b" ", b"\t", b"   \t "])
+async def test_fetch_delivers_a_redirect_with_an_empty_location_as_it_is(location: bytes) -> None:
+    heads: list[bytes] = []
+
+    async def answer(conn: EvilConnection) -> None:
+        heads.append(await conn.recv_request())
+        await conn.send(
+            b"HTTP/1.1 302 Found\r\nLocation:" + location + b"\r\n"
+            b"Content-Length: 5\r\nConnection: close\r\n\r\nmoved"
+        )
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_evil, answer)
+        inner = BytesConsumer()
+        response = await fetch(server.url("/start"), RedirectingConsumer(inner, max_redirects=3))
+        nursery.cancel_scope.cancel()
+    assert response.status_code == 302
+    assert response.history == []
+    assert inner.response is response
+    assert inner.body == b"moved"
+    assert len(heads) == 1
+
+
+@pytest.mark.parametrize(
+    "location", [b"http://exa mple.com/", b"//a b/x", b"http://127.0.0.1 :80/"]
+)
+async def test_fetch_refuses_a_space_in_the_location_host(location: bytes) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            serve_evil,
+            [
+                ("recv",),
+                (
+                    "send",
+                    b"HTTP/1.1 302 Found\r\nLocation: " + location + b"\r\n"
+                    b"Content-Length: 0\r\nConnection: close\r\n\r\n",
+                ),
+            ],
+        )
+        inner = Recorder()
+        with pytest.raises(RedirectError, match="Location"):
+            await fetch(server.url("/"), RedirectingConsumer(inner))
+        nursery.cancel_scope.cancel()
+    assert server.connections == 1
+    assert inner.names() == ["http_header", "close"]
+
+
+@pytest.mark.parametrize("caller_host", ["vhost.example", "VHost.Example:8080", "127.0.0.1"])
+async def test_fetch_recomputes_host_on_every_redirect_hop(caller_host: str) -> None:
+    # The first hop is the requester's business (a caller's Host is honoured
+    # there); every later hop carries the Host of the URL it goes to, once.
+    async with trio.open_nursery() as nursery:
+        first = await nursery.start(serve_http, redirect_handler)
+        second = await nursery.start(serve_http, redirect_handler)
+        inner = BytesConsumer()
+        chain = first.url(f"/to?url=/to%3Furl%3D{second.url('/echo')}")
+        await fetch(chain, RedirectingConsumer(inner), headers={"Host": caller_host})
+        nursery.cancel_scope.cancel()
+    same_origin_hop = first.requests[1]
+    other_origin_hop = second.requests[0]
+    assert [v for k, v in same_origin_hop.headers if k == "host"] == [f"127.0.0.1:{first.port}"]
+    assert [v for k, v in other_origin_hop.headers if k == "host"] == [f"127.0.0.1:{second.port}"]
+    assert json.loads(inner.body)["headers"]["host"] == f"127.0.0.1:{second.port}"

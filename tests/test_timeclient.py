@@ -384,19 +384,33 @@ async def test_query_many_order_and_dead_sources(
 async def test_query_many_sends_urls_to_query_http_time(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[tuple[str, float | None, bool]] = []
+    calls: list[tuple[str, float | None, bool, str | None, bool]] = []
 
-    async def fake(url: str, *, timeout: float | None = None, precise: bool = False) -> TimeSample:
-        calls.append((url, timeout, precise))
+    async def fake(
+        url: str,
+        *,
+        timeout: float | None = None,
+        precise: bool = False,
+        proxy: str | None = None,
+        trust_env: bool = True,
+    ) -> TimeSample:
+        calls.append((url, timeout, precise, proxy, trust_env))
         return TimeSample(url, 80, "http", FIXED, 0.0, 0.5, FIXED, 0.0, 1)
 
     monkeypatch.setattr(_httptime, "query_http_time", fake)
     port = await start_tcp(nursery, sends(encode_time(FIXED)))
     results = await query_many(
-        ["http://a.example/", f"127.0.0.1:{port}", "HTTPS://b.example/"], timeout=4
+        ["http://a.example/", f"127.0.0.1:{port}", "HTTPS://b.example/"],
+        timeout=4,
+        proxy="http://p:1",
+        trust_env=False,
     )
     # Started concurrently: the calls may come in any order, the results may not.
-    assert sorted(calls) == [("HTTPS://b.example/", 4, False), ("http://a.example/", 4, False)]
+    # The proxy settings reach the HTTP sources only (RFC 868 is never proxied).
+    assert sorted(calls) == [
+        ("HTTPS://b.example/", 4, False, "http://p:1", False),
+        ("http://a.example/", 4, False, "http://p:1", False),
+    ]
     assert [r.host for r in results if isinstance(r, TimeSample)] == [
         "http://a.example/",
         "127.0.0.1",

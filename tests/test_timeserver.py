@@ -23,7 +23,9 @@ import trio
 import trio.testing
 
 from trio_timehttp import (
-    _timeserver,
+    _serverstats,
+    _tcpserver,
+    _udpserver,
     decode_time,
     encode_time,
     serve_time,
@@ -222,7 +224,7 @@ async def test_answer_waits_when_the_send_would_block(
     # The slow path of the per-connection task: the first send would block,
     # the task waits for room and sends then. Simulated with a socket class
     # whose first send says EAGAIN (the accept loop wraps descriptors with
-    # ``_timeserver._wrap_fd``, looked up when the loop starts).
+    # ``_tcpserver._wrap_fd``, looked up when the loop starts).
     import _socket
 
     refused: list[int] = []
@@ -234,7 +236,7 @@ async def test_answer_waits_when_the_send_would_block(
                 raise BlockingIOError(errno.EAGAIN, "send buffer full")
             return super().send(data, flags)
 
-    monkeypatch.setattr(_timeserver, "_wrap_fd", Busy)
+    monkeypatch.setattr(_tcpserver, "_wrap_fd", Busy)
     listeners = await nursery.start(
         functools.partial(serve_time_tcp, 0, host="127.0.0.1", clock=lambda: FIXED)
     )
@@ -251,19 +253,17 @@ async def test_max_connections_bound_holds(
     gate = trio.Event()
     active: list[int] = []
     peak = 0
-    real = _timeserver._answer_connection
+    real = _tcpserver._answer_connection
 
-    async def held(
-        conn: socket.socket, clock: _timeserver.Clock, slots: _timeserver._Slots
-    ) -> None:
+    async def held(conn: socket.socket, service: _tcpserver.TCPService) -> None:
         nonlocal peak
         active.append(1)
         peak = max(peak, len(active))
         await gate.wait()
         active.pop()
-        await real(conn, clock, slots)
+        await real(conn, service)
 
-    monkeypatch.setattr(_timeserver, "_answer_connection", held)
+    monkeypatch.setattr(_tcpserver, "_answer_connection", held)
     listeners = await nursery.start(
         functools.partial(
             serve_time_tcp, 0, host="127.0.0.1", clock=lambda: FIXED, max_connections=2
@@ -450,7 +450,7 @@ async def test_udp_lean_mode_strands_nothing(nursery: trio.Nursery) -> None:
     )
     address = ("127.0.0.1", port_of(socks[0]))
     with udp_client() as client:
-        for i in range(3 * _timeserver._PROBE_EVERY):
+        for i in range(3 * _udpserver._PROBE_EVERY):
             await client.sendto(b"", address)
             assert await udp_reply_value(client) == FIXED + i
         for _round in range(2):
@@ -464,7 +464,7 @@ async def test_udp_lean_mode_strands_nothing(nursery: trio.Nursery) -> None:
 
 
 def test_source_keys() -> None:
-    key = _timeserver._source_key
+    key = _udpserver._source_key
     assert key(socket.AF_INET, "192.0.2.1") != key(socket.AF_INET, "192.0.2.2")
     same = key(socket.AF_INET6, "2001:db8::1")
     assert key(socket.AF_INET6, "2001:db8::ffff:ffff:1") == same
@@ -476,7 +476,7 @@ def test_source_keys() -> None:
 
 
 def test_rate_limiter_table_is_bounded() -> None:
-    limiter = _timeserver._RateLimiter(1.0, 2, max_buckets=1000)
+    limiter = _udpserver.RateLimiter(1.0, 2, max_buckets=1000)
     for i in range(5000):  # a spoofed-source flood, all at one instant
         assert limiter.allow(i, 0.0)
         assert len(limiter) <= 1000
@@ -537,15 +537,13 @@ async def test_ten_thousand_connections(
     # Record how many answers are pending whenever one starts: the bound on
     # connections being answered at once must hold under a flood.
     pending_seen: list[int] = []
-    real = _timeserver._answer_connection
+    real = _tcpserver._answer_connection
 
-    async def counted(
-        conn: socket.socket, clock: _timeserver.Clock, slots: _timeserver._Slots
-    ) -> None:
-        pending_seen.append(slots.active)
-        await real(conn, clock, slots)
+    async def counted(conn: socket.socket, service: _tcpserver.TCPService) -> None:
+        pending_seen.append(service.slots.active)
+        await real(conn, service)
 
-    monkeypatch.setattr(_timeserver, "_answer_connection", counted)
+    monkeypatch.setattr(_tcpserver, "_answer_connection", counted)
     listeners = await nursery.start(
         functools.partial(
             serve_time_tcp, 0, host="127.0.0.1", clock=lambda: FIXED, max_connections=16
@@ -652,3 +650,237 @@ async def test_out_of_file_descriptors_is_survived() -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+# --------------------------------------------------------------------------- 0.2: service features
+
+
+@pytest.mark.parametrize("bad", [0, -1, -1024])
+async def test_max_connections_below_one_is_refused_at_start(bad: int) -> None:
+    # 0 used to serve nobody forever; now the call fails before binding.
+    with pytest.raises(ValueError, match="max_connections must be at least 1"):
+        await serve_time_tcp(0, host="127.0.0.1", max_connections=bad)
+    with pytest.raises(ValueError, match="max_connections must be at least 1"):
+        await serve_time(0, host="127.0.0.1", max_connections=bad)
+
+
+async def test_max_connections_none_is_unbounded(nursery: trio.Nursery) -> None:
+    listeners = await nursery.start(
+        functools.partial(serve_time_tcp, 0, host="127.0.0.1", max_connections=None,
+                          clock=lambda: FIXED)
+    )  # fmt: skip
+    assert await tcp_read("127.0.0.1", port_of(listeners[0].socket)) == encode_time(FIXED)
+
+
+@pytest.mark.parametrize(
+    ("host", "family"),
+    [("0.0.0.0", socket.AF_INET), ("::", socket.AF_INET6)],
+)
+async def test_wildcard_udp_answers_from_the_address_asked(
+    nursery: trio.Nursery, host: str, family: int
+) -> None:
+    # RFC 1122 4.1.3.5: asked at 127.0.0.2, the reply must come from
+    # 127.0.0.2, not from the address the route would pick (127.0.0.1). The
+    # client is connected to 127.0.0.2, so the kernel itself drops a reply
+    # from anywhere else: receiving one at all is the proof.
+    clock = Counter()
+    socks = await nursery.start(
+        functools.partial(serve_time_udp, 0, host=host, clock=clock, rate_limit=None)
+    )
+    port = port_of(socks[0])
+    targets = ["127.0.0.2", "127.0.0.1", "127.0.0.3"] if family == socket.AF_INET else ["::1"]
+    for i, target in enumerate(targets * 3):
+        with trio.socket.socket(family, socket.SOCK_DGRAM) as client:
+            await client.connect((target, port))
+            await client.send(b"")
+            with trio.fail_after(5):
+                data, source = await client.recvfrom(100)
+            assert source[:2] == (target, port)
+            assert decode_time(data, now=FIXED) == FIXED + i
+
+
+async def test_wildcard_udp_batches_keep_each_reply_source(nursery: trio.Nursery) -> None:
+    # A batch mixing destinations: each reply names its own request's
+    # destination (the ancillary data is rebuilt when the destination changes).
+    clock = Counter()
+    socks = await nursery.start(
+        functools.partial(serve_time_udp, 0, host="0.0.0.0", clock=clock, rate_limit=None)
+    )
+    port = port_of(socks[0])
+    with udp_client("127.0.0.1") as client:
+        sent = []
+        for i in range(150):
+            target = f"127.0.0.{1 + i % 3}"
+            sent.append(target)
+            await client.sendto(b"", (target, port))
+        replies = [await client.recvfrom(100) for _ in range(150)]
+    assert [source[0] for _, source in replies] == sent
+    assert [decode_time(d, now=FIXED) for d, _ in replies] == [FIXED + i for i in range(150)]
+
+
+async def test_dual_stack_inherited_socket_answers_ipv4_from_the_address_asked(
+    nursery: trio.Nursery,
+) -> None:
+    # systemd binds [::] without V6ONLY by default: IPv4 clients then arrive
+    # as ::ffff:a.b.c.d on an IPv6 socket, and the reply must still leave
+    # from the IPv4 address they asked.
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind(("::", 0))
+    await nursery.start(
+        functools.partial(serve_time_udp, sockets=[sock], clock=lambda: FIXED, rate_limit=None)
+    )
+    port = port_of(sock)
+    for target in ("127.0.0.2", "127.0.0.1"):
+        with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            await client.connect((target, port))
+            await client.send(b"")
+            with trio.fail_after(5):
+                assert await client.recv(100) == encode_time(FIXED)
+
+
+async def test_sockets_are_served_instead_of_binding(nursery: trio.Nursery) -> None:
+    # Already-bound stdlib sockets (systemd's, a supervisor's): the server
+    # takes them over, puts a TCP one to listen, and hands out wrappers of
+    # the very same sockets.
+    stream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    stream.bind(("127.0.0.1", 0))  # bound, not yet listening
+    dgram = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dgram.bind(("127.0.0.1", 0))
+    listeners, socks = await nursery.start(
+        functools.partial(serve_time, 37, host="192.0.2.1", sockets=[dgram, stream],
+                          clock=lambda: FIXED)
+    )  # fmt: skip
+    assert [li.socket.fileno() for li in listeners] == [stream.fileno()]
+    assert [s.fileno() for s in socks] == [dgram.fileno()]
+    assert await tcp_read("127.0.0.1", port_of(stream)) == encode_time(FIXED)
+    with udp_client() as client:
+        await client.sendto(b"", ("127.0.0.1", port_of(dgram)))
+        assert await udp_reply_value(client) == FIXED
+
+
+async def test_sockets_are_closed_when_the_server_stops() -> None:
+    stream = socket.socket()
+    stream.bind(("127.0.0.1", 0))
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(functools.partial(serve_time_tcp, sockets=[stream]))
+            scope.cancel()
+    assert stream.fileno() == -1
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM), "udp socket given where tcp"),
+        (lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM), "not bound"),
+        (lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), "not an IPv4 or IPv6"),
+    ],
+)
+async def test_bad_sockets_are_refused(make: object, message: str) -> None:
+    sock = make()  # type: ignore[operator]
+    with sock:
+        if sock.family == socket.AF_INET and sock.type == socket.SOCK_DGRAM:
+            sock.bind(("127.0.0.1", 0))
+        with pytest.raises(ValueError, match=message):
+            await serve_time_tcp(sockets=[sock])
+        assert sock.fileno() != -1  # refused: still the caller's
+
+
+async def test_serve_time_sockets_must_match_tcp_and_udp() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dgram:
+        dgram.bind(("127.0.0.1", 0))
+        with pytest.raises(ValueError, match="udp socket given with udp=False"):
+            await serve_time(sockets=[dgram], udp=False)
+    with pytest.raises(ValueError, match="no socket given"):
+        await serve_time(sockets=[])
+
+
+async def test_allow_list_closes_tcp_from_elsewhere_unanswered(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_timehttp.server")
+    stats = _serverstats.ServerStats()
+    listeners = await nursery.start(
+        functools.partial(serve_time_tcp, 0, host="0.0.0.0", clock=lambda: FIXED,
+                          allow=["127.0.0.1/32", "::1"], stats=stats)
+    )  # fmt: skip
+    port = port_of(listeners[0].socket)
+    for _ in range(3):
+        # Source 127.0.0.2: outside the list. Connected, then closed with nothing sent.
+        with trio.socket.socket() as other:
+            await other.bind(("127.0.0.2", 0))
+            await other.connect(("127.0.0.1", port))
+            assert await other.recv(100) == b""
+    assert await tcp_read("127.0.0.1", port) == encode_time(FIXED)
+    assert stats.denied == 3
+    assert stats.tcp_answers == 1
+    denied = [r.getMessage() for r in caplog.records if "denied" in r.getMessage()]
+    # Bounded rate: one line for the three, naming the source as host:port.
+    assert len(denied) == 1
+    assert "denied tcp connection from 127.0.0.2:" in denied[0]
+    assert any("answers only 127.0.0.1/32, ::1/128" in r.getMessage() for r in caplog.records)
+
+
+async def test_allow_list_drops_udp_from_elsewhere(nursery: trio.Nursery) -> None:
+    clock = Counter()
+    stats = _serverstats.ServerStats()
+    socks = await nursery.start(
+        functools.partial(serve_time_udp, 0, host="0.0.0.0", clock=clock, rate_limit=None,
+                          allow=["127.0.0.1"], stats=stats)
+    )  # fmt: skip
+    address = ("127.0.0.1", port_of(socks[0]))
+    with udp_client("127.0.0.2") as other, udp_client("127.0.0.1") as allowed:
+        await other.sendto(b"", address)
+        await allowed.sendto(b"", address)  # marker: answered
+        assert await udp_reply_value(allowed) == FIXED
+        assert nothing_queued(other)
+    assert clock.calls == 1
+    assert (stats.denied, stats.udp_answers) == (1, 1)
+
+
+@pytest.mark.parametrize("bad", [["10.0.0.0/33"], ["example.com"], [], "127.0.0.1"])
+async def test_bad_allow_list_is_refused_before_binding(bad: object) -> None:
+    with pytest.raises((ValueError, TypeError), match="allow"):
+        await serve_time(0, host="127.0.0.1", allow=bad)  # type: ignore[arg-type]
+
+
+async def test_stats_count_every_outcome(
+    nursery: trio.Nursery, mock_clock: trio.testing.MockClock
+) -> None:
+    stats = _serverstats.ServerStats()
+    listeners, socks = await nursery.start(
+        functools.partial(serve_time, 0, host="127.0.0.1", clock=lambda: FIXED,
+                          rate_limit=(1.0, 1), stats=stats)
+    )  # fmt: skip
+    for _ in range(2):
+        assert await tcp_read("127.0.0.1", port_of(listeners[0].socket)) == encode_time(FIXED)
+    address = ("127.0.0.1", port_of(socks[0]))
+    with udp_client() as client:
+        await client.sendto(b"xxxx", address)  # ignored: looks like a reply
+        await client.sendto(b"", address)  # answered
+        await client.sendto(b"", address)  # over the rate limit
+        assert await udp_reply_value(client) == FIXED
+        await trio.testing.wait_all_tasks_blocked()
+    assert stats.snapshot() == {
+        "tcp_answers": 2, "udp_answers": 1, "rate_limited": 1, "denied": 0, "ignored": 1,
+        "accept_errors": 0, "send_errors": 0,
+    }  # fmt: skip
+    assert stats.active_connections == 0
+
+
+async def test_our_client_reads_a_wildcard_server_at_a_second_address(
+    nursery: trio.Nursery,
+) -> None:
+    # Issue 10.6 as a user met it: query_time believes only a reply from the
+    # address it asked, so against a wildcard server at 127.0.0.2 it used to
+    # time out. Now the reply comes from 127.0.0.2.
+    from trio_timehttp import query_time
+
+    socks = await nursery.start(
+        functools.partial(serve_time_udp, 0, host=None, clock=lambda: FIXED + 0.5)
+    )
+    port = port_of(next(s for s in socks if s.family == socket.AF_INET))
+    sample = await query_time(f"127.0.0.2:{port}", udp=True, timeout=5)
+    assert sample.port == port
+    assert abs(sample.server_time - (FIXED + 0.5)) <= 1.0

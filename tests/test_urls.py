@@ -1,11 +1,27 @@
-"""URL parsing, validation and Location resolution (``_urls``, pure)."""
+"""URL parsing, validation and Location resolution (``_urls``, pure).
+
+The pure rules are tested with strings (and hypothesis where a rule must hold
+for every input); the last section checks, through ``fetch`` and a real
+loopback socket, that the request line a server receives follows them.
+"""
 
 from __future__ import annotations
 
 import pytest
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
-from trio_timehttp import InvalidURL
-from trio_timehttp._urls import URL, parse_url, resolve_location
+from trio_timehttp import BytesConsumer, InvalidURL, fetch
+from trio_timehttp._urls import (
+    URL,
+    encode_location,
+    parse_url,
+    remove_dot_segments,
+    resolve_location,
+)
+
+from helpers import EvilConnection, serve_evil
 
 
 @pytest.mark.parametrize(
@@ -194,8 +210,14 @@ def test_resolve_keeps_port_for_scheme_relative_paths() -> None:
         "///x",
         "https:/x",
         "http://[::1",
-        "/a b",
         "/a\r\nb",
+        "/a\tb",
+        "/a\\b",
+        "http://exa mple.com/x",  # a space in the host is never encoded
+        "//exa mple.com/x",
+        "http://a b/",
+        "https://example.com :443/",
+        "http://example.com: 80/",
         "\x00",
         "ftp://a/",
         "mailto:x@y",
@@ -229,3 +251,177 @@ def test_split_oddities_are_handled(monkeypatch: pytest.MonkeyPatch) -> None:
         urls.parse_url("http://whatever/")
     monkeypatch.setattr(urls, "urlsplit", lambda u: SplitResult("http", "a", "p", "", ""))
     assert urls.parse_url("http://whatever/").target == "/p"
+
+
+# --------------------------------------------------------------------------
+# Spaces (and the other characters servers put raw) in a Location
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("../m o o.html", "../m%20o%20o.html"),
+        ("/a b/c d?e f=g h#i j", "/a%20b/c%20d?e%20f=g%20h#i%20j"),
+        ("  ", "%20%20"),
+        ('/p?a=|{x}^"<>`', "/p?a=%7C%7Bx%7D%5E%22%3C%3E%60"),
+        ("//host:8080/a b", "//host:8080/a%20b"),
+        ("http://host/a b?c d", "http://host/a%20b?c%20d"),
+        ("https://host?q w", "https://host?q%20w"),
+        ("http://host#f g", "http://host#f%20g"),
+        ("http:/a b", "http:/a%20b"),
+        # the authority is left as it is: these stay unusable
+        ("http://exa mple.com/a b", "http://exa mple.com/a%20b"),
+        ("//a b", "//a b"),
+        ("http://h{x}/", "http://h{x}/"),
+        # control characters and backslashes are not this function's business
+        ("/a\tb c", "/a\tb%20c"),
+        ("/a\\b", "/a\\b"),
+        ("/a%20b", "/a%20b"),
+    ],
+)
+def test_encode_location(location: str, expected: str) -> None:
+    assert encode_location(location) == expected
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [
+        ("../m o o.html", "http://a/b/m%20o%20o.html"),
+        ("m o o.html", "http://a/b/c/m%20o%20o.html"),
+        ("/x y/z", "http://a/x%20y/z"),
+        ("?q=a b", "http://a/b/c/d?q=a%20b"),
+        ("#a b", "http://a/b/c/d#a%20b"),
+        ("//other/a b", "http://other/a%20b"),
+        ("https://other:8443/a b?c d#e f", "https://other:8443/a%20b?c%20d#e%20f"),
+        ("/café au lait", "http://a/caf%C3%A9%20au%20lait"),
+        ("../../a b/../c d", "http://a/c%20d"),
+    ],
+)
+def test_resolve_percent_encodes_spaces(location: str, expected: str) -> None:
+    assert str(resolve_location(parse_url("http://a/b/c/d"), location)) == expected
+
+
+@given(st.text(alphabet=" abc/.?#=", max_size=30))
+def test_resolved_locations_never_carry_a_space(path: str) -> None:
+    # Any path-ish Location with spaces resolves, and the result is wire-safe.
+    resolved = resolve_location(parse_url("http://a/b/c"), "/x" + path)
+    assert " " not in str(resolved)
+    assert " " not in resolved.target
+    assert parse_url(str(resolved)) == resolved
+
+
+# --------------------------------------------------------------------------
+# Dot segments (RFC 3986 section 5.2.4)
+
+
+def rfc3986_remove_dot_segments(path: str) -> str:
+    """The algorithm as RFC 3986 section 5.2.4 writes it (an input and an output buffer)."""
+    inp, out = path, ""
+    while inp:
+        if inp.startswith("../"):
+            inp = inp[3:]
+        elif inp.startswith(("./", "/./")):  # rules A and B: drop "." (keep a "/")
+            inp = inp[2:]
+        elif inp == "/.":
+            inp = "/"
+        elif inp.startswith("/../"):
+            inp = inp[3:]
+            out = out[: out.rfind("/")] if "/" in out else ""
+        elif inp == "/..":
+            inp = "/"
+            out = out[: out.rfind("/")] if "/" in out else ""
+        elif inp in (".", ".."):
+            inp = ""
+        else:
+            start = 1 if inp.startswith("/") else 0
+            end = inp.find("/", start)
+            end = len(inp) if end < 0 else end
+            out, inp = out + inp[:end], inp[end:]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/a/b/c/./../../g", "/a/g"),  # RFC 3986 section 5.2.4's own example
+        ("/../a/./b", "/a/b"),
+        ("/a/b/..", "/a/"),
+        ("/a/b/.", "/a/b/"),
+        ("/a/b/../", "/a/"),
+        ("/..", "/"),
+        ("/.", "/"),
+        ("/../../..", "/"),
+        ("/a/../../b", "/b"),
+        ("/a//../b", "/a/b"),
+        ("/a/..b/.c/c./...", "/a/..b/.c/c./..."),  # dots inside names are names
+        ("/a/%2E%2E/b", "/a/%2E%2E/b"),  # escaped dots are the server's business
+        ("/", "/"),
+        ("/a/b", "/a/b"),
+    ],
+)
+def test_remove_dot_segments(path: str, expected: str) -> None:
+    assert remove_dot_segments(path) == expected
+    assert rfc3986_remove_dot_segments(path) == expected  # the oracle agrees
+
+
+@given(st.lists(st.sampled_from(["", ".", "..", "a", "b.", ".c", "...", "%2e"]), max_size=12))
+def test_remove_dot_segments_matches_the_rfc_algorithm(segments: list[str]) -> None:
+    path = "/" + "/".join(segments)
+    result = remove_dot_segments(path)
+    assert result == rfc3986_remove_dot_segments(path)
+    assert result.startswith("/")
+    assert remove_dot_segments(result) == result  # idempotent
+    assert "." not in result.split("/")
+    assert ".." not in result.split("/")
+
+
+@pytest.mark.parametrize(
+    ("url", "target", "text"),
+    [
+        ("http://h/../a/./b", "/a/b", "http://h/a/b"),
+        ("http://h/a/b/..", "/a/", "http://h/a/"),
+        ("http://h/./", "/", "http://h/"),
+        ("http://h/..", "/", "http://h/"),
+        ("http://h/a/./b?x=/../y/./z", "/a/b?x=/../y/./z", "http://h/a/b?x=/../y/./z"),
+        ("http://h/a/../b#/../c", "/b", "http://h/b#/../c"),
+        ("https://h:8443/x/y/../../z/.?", "/z/?", "https://h:8443/z/?"),
+        ("http://h/é/../ü", "/%C3%BC", "http://h/%C3%BC"),
+    ],
+)
+def test_parse_removes_dot_segments_from_the_path_only(url: str, target: str, text: str) -> None:
+    parsed = parse_url(url)
+    assert parsed.target == target
+    assert str(parsed) == text
+
+
+async def _one_request(url_path: str) -> bytes:
+    """The request head a real server receives for ``fetch(base + url_path)``."""
+    heads: list[bytes] = []
+
+    async def answer(conn: EvilConnection) -> None:
+        heads.append(await conn.recv_request())
+        await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_evil, answer)
+        consumer = BytesConsumer()
+        response = await fetch(server.base_url + url_path, consumer)
+        nursery.cancel_scope.cancel()
+    assert consumer.body == b"ok"
+    assert response.status_code == 200
+    assert len(heads) == 1
+    return heads[0]
+
+
+@pytest.mark.parametrize(
+    ("path", "request_line"),
+    [
+        ("/../a/./b", b"GET /a/b HTTP/1.1\r\n"),
+        ("/x/../../../etc/passwd", b"GET /etc/passwd HTTP/1.1\r\n"),
+        ("/a/b/..?q=../.", b"GET /a/?q=../. HTTP/1.1\r\n"),
+        ("/./", b"GET / HTTP/1.1\r\n"),
+    ],
+)
+async def test_dot_segments_never_reach_the_wire(path: str, request_line: bytes) -> None:
+    head = await _one_request(path)
+    assert head.startswith(request_line)

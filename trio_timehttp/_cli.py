@@ -10,16 +10,19 @@ stdout pipe (``| head``) ends quietly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from types import FrameType
 from typing import TextIO
 
 import trio
 
-from . import _cli_get, _cli_serve, _cli_time
-from ._cli_args import PROG, Parser, UsageError
+from . import _cli_get, _cli_monitor, _cli_serve, _cli_time
+from ._cli_args import PROG, Parser, TopParser, UsageError, describe, single
 from ._demo import run_demo
 from ._errors import TimeHTTPError
 from ._version import __version__
@@ -30,7 +33,7 @@ log = logging.getLogger("trio_timehttp.cli")
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
+    parser = TopParser(
         prog=PROG,
         description="RFC 868 time service and client, and a streaming HTTP/1.1 requester.",
     )
@@ -45,6 +48,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _cli_serve.add_parser(sub)
     _cli_time.add_parser(sub)
     _cli_get.add_parser(sub)
+    _cli_monitor.add_parser(sub)
 
     demo = sub.add_parser(
         "demo",
@@ -53,6 +57,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "run the seed's clients against them, print what happened.",
     )
     demo.set_defaults(func=_cmd_demo)
+    for command in sub.choices.values():
+        command.set_defaults(parser=command)  # its own errors point to its own --help
     return parser
 
 
@@ -72,33 +78,124 @@ def _setup_logging(verbose: int, command: str) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    parser = _build_parser()
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse the command line; a mistake exits 2 via the parser it belongs to."""
     args, extra = parser.parse_known_args(argv)
     # Sources may come after options (``time --port 8037 a b``): argparse
-    # leaves those positionals over; anything else left over is a mistake.
-    if args.command == "time" and extra and not any(e.startswith("-") for e in extra):
+    # leaves those positionals over; anything else left over is a mistake,
+    # reported by the subcommand's parser (so it points to its --help).
+    positional = extra and not any(e.startswith("-") for e in extra)
+    if args.command in ("time", "monitor") and positional:
         args.sources.extend(extra)
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.verbose += getattr(args, "more_verbose", 0)
+    return args
+
+
+class _Signals:
+    """SIGTERM ends a command as Ctrl-C does (cleanup runs, partial files go), exit 143.
+
+    While ``trio.run`` runs, SIGINT's handler is Trio's, which raises
+    ``KeyboardInterrupt`` where that is safe and delivers it to the main task
+    otherwise; SIGTERM hands its signal to that same handler, so both unwind
+    through every ``finally`` and ``close()``. (``serve`` installs its own
+    receivers for both while it runs: there SIGTERM is a clean stop, exit 0.)
+
+    Trio installs its handler only over Python's default one, but a job a
+    shell started with ``&`` inherits SIGINT *ignored*; raising
+    ``KeyboardInterrupt`` from a signal handler at a random point inside
+    Trio corrupts its run loop. So an ignored SIGINT is blocked at the OS
+    level instead (still never delivered) and Python's default handler put
+    back for Trio to replace; both are restored at the end (restoring
+    SIG_IGN first drops any SIGINT left pending).
+    """
+
+    def __init__(self) -> None:
+        self.terminated = False
+
+    def on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        self.terminated = True
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)  # raises KeyboardInterrupt, or has Trio deliver it
+            return
+        raise KeyboardInterrupt  # someone set SIGINT to SIG_DFL meanwhile
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        try:
+            previous = signal.signal(signal.SIGTERM, self.on_sigterm)
+        except ValueError:  # not the main thread (main() called from a thread)
+            yield
+            return
+        interrupt = signal.getsignal(signal.SIGINT)
+        if interrupt is signal.SIG_IGN:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        if not callable(interrupt):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if not callable(interrupt):
+                signal.signal(signal.SIGINT, interrupt)
+            if interrupt is signal.SIG_IGN:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """What to report for ``exc``: Ctrl-C or a closed pipe anywhere in a group wins."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    for kind in (KeyboardInterrupt, BrokenPipeError):
+        matched, _ = exc.split(kind)
+        if matched is not None:
+            return single(matched)
+    return single(exc)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (130 on Ctrl-C, 143 on SIGTERM)."""
+    signals = _Signals()
+    with signals.installed():
+        try:
+            return _main(argv, signals)
+        except KeyboardInterrupt:  # before or after the command ran
+            return _interrupted(signals)
+
+
+def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
+    args = _parse(_build_parser(), argv)
     _setup_logging(args.verbose, args.command)
     out = sys.stdout
     try:
-        status: int = args.func(args, out)
-        out.flush()
+        try:
+            status: int = args.func(args, out)
+            out.flush()
+        except BaseExceptionGroup as group:
+            raise _leaf(group) from None
     except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        where = f"{PROG} {args.command}"
+        print(f"{where}: error: {exc} (see {where} --help)", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except (TimeHTTPError, OSError) as exc:
-        if isinstance(exc, BrokenPipeError):
-            return _quiet_broken_pipe()
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {describe(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(signals)
+    except Exception as exc:  # a bug: still one line, the traceback only with -vv
+        log.debug("internal error", exc_info=True)
+        print(f"{PROG}: internal error: {describe(exc)} (-vv shows where)", file=sys.stderr)
+        return 70  # EX_SOFTWARE
     return status
+
+
+def _interrupted(signals: _Signals) -> int:
+    print(f"{PROG}: {'terminated' if signals.terminated else 'interrupted'}", file=sys.stderr)
+    return 143 if signals.terminated else 130
 
 
 def _quiet_broken_pipe() -> int:

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import re
+import socket
 from collections.abc import Callable
-from typing import NoReturn
+from typing import Any, NoReturn
+
+from ._errors import TimeHTTPError
 
 PROG = "trio-timehttp"
 
@@ -14,11 +19,36 @@ class UsageError(Exception):
     """A mistake in the command line that argparse cannot see (one line to stderr)."""
 
 
-class Parser(argparse.ArgumentParser):
+class TopParser(argparse.ArgumentParser):
     """argparse, but a mistake is one line on stderr (with a pointer to --help)."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class Parser(TopParser):
+    """A subcommand's parser: its errors point to its own ``--help``, and it takes ``-v``.
+
+    ``prog`` is ``trio-timehttp get``, so a mistake reads ``trio-timehttp get:
+    error: ... (see trio-timehttp get --help)``. ``-v``/``--verbose`` after
+    the subcommand's name counts into ``more_verbose`` (the top-level ``-v``
+    counts into ``verbose``; argparse would let a subcommand's default
+    overwrite it), and ``main`` adds the two, so ``-v get -v`` is ``-vv``. A
+    subcommand may re-add ``-v`` with its own help text
+    (``conflict_handler="resolve"``), keeping ``dest="more_verbose"``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("conflict_handler", "resolve")
+        super().__init__(*args, **kwargs)
+        self.add_argument(
+            "-v",
+            "--verbose",
+            dest="more_verbose",
+            action="count",
+            default=0,
+            help="more logging on stderr (-vv for debug), here or before the subcommand",
+        )
 
 
 def positive_float(text: str) -> float:
@@ -29,6 +59,12 @@ def positive_float(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
     return value
+
+
+def timeout_arg(text: str) -> float | None:
+    """Seconds for a total deadline; ``0`` means none (a long download may need that)."""
+    value = non_negative_float(text)
+    return None if value == 0 else value
 
 
 def non_negative_float(text: str) -> float:
@@ -66,3 +102,55 @@ def single(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
+
+
+def _os_cause(exc: BaseException) -> OSError | None:
+    """The first operating-system error with a description behind ``exc`` (groups searched)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and (current.strerror or current.errno):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                todo.append(linked)
+    return None
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a failure: its class and message, with the cause in words.
+
+    ``ConnectError: cannot connect to 127.0.0.1:9 (...) (connection refused)``;
+    a file error names its file: ``out.bin: Permission denied``. The cause
+    (the operating system's description, found through ``__cause__``, also
+    inside exception groups) is added only when the message lacks it.
+    """
+    if isinstance(exc, OSError) and not isinstance(exc, TimeHTTPError):
+        if exc.filename is not None and exc.strerror:
+            return f"{exc.filename}: {exc.strerror}"
+        if exc.strerror:
+            return exc.strerror
+    # "[Errno -2] " is how Python prints an OSError, not words for a person.
+    message = _ERRNO_PREFIX.sub("", str(exc))
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    cause = _os_cause(exc) if exc.__cause__ is not None or exc.__context__ is not None else None
+    words = _in_words(cause) if cause is not None else ""
+    if words and words.lower() not in text.lower():
+        text += f" ({words.lower()})"
+    return text
+
+
+_ERRNO_PREFIX = re.compile(r"\[Errno -?\d+\] ")
+
+
+def _in_words(exc: OSError) -> str:
+    """The system's words for an OSError (``Connection refused``), without any repr."""
+    if isinstance(exc, socket.gaierror) or not isinstance(exc.errno, int) or exc.errno <= 0:
+        return exc.strerror or ""  # resolver errors: strerror is the resolver's text
+    return os.strerror(exc.errno)  # trio's strerror embeds the address tuple's repr

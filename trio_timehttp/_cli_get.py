@@ -1,21 +1,47 @@
-"""``trio-timehttp get``: fetch a URL, print the seed's report, optionally save the body."""
+"""``trio-timehttp get``: fetch a URL, print the seed's report, optionally save the body.
+
+How the pieces divide, so later flags slot in where they belong:
+
+* ``_request(args)``: method, header fields and body (``--data-binary @FILE``
+  streaming will join ``-d`` here);
+* ``_client_options(args)``: what the ``Client`` is built with (``--cacert``
+  today; ``--proxy``, ``--retry`` and ``--compressed`` later);
+* ``_open_sink(args)``: where the body goes, opened and checked before the
+  request (``-C -`` resume later);
+* ``_Report``: the consumer: the seed's DummyConsumer lines on stdout,
+  ``--fail``, the body handed to the sink, the progress display;
+* ``_HeadTrace`` (``-v``): every hop's heads on stderr as they happen.
+
+The sink is closed by ``cmd_get``, not by the requester: only once ``fetch``
+has returned a response (the requester's promise that the body was complete,
+as its ``http_complete()`` call is) does the sink hear ``http_complete()``
+and put a file in place; Ctrl-C, SIGTERM, a timeout or a broken body close
+it without, and a temporary file goes away.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import ssl
 import sys
+import urllib.parse
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import TextIO
+from typing import Any, BinaryIO, Protocol, TextIO
 
 import trio
 
-from ._cli_args import Parser, UsageError, header_arg, int_in, positive_float
-from ._consumer import Consumer
+from ._cli_args import PROG, Parser, UsageError, describe, header_arg, int_in, timeout_arg
+from ._cli_progress import Progress
 from ._consumers import FileConsumer, RedirectingConsumer
-from ._demo import DummyConsumer
-from ._http import fetch
-from ._models import Response
+from ._demo import print_head
+from ._http import Client
+from ._models import Content, Request, Response
+
+# RFC 9110 section 5.6.2: a method is a token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
@@ -39,7 +65,20 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         default=10,
         help="redirects to follow at most (default 10)",
     )
-    get.add_argument("-o", "--output", metavar="FILE", help="write the body to FILE")
+    where = get.add_mutually_exclusive_group()
+    where.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the body to FILE, in place only once complete ('-': stdout; a device, "
+        "a FIFO or a symlink's target is written through, never replaced)",
+    )
+    where.add_argument(
+        "-O",
+        "--remote-name",
+        action="store_true",
+        help="write the body to the current directory, named as the URL's last segment",
+    )
     get.add_argument(
         "-H",
         "--header",
@@ -50,101 +89,442 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         metavar="'Name: value'",
         help="add a request header",
     )
+    get.add_argument("-X", "--request", dest="method", type=_method, help="request METHOD")
+    get.add_argument("-I", "--head", action="store_true", help="send HEAD: the head only")
+    get.add_argument(
+        "-d",
+        "--data",
+        action="append",
+        metavar="DATA",
+        help="send DATA as a form body (POST unless -X; @FILE reads FILE, @- stdin, "
+        "without newlines; repeats join with &)",
+    )
+    get.add_argument(
+        "--data-binary",
+        metavar="DATA",
+        help="send DATA as is (POST unless -X); @FILE streams FILE (Content-Length from its "
+        "size), @- streams stdin (chunked from a pipe)",
+    )
+    get.add_argument(
+        "--compressed",
+        action="store_true",
+        help="ask for gzip, deflate (and br, zstd when installed) and decode the body",
+    )
+    get.add_argument(
+        "--retry",
+        type=int_in(0, 100),
+        default=0,
+        metavar="N",
+        help="retry N times on connect failures and on 429/503 to idempotent methods "
+        "(Retry-After honoured; all inside --timeout)",
+    )
+    get.add_argument(
+        "-C",
+        "--continue-at",
+        metavar="-",
+        help="resume: '-C -' continues FILE.part (kept by a failed -C - download) with a "
+        "Range request (-o/-O only)",
+    )
+    get.add_argument(
+        "-f", "--fail", action="store_true", help="exit 22, without the body, on a status >= 400"
+    )
+    get.add_argument(
+        "-s",
+        "--silent",
+        action="store_true",
+        help="no progress bar and no report on stdout (errors still go to stderr)",
+    )
+    get.add_argument(
+        "-v",
+        "--verbose",
+        dest="more_verbose",
+        action="count",
+        default=0,
+        help="the request and response heads on stderr, credentials masked (-vv: debug log)",
+    )
+    get.add_argument("--cacert", metavar="FILE", help="trust the CA certificates in FILE (PEM)")
     get.add_argument(
         "--timeout",
-        type=positive_float,
+        type=timeout_arg,
         default=300.0,
-        help="total seconds for the whole exchange (default 300)",
+        help="total seconds for the whole exchange, body included (default 300; 0: none)",
+    )
+    proxy = get.add_mutually_exclusive_group()
+    proxy.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="send the request through this HTTP proxy (http://[user:pass@]host:port)",
+    )
+    proxy.add_argument(
+        "--no-proxy",
+        dest="trust_env",
+        action="store_false",
+        help="ignore http_proxy, https_proxy, all_proxy and no_proxy in the environment",
     )
     get.set_defaults(func=cmd_get)
 
 
-class _Progress:
-    """Wraps a consumer: a progress bar on stderr while the body streams (terminals only)."""
+def _method(text: str) -> str:
+    if not _TOKEN.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"not an HTTP method: {text}")
+    return text
 
-    def __init__(self, consumer: FileConsumer, stream: TextIO) -> None:
-        self.consumer = consumer
+
+# -- the request ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What ``get`` sends: the arguments of one ``Client.fetch`` besides URL and consumer."""
+
+    method: str
+    headers: list[tuple[str, str]]
+    body: Content | None  # a file from --data-binary @FILE is closed by cmd_get
+    timeout: float | None
+
+
+def _request(args: argparse.Namespace) -> _Plan:
+    """The request the flags describe; contradictions are usage errors."""
+    if args.head and (args.method or args.data or args.data_binary is not None):
+        raise UsageError("-I/--head sends HEAD: it cannot take -X, -d or --data-binary")
+    if args.head and (args.output or args.remote_name):
+        raise UsageError("-I/--head gets no body to write to a file")
+    if args.data and args.data_binary is not None:
+        raise UsageError("-d and --data-binary cannot be combined")
+    if args.continue_at is not None:
+        if args.continue_at != "-":
+            raise UsageError("-C takes '-' only: resume from what FILE.part holds")
+        if not (args.output or args.remote_name) or args.output == "-":
+            raise UsageError("-C - resumes a file: give -o FILE or -O")
+    headers = list(args.headers)
+    body: Content | None = None
+    if args.data:
+        body = b"&".join(_data(value) for value in args.data)
+    elif args.data_binary is not None:
+        body = _data_binary(args.data_binary)
+    if body is not None and not any(name.lower() == "content-type" for name, _ in headers):
+        headers.append(("Content-Type", "application/x-www-form-urlencoded"))  # as curl
+    method = args.method or ("HEAD" if args.head else "POST" if body is not None else "GET")
+    return _Plan(method, headers, body, args.timeout)
+
+
+def _data(value: str) -> bytes:
+    """One ``-d`` value as bytes: literal text (UTF-8), or ``@FILE``/``@-`` without newlines."""
+    if not value.startswith("@"):
+        return value.encode()
+    name = value[1:]
+    try:
+        if name == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(name, "rb") as file:
+                data = file.read()
+    except OSError as exc:
+        raise UsageError(f"-d {value}: {exc.strerror or exc}") from exc
+    return data.replace(b"\r", b"").replace(b"\n", b"")  # as curl's -d @FILE
+
+
+def _data_binary(value: str) -> Content:
+    """``--data-binary``: literal bytes, or ``@FILE``/``@-`` opened to stream (not read here)."""
+    if not value.startswith("@"):
+        return value.encode()
+    name = value[1:]
+    if name == "-":
+        return sys.stdin.buffer
+    try:
+        return open(name, "rb")
+    except OSError as exc:
+        raise UsageError(f"--data-binary {value}: {exc.strerror or exc}") from exc
+
+
+def _client_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments for ``Client``."""
+    options: dict[str, Any] = {"decode": args.compressed, "retries": args.retry}
+    options["proxy"], options["trust_env"] = args.proxy, args.trust_env
+    if args.cacert:
+        try:
+            options["ssl_context"] = ssl.create_default_context(cafile=args.cacert)
+        except OSError as exc:  # ssl.SSLError is one too
+            reason = getattr(exc, "reason", None) or exc.strerror or "unreadable"
+            raise UsageError(f"--cacert {args.cacert}: {str(reason).lower()}") from exc
+    return options
+
+
+# -- where the body goes ---------------------------------------------------------------------
+
+
+class _Sink(Protocol):
+    bytes_written: int
+
+    def http_header(self, response: Response) -> object: ...
+    def feed(self, data: bytes) -> None: ...
+    def http_error(self, exc: BaseException) -> None: ...
+    def http_complete(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class _Stdout:
+    """``-o -``: the body to stdout as it arrives (flushed per chunk, for a live stream)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
-        self.total: int | None = None
-        self.done = 0
-        self._last = -1
+        self.bytes_written = 0
 
-    def http_header(self, response: Response) -> object:
-        length = response.headers.get("content-length") if response.status_code else None
-        self.total = int(length) if length and length.isdigit() else None
-        self.done = 0
-        return self.consumer.http_header(response)
+    def http_header(self, response: Response) -> None:
+        self.bytes_written = 0
 
     def feed(self, data: bytes) -> None:
-        self.consumer.feed(data)
-        self.done += len(data)
-        self._draw()
+        self.stream.write(data)
+        self.stream.flush()
+        self.bytes_written += len(data)
 
     def http_error(self, exc: BaseException) -> None:
-        self.consumer.http_error(exc)
+        pass
+
+    def http_complete(self) -> None:
+        pass
 
     def close(self) -> None:
-        if self._last >= 0:
-            self.stream.write("\n")
-            self.stream.flush()
-        self.consumer.close()
-
-    def _draw(self) -> None:
-        if self.total:
-            pct = min(100, self.done * 100 // self.total)
-            if pct == self._last:
-                return
-            self._last = pct
-            bar = "#" * (pct * 30 // 100)
-            self.stream.write(f"\r[{bar:<30}] {pct:3d}% {self.done} bytes")
-        else:
-            step = self.done >> 20  # redraw each MiB when the size is unknown
-            if step == self._last:
-                return
-            self._last = step
-            self.stream.write(f"\r{self.done} bytes")
         self.stream.flush()
 
 
-class _BodyReport(DummyConsumer):
-    """7-10's consumer, handing the body on to a file consumer when ``-o`` is given."""
+def remote_name(url: str) -> str:
+    """``-O``'s file name: the URL's last path segment, decoded; one that escapes is refused."""
+    segment = urllib.parse.urlsplit(url).path.rpartition("/")[2]
+    name = urllib.parse.unquote(segment, errors="strict")
+    if (
+        name in ("", ".", "..")
+        or "/" in name
+        or "\\" in name
+        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+    ):
+        shown = f'"{segment}"' if segment else "empty"
+        raise UsageError(f"-O: no usable file name in {url} (its last segment is {shown})")
+    return name
 
-    def __init__(self, out: TextIO, sink: _Progress | FileConsumer | None) -> None:
-        super().__init__(out)
+
+def _open_sink(args: argparse.Namespace) -> _Sink | None:
+    """The body's destination, checked and opened now, before any request is made."""
+    if args.output == "-":
+        return _Stdout(sys.stdout.buffer)
+    path = remote_name(args.url) if args.remote_name else args.output
+    if path is None:
+        return None
+    sink = FileConsumer(path, resume=args.continue_at is not None)
+    try:
+        sink.open()  # a directory, a missing or unwritable one: refused here
+    except FileNotFoundError as exc:
+        directory = os.path.dirname(path) or "."
+        raise UsageError(f"cannot write {path}: no such directory {directory}") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot write {describe(exc)}") from exc
+    return sink
+
+
+# -- the consumers ---------------------------------------------------------------------------
+
+
+class _HTTPFailure(Exception):
+    """``--fail`` and a status >= 400: raised from ``http_header`` to stop the exchange."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"HTTP {response.status_code} {response.reason} from {response.url}")
+
+
+class _Report:
+    """The final response: the seed's lines on ``out``, the body to the sink, progress shown.
+
+    It never closes the sink: ``cmd_get`` does, after ``fetch`` has returned
+    or failed, so only a complete body is put in place.
+    """
+
+    def __init__(
+        self, out: TextIO | None, sink: _Sink | None, progress: Progress | None, fail: bool
+    ) -> None:
+        self.out = out
         self.sink = sink
+        self.progress = progress
+        self.fail = fail
+        self.size = 0
 
     def http_header(self, response: Response) -> None:
-        super().http_header(response)
+        self.size = 0
+        if self.out is not None:
+            print_head(response, self.out)
+        if response.status_code is None:
+            return
+        if self.fail and response.status_code >= 400:
+            raise _HTTPFailure(response)
         if self.sink is not None:
             self.sink.http_header(response)
+        if self.progress is not None:
+            self.progress.start(_content_length(response))
 
     def feed(self, data: bytes) -> None:
-        super().feed(data)
+        self.size += len(data)
         if self.sink is not None:
             self.sink.feed(data)
+        if self.progress is not None:
+            self.progress.update(self.size)
 
     def http_error(self, exc: BaseException) -> None:
         if self.sink is not None:
             self.sink.http_error(exc)
 
-    def close(self) -> None:
+    def http_complete(self) -> None:
         if self.sink is not None:
-            self.sink.close()
-        super().close()
+            self.sink.http_complete()
+
+    def close(self) -> None:
+        """Nothing to do: the report's last line and the sink's close are ``cmd_get``'s."""
+
+
+def _content_length(response: Response) -> int | None:
+    value = response.headers.get("content-length")
+    if response.request.method == "HEAD" or not value or not value.isdigit():
+        return None
+    return int(value)
+
+
+async def _maybe_await(value: Any) -> Any:
+    if hasattr(value, "__await__"):
+        return await value
+    return value
+
+
+_MASKED = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+
+
+def masked(name: str, value: str) -> str:
+    """A header value fit for a log: credentials and cookies replaced by ``***``.
+
+    ``Authorization: Basic ***`` keeps the scheme; ``Cookie: a=***; b=***``
+    and ``Set-Cookie: a=***; Path=/`` keep the names and attributes.
+    """
+    lower = name.lower()
+    if lower not in _MASKED:
+        return value
+    if lower.endswith("authorization"):
+        scheme, space, _ = value.strip().partition(" ")
+        return f"{scheme} ***" if space else "***"
+    if lower == "cookie":
+        return "; ".join(f"{pair.partition('=')[0].strip()}=***" for pair in value.split(";"))
+    first, sep, attributes = value.partition(";")
+    return f"{first.partition('=')[0].strip()}=***{sep}{attributes}"
+
+
+class _HeadTrace:
+    """``-v``: each hop's request and response heads on ``stream`` (``>``/``<``, as curl).
+
+    The request shown is the one made (method, target, ``Host`` and the
+    fields given; the requester adds ``User-Agent``, ``Accept-Encoding`` and
+    the body's length), as each response head arrives.
+    """
+
+    def __init__(self, consumer: Any, stream: TextIO) -> None:
+        self.consumer = consumer
+        self.stream = stream
+
+    def _print_request(self, request: Request) -> None:
+        parts = urllib.parse.urlsplit(request.url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        lines = [f"> {request.method} {target} HTTP/1.1", f"> Host: {parts.netloc}"]
+        lines += [f"> {n}: {masked(n, v)}" for n, v in request.headers.items()]
+        if isinstance(request.body, bytes):
+            lines.append(f"> Content-Length: {len(request.body)}")
+        print("\n".join(lines) + "\n>", file=self.stream)
+
+    async def http_header(self, response: Response) -> Any:
+        self._print_request(response.request)
+        if response.status_code is None:
+            if response.error is not None:
+                print(f"* {describe(response.error)}", file=self.stream)
+        else:
+            lines = [f"< HTTP/{response.http_version} {response.status_code} {response.reason}"]
+            lines += [f"< {n}: {masked(n, v)}" for n, v in response.headers.items()]
+            print("\n".join(lines) + "\n<", file=self.stream, flush=True)
+        return await _maybe_await(self.consumer.http_header(response))
+
+    async def feed(self, data: bytes) -> None:
+        await _maybe_await(self.consumer.feed(data))
+
+    async def http_error(self, exc: BaseException) -> None:
+        print(f"* {describe(exc)}", file=self.stream)
+        forward = getattr(self.consumer, "http_error", None)
+        if forward is not None:
+            await _maybe_await(forward(exc))
+
+    async def http_complete(self) -> None:
+        forward = getattr(self.consumer, "http_complete", None)
+        if forward is not None:
+            await _maybe_await(forward())
+
+    async def close(self) -> Any:
+        return await _maybe_await(self.consumer.close())
+
+
+# -- the command -----------------------------------------------------------------------------
+
+
+async def _fetch(url: str, consumer: Any, plan: _Plan, options: dict[str, Any]) -> Response:
+    async with Client(**options) as client:
+        return await client.fetch(
+            url,
+            consumer,
+            method=plan.method,
+            headers=plan.headers,
+            body=plan.body,
+            timeout=plan.timeout,
+        )
+
+
+def _wants_progress(args: argparse.Namespace) -> bool:
+    """A bar on a terminal's stderr only, and never over a body going to that terminal."""
+    if args.silent or not sys.stderr.isatty():
+        return False
+    return args.output != "-" or not sys.stdout.isatty()
 
 
 def cmd_get(args: argparse.Namespace, out: TextIO) -> int:
-    sink: _Progress | FileConsumer | None = None
-    if args.output:
-        directory = os.path.dirname(os.path.abspath(args.output))
-        if not os.path.isdir(directory):
-            raise UsageError(f"cannot write {args.output}: no such directory")
-        sink = FileConsumer(args.output)
-        if sys.stderr.isatty():
-            sink = _Progress(sink, sys.stderr)
-    report = _BodyReport(out, sink)
-    consumer: Consumer = report
+    plan = _request(args)
+    try:
+        return _get(args, out, plan)
+    finally:
+        if plan.body is not None and plan.body is not sys.stdin.buffer:
+            close = getattr(plan.body, "close", None)
+            if close is not None:
+                close()
+
+
+def _get(args: argparse.Namespace, out: TextIO, plan: _Plan) -> int:
+    options = _client_options(args)
+    sink = _open_sink(args)
+    if isinstance(sink, FileConsumer) and sink.resume:
+        plan = replace(plan, headers=[*plan.headers, *sink.range_headers()])
+    report_out = None if args.silent or args.output == "-" else out
+    progress = Progress(sys.stderr) if sink is not None and _wants_progress(args) else None
+    report = _Report(report_out, sink, progress, fail=args.fail)
+    consumer: Any = report
     if args.redirects:
         consumer = RedirectingConsumer(report, max_redirects=args.max_redirects)
-    trio.run(partial(fetch, args.url, consumer, headers=args.headers, timeout=args.timeout))
+    if args.verbose:
+        consumer = _HeadTrace(consumer, sys.stderr)
+    complete = False
+    try:
+        trio.run(partial(_fetch, args.url, consumer, plan, options))
+        complete = True
+    except _HTTPFailure as failure:
+        if report_out is not None:
+            report_out.flush()
+        print(f"{PROG}: error: {failure}", file=sys.stderr)
+        return 22  # as curl --fail
+    finally:
+        if progress is not None:
+            progress.finish(complete)
+        if sink is not None:
+            if complete:
+                sink.http_complete()  # fetch returned: the body's framing ended it
+            sink.close()
+    if report_out is not None:
+        print(f"{report.size} bytes in body", file=report_out)
     return 0

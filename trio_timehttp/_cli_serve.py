@@ -1,19 +1,37 @@
-"""``trio-timehttp serve``: the RFC 868 time service, one process or several workers."""
+"""``trio-timehttp serve``: the RFC 868 time service as a daemon, one process or several workers.
+
+The order of a start is the whole design, and the same on every path:
+
+1. check the arguments (a bad ``--allow`` or an unknown ``--user`` fails here);
+2. get the sockets: inherited from systemd (``LISTEN_FDS``), or from the
+   supervisor (a worker's ``--worker-fds``), or bound here -- as root if the
+   port needs it;
+3. drop to ``--user``/``--group`` (after binding, before serving anything);
+4. serve (`serve_time` with ``sockets=``), then tell systemd ``READY=1``
+   (or the supervisor ``ready``); on SIGTERM/SIGINT ``STOPPING=1``, stop,
+   exit 0.
+"""
 
 from __future__ import annotations
 
 import argparse
 import errno
 import logging
+import os
 import signal
-import sys
-from collections.abc import Sequence
+import socket
+from collections.abc import Callable
 from functools import partial
 from typing import TextIO
 
 import trio
 
+from . import _systemd, _workers
+from ._access import AllowList
+from ._binding import bind_sockets, format_address, split_by_kind
 from ._cli_args import Parser, UsageError, int_in, non_negative_float, single
+from ._privileges import Identity, PrivilegeError, drop_privileges, resolve_identity
+from ._serverstats import ServerStats, log_summaries, totals_line
 from ._timeserver import serve_time
 
 log = logging.getLogger("trio_timehttp.cli")
@@ -24,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     serve = sub.add_parser(
         "serve",
         help="run the RFC 868 time service (TCP and UDP)",
-        description="Run the RFC 868 time service until Ctrl-C or SIGTERM.",
+        description="Run the RFC 868 time service until Ctrl-C or SIGTERM. Started by "
+        "systemd socket activation (LISTEN_FDS), it serves the sockets it was given.",
     )
     serve.add_argument(
         "--host", default=None, help="address to bind (default: every IPv4 and IPv6 address)"
@@ -56,50 +75,248 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         help="UDP replies a source may get at once (default 20)",
     )
     serve.add_argument(
+        "--allow",
+        action="append",
+        metavar="CIDR",
+        help="answer only sources in this network (repeatable; default: everybody)",
+    )
+    serve.add_argument(
+        "--user", help="after binding, run as this user (needs root; supplementary groups dropped)"
+    )
+    serve.add_argument("--group", help="with --user: run as this group (default: the user's)")
+    serve.add_argument(
+        "--stats-interval",
+        type=non_negative_float,
+        default=600.0,
+        metavar="S",
+        help="log a summary of answers, denials and errors every S seconds; 0: never "
+        "(default 600)",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int_in(0, 65535),
+        metavar="P",
+        help="serve Prometheus metrics at http://HOST:P/metrics (needs prometheus_client; "
+        "bound after --user takes effect)",
+    )
+    serve.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address for --metrics-port (default 127.0.0.1: this machine only)",
+    )
+    serve.add_argument(
         "--workers",
         type=int_in(1, 256),
         default=1,
-        help="processes sharing the port via SO_REUSEPORT, to use several cores (default 1)",
+        help="worker processes sharing the port, to use several cores (default 1)",
     )
     serve.add_argument(
         "--reuse-port",
         action="store_true",
         help="set SO_REUSEPORT, so other processes may serve the same port",
     )
+    # A worker's sockets and lifeline, from its supervisor (see _workers).
+    serve.add_argument("--worker-fds", help=argparse.SUPPRESS)
+    serve.add_argument("--lifeline", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
 
-async def _serve(args: argparse.Namespace) -> None:
+# --------------------------------------------------------------------------- logging
+
+
+def _configure_logging(with_pid: bool) -> None:
+    """The service's log format: the PID when there are several processes; no time for journald."""
+    fmt = "%(name)s[%(process)d] %(levelname)s %(message)s" if with_pid else (
+        "%(name)s %(levelname)s %(message)s"
+    )  # fmt: skip
+    if not _systemd.journal_stderr(os.environ):
+        fmt = "%(asctime)s " + fmt
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(fmt))
+
+
+# --------------------------------------------------------------------------- the open step
+
+
+def _inherited(args: argparse.Namespace) -> list[socket.socket] | None:
+    """The sockets handed down (supervisor's ``--worker-fds``, or systemd's); None: bind."""
+    if args.worker_fds:
+        socks = []
+        for text in args.worker_fds.split(","):
+            sock = socket.socket(fileno=int(text))
+            sock.set_inheritable(False)
+            socks.append(sock)
+        return socks
+    try:
+        passed = _systemd.inherited_sockets(os.environ, os.getpid())
+    except ValueError as exc:
+        raise UsageError(f"socket activation: {exc}") from None
+    if not passed:
+        return None
+    for item in passed:
+        kind = "tcp" if item.sock.type == socket.SOCK_STREAM else "udp"
+        log.info("socket activation: fd %d (%s) is %s %s", item.fd, item.name, kind,
+                 _sockname(item.sock))  # fmt: skip
+    return [item.sock for item in passed]
+
+
+def _sockname(sock: socket.socket) -> str:
+    try:
+        return format_address(sock.getsockname())
+    except (OSError, IndexError, TypeError):
+        return "(not an IP socket)"
+
+
+def _bind(args: argparse.Namespace, reuse_port: bool) -> list[socket.socket]:
+    """Bind ``--host``/``--port`` for TCP and UDP as asked; errors as one clear UsageError."""
+    socks: list[socket.socket] = []
+    try:
+        if args.tcp:
+            socks += bind_sockets(args.host, args.port, socket.SOCK_STREAM, reuse_port)
+        if args.udp:
+            socks += bind_sockets(args.host, args.port, socket.SOCK_DGRAM, reuse_port)
+    except OSError as exc:
+        for sock in socks:
+            sock.close()
+        raise _bind_error(args, exc) from exc
+    return socks
+
+
+def _bind_error(args: argparse.Namespace, exc: OSError) -> Exception:
+    if isinstance(exc, PermissionError) and args.port < 1024:
+        return UsageError(
+            f"cannot bind port {args.port}: permission denied (ports below 1024 need "
+            "root or CAP_NET_BIND_SERVICE); try --port 8037"
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return UsageError(f"cannot bind port {args.port}: address already in use")
+    if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
+        return UsageError(f"cannot bind {args.host!r}: {exc.strerror or exc}")
+    return exc
+
+
+def _drop(identity: Identity | None) -> None:
+    if identity is None:
+        return
+    try:
+        drop_privileges(identity)
+    except PrivilegeError as exc:
+        # Refuse to go on as root: nothing has been served yet.
+        raise UsageError(f"refusing to run: {exc.strerror or exc}") from None
+
+
+# --------------------------------------------------------------------------- the serve step
+
+
+def _status_line(socks: list[socket.socket]) -> str:
+    tcp, udp = split_by_kind(socks)
+    parts = [f"{kind} {', '.join(_sockname(s) for s in group)}"
+             for kind, group in (("tcp", tcp), ("udp", udp)) if group]  # fmt: skip
+    return "serving " + "; ".join(parts)
+
+
+async def _serve(
+    args: argparse.Namespace,
+    socks: list[socket.socket],
+    stats: ServerStats,
+    render: Callable[[], bytes] | None,
+) -> None:
+    """Serve ``socks`` until a signal (or, in a worker, the supervisor's death).
+
+    With ``render`` (``--metrics-port``) the metrics page is served too,
+    before readiness is announced: a service that says READY=1 answers both.
+    """
     rate = None if args.udp_rate == 0 else (args.udp_rate, args.udp_burst)
+    status = _status_line(socks)
+    lifeline = None if args.lifeline is None else socket.socket(fileno=args.lifeline)
     async with trio.open_nursery() as nursery:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             await nursery.start(
-                partial(
-                    serve_time,
-                    args.port,
-                    host=args.host,
-                    tcp=args.tcp,
-                    udp=args.udp,
-                    max_connections=args.max_connections,
-                    rate_limit=rate,
-                    reuse_port=args.reuse_port,
-                )
-            )
+                partial(serve_time, sockets=socks, tcp=args.tcp, udp=args.udp,
+                        max_connections=args.max_connections, rate_limit=rate,
+                        allow=args.allow, stats=stats)
+            )  # fmt: skip
+            if args.stats_interval > 0:
+                nursery.start_soon(log_summaries, stats, args.stats_interval, log)
+            if render is not None:
+                await _start_metrics(nursery, args, render)
+            if lifeline is not None:
+                lifeline.send(_workers.READY)
+                nursery.start_soon(_workers.watch_lifeline, lifeline, nursery.cancel_scope.cancel)
+            else:
+                _systemd.notify(f"READY=1\nSTATUS={status}", os.environ)
             async for signum in signals:
                 log.info("received %s, stopping", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
                 break
+            if lifeline is None:
+                _systemd.notify("STOPPING=1", os.environ)
+            nursery.cancel_scope.cancel()
+    if lifeline is not None:
+        lifeline.close()
+
+
+async def _start_metrics(
+    nursery: trio.Nursery, args: argparse.Namespace, render: Callable[[], bytes]
+) -> None:
+    from ._metrics_server import serve_metrics
+
+    try:
+        await nursery.start(partial(serve_metrics, render, args.metrics_port,
+                                    host=args.metrics_host))  # fmt: skip
+    except OSError as exc:
+        raise UsageError(
+            f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: "
+            f"{exc.strerror or exc}"
+        ) from None
+
+
+def _metrics_page(args: argparse.Namespace, stats: ServerStats) -> Callable[[], bytes] | None:
+    """``--metrics-port``: the page's render function; checked before anything is bound."""
+    if args.metrics_port is None:
+        return None
+    try:
+        from ._serve_metrics import ServiceMetrics
+    except ImportError:
+        raise UsageError(
+            "--metrics-port needs prometheus_client (pip install trio_timehttp[metrics])"
+        ) from None
+    return ServiceMetrics(stats).render
+
+
+def _serve_sockets_checked(
+    args: argparse.Namespace,
+    socks: list[socket.socket],
+    stats: ServerStats,
+    render: Callable[[], bytes] | None,
+) -> None:
+    """Run `_serve`, turning a mismatch of sockets and flags into one clear error."""
+    tcp, udp = split_by_kind(socks)
+    if (tcp and not args.tcp) or (udp and not args.udp):
+        raise UsageError("the inherited sockets include a kind switched off (--no-tcp/--no-udp)")
+    try:
+        trio.run(_serve, args, socks, stats, render)
+    except BaseExceptionGroup as group:
+        leaf = single(group)
+        if leaf is group:
+            raise
+        raise leaf from None
+
+
+# --------------------------------------------------------------------------- workers
 
 
 def _worker_command(args: argparse.Namespace) -> list[str]:
-    """The command line of one worker: this serve, as a single process on a shared port."""
-    command = [sys.executable, "-m", "trio_timehttp"] + ["-v"] * args.verbose + [
-        "serve", "--port", str(args.port), "--reuse-port",
-        "--max-connections", str(args.max_connections),
+    """A worker's command line (without its fds): this serve, as a single process."""
+    command = _workers.python_command() + ["-v"] * args.verbose + [
+        "serve", "--max-connections", str(args.max_connections),
         "--udp-rate", repr(args.udp_rate), "--udp-burst", str(args.udp_burst),
+        "--stats-interval", repr(args.stats_interval),
     ]  # fmt: skip
-    if args.host is not None:
-        command += ["--host", args.host]
+    for network in args.allow or ():
+        command += ["--allow", network]
+    if args.user is not None:  # each worker drops for itself, once it has its sockets
+        command += ["--user", args.user] + (["--group", args.group] if args.group else [])
     if not args.tcp:
         command.append("--no-tcp")
     if not args.udp:
@@ -107,84 +324,93 @@ def _worker_command(args: argparse.Namespace) -> list[str]:
     return command
 
 
-async def _supervise(args: argparse.Namespace) -> int:
-    """Run ``--workers`` processes on one SO_REUSEPORT port; stop them all on a signal.
+def _run_workers(
+    args: argparse.Namespace, inherited: list[socket.socket] | None, drop: Callable[[], None]
+) -> int:
+    """The supervisor: lock the port, bind one SO_REUSEPORT set per worker, supervise.
 
-    The service is stateless, so workers need no coordination: the kernel
-    spreads connections and datagrams across them. If a worker dies (say, a
-    bind error), the others are stopped and its status is returned.
+    Workers are exec'd before anyone drops privileges (the interpreter may
+    not be readable by the target user) and drop for themselves; the
+    supervisor drops once they run (``Hooks.spawned``).
     """
-    command = _worker_command(args)
-    status = 0
-    procs: list[trio.Process] = []
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    locks: list[socket.socket] = []
+    if inherited is not None:
+        sets = [inherited] * args.workers
+    else:
         try:
-            async with trio.open_nursery() as nursery:
-                for _ in range(args.workers):
-                    procs.append(await trio.lowlevel.open_process(command))
-                log.info("started %d workers on port %d", len(procs), args.port)
+            locks = _workers.port_lock(["tcp"] * args.tcp + ["udp"] * args.udp, args.port)
+        except OSError as exc:
+            raise _bind_error(args, exc) from exc
+        sets = []
+        try:
+            for _ in range(args.workers):
+                sets.append(_bind(args, reuse_port=True))
+        except BaseException:
+            for socks in sets:
+                for sock in socks:
+                    sock.close()
+            raise
+    where = _status_line(sets[0])
 
-                async def watch(proc: trio.Process) -> None:
-                    nonlocal status
-                    code = await proc.wait()
-                    if not nursery.cancel_scope.cancel_called:
-                        log.error("worker %d exited with status %d; stopping", proc.pid, code)
-                        status = code or 1
-                        nursery.cancel_scope.cancel()
+    def ready(pids: list[int]) -> None:
+        log.info("started %d workers (pids %s), %s", len(pids), ", ".join(map(str, pids)), where)
+        _systemd.notify(f"READY=1\nSTATUS={where} with {len(pids)} workers", os.environ)
 
-                for proc in procs:
-                    nursery.start_soon(watch, proc)
-                async for signum in signals:
-                    log.info("received %s, stopping the workers", signal.Signals(signum).name)
-                    nursery.cancel_scope.cancel()
-                    break
-        finally:
-            with trio.CancelScope(shield=True):
-                await _stop_all(procs)
-    return status
+    def stopping() -> None:
+        _systemd.notify("STOPPING=1", os.environ)
+
+    try:
+        hooks = _workers.Hooks(spawned=drop, ready=ready, stopping=stopping)
+        return trio.run(_workers.supervise, _worker_command(args), sets, hooks)
+    finally:
+        for lock in locks:
+            lock.close()
 
 
-async def _stop_all(procs: Sequence[trio.Process]) -> None:
-    """SIGTERM every worker, give them 10 s to stop cleanly, then kill the rest."""
-    for proc in procs:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-    with trio.move_on_after(10):
-        for proc in procs:
-            await proc.wait()
-    for proc in procs:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+# --------------------------------------------------------------------------- the command
+
+
+def _check(args: argparse.Namespace) -> Identity | None:
+    """Every argument check that needs no socket; returns who to become, if anyone."""
+    if not (args.tcp or args.udp):
+        raise UsageError("nothing to serve: --no-tcp and --no-udp together")
+    if args.allow is not None:
+        try:
+            AllowList.parse(args.allow)
+        except ValueError as exc:
+            raise UsageError(f"--{exc}") from None
+    if args.group is not None and args.user is None:
+        raise UsageError("--group needs --user")
+    if args.metrics_port is not None and args.workers > 1:
+        # Each worker counts only its own share; one page would show a part.
+        raise UsageError("--metrics-port is not supported with --workers (yet)")
+    if args.user is None:
+        return None
+    try:
+        return resolve_identity(args.user, args.group)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
-    if not (args.tcp or args.udp):
-        raise UsageError("nothing to serve: --no-tcp and --no-udp together")
-    if args.workers > 1:
-        if args.port == 0:
+    """Run the service (see the module docstring for the order); returns the exit status."""
+    identity = _check(args)
+    stats = ServerStats()
+    render = _metrics_page(args, stats)
+    worker = args.worker_fds is not None
+    _configure_logging(with_pid=worker or args.workers > 1)
+    inherited = _inherited(args)
+    if args.workers > 1 and not worker:
+        if args.port == 0 and inherited is None:
             raise UsageError("--workers needs a fixed --port (each worker would get its own)")
-        return trio.run(_supervise, args)
+        return _run_workers(args, inherited, partial(_drop, identity))
+    socks = inherited if inherited is not None else _bind(args, reuse_port=args.reuse_port)
     try:
-        try:
-            trio.run(_serve, args)
-        except BaseExceptionGroup as group:
-            leaf = single(group)
-            if leaf is group:
-                raise
-            raise leaf from None
-    except PermissionError as exc:
-        if args.port < 1024:
-            raise UsageError(
-                f"cannot bind port {args.port}: permission denied (ports below 1024 need "
-                "root or CAP_NET_BIND_SERVICE); try --port 8037"
-            ) from exc
+        _drop(identity)
+    except BaseException:
+        for sock in socks:
+            sock.close()
         raise
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise UsageError(f"cannot bind port {args.port}: address already in use") from exc
-        if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, trio.socket.gaierror):
-            raise UsageError(f"cannot bind {args.host!r}: {exc.strerror or exc}") from exc
-        raise
-    log.info("stopped")
+    _serve_sockets_checked(args, socks, stats, render)
+    log.info("stopped; in all %s", totals_line(stats))
     return 0

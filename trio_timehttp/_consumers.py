@@ -25,18 +25,22 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
+import functools
 import inspect
 import logging
-import math
 import os
 import re
 import secrets
+import stat
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ._consumer import call_optional
 from ._errors import BodyTooLarge, InvalidURL, RedirectError, TooManyRedirects
 from ._models import Request, Response
+from ._partial import PartialFile
+from ._resume import Action, decide, range_headers
 from ._urls import URL, parse_url, resolve_location
 
 __all__ = [
@@ -78,13 +82,6 @@ _BODY_HEADERS = (
     "content-language",
     "content-location",
 )
-# Characters RFC 3986 never allows raw but that real servers put in Locations
-# (``|`` and braces in query strings, mostly). Browsers percent-encode them;
-# so do we, rather than refuse the redirect. Backslash is *not* here: browsers
-# read it as ``/`` in http(s) URLs (``http:\\evil``), so a Location with one
-# is ambiguous and stays an error.
-_UNWISE = {c: f"%{ord(c):02X}" for c in '<>"^`{|}'}
-_UNWISE_RE = re.compile('[<>"^`{|}]')
 
 
 def _location_text(value: str) -> str:
@@ -112,20 +109,26 @@ def next_redirect(
 
     Returns ``(request, credentials_stripped)``; ``strip_credentials`` says an
     earlier hop already changed origin (credentials stay dropped for the rest
-    of the chain). Pure: no counting, no I/O. Raises ``RedirectError`` for a
-    Location that must not be followed.
+    of the chain). A 3xx without a ``Location``, or with an empty or
+    whitespace-only one, is no redirect (None: the response is delivered as
+    it is). Spaces in the Location's path or query are sent percent-encoded.
+    The next request never carries the caller's ``Host``: the requester
+    computes it for each hop. Pure: no counting, no I/O. Raises
+    ``RedirectError`` for a Location that must not be followed.
     """
     if response.status_code not in REDIRECT_STATUSES:
         return None
-    locations = response.headers.get_list("location")
-    if not locations:
-        return None  # a 3xx without Location is an ordinary response (RFC 9110 15.4)
-    if len(set(locations)) > 1:
+    # Optional whitespace around a field value is not part of it (RFC 9110 5.5).
+    locations = {value.strip(" \t") for value in response.headers.get_list("location")}
+    if len(locations) > 1:
         raise RedirectError(
             f"conflicting Location fields in the {response.status_code} from "
-            f"{response.url}: {locations!r}"
+            f"{response.url}: {sorted(locations)!r}"
         )
-    location = _location_text(locations[0])
+    if not locations or not (location := _location_text(locations.pop())):
+        # A 3xx without a usable Location is an ordinary response (RFC 9110
+        # 15.4); an empty one would resolve to the same URL and loop.
+        return None
     request = response.request
     try:
         base = parse_url(response.url)
@@ -135,7 +138,7 @@ def next_redirect(
             base_fragment = parse_url(request.url).fragment
             if base_fragment is not None:
                 base = URL(base.scheme, base.host, base.port, base.target, base_fragment)
-        target = resolve_location(base, _UNWISE_RE.sub(lambda m: _UNWISE[m[0]], location))
+        target = resolve_location(base, location)
     except InvalidURL as exc:
         raise RedirectError(
             f"cannot follow the {response.status_code} from {response.url} "
@@ -380,54 +383,177 @@ def content_type_charset(value: str | None) -> str | None:
     return None
 
 
+# What a decoder must get right to be used: a text with characters beyond
+# ASCII if the codec can encode one (the first it can encode counts), fed back
+# one byte at a time; and bytes no codec likes, which must come out as text.
+_PROBE_TEXTS = ("<p>é €日本</p>\n", "<p>é</p>\n", "<p>a b</p>\n")
+_HOSTILE = (
+    b"\xff\xfe\x00\xd8\x00\xdc",
+    b"a\x80\\x\\u12",
+    b"\x00\x00\x11\x00\xff",
+    b"+-&-~{\x1b$B",
+)
+# Codecs that insist on a byte-order mark; we sniff it ourselves (see _BomDecoder).
+_BOM_CODECS = {
+    "utf-16": ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")),
+    "utf-32": ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be")),
+}
+
+
+def _decodes_incrementally(info: codecs.CodecInfo) -> bool:
+    """Whether ``info`` is a text encoding whose decoder works chunk by chunk.
+
+    Public routes only: a text encoding encodes ``str`` to ``bytes`` (this
+    rules out ``base64``, ``zlib``, ``rot13``); its incremental decoder, with
+    ``errors="replace"``, must give the probe text back when fed one byte at a
+    time (this rules out ``punycode`` and decoders that refuse ``replace``,
+    such as ``idna``) and turn hostile bytes into ``str`` without raising.
+    """
+    try:
+        for text in _PROBE_TEXTS:
+            with contextlib.suppress(UnicodeError):
+                encoded: object = info.encode(text)[0]
+                break
+        else:
+            return False
+        if not isinstance(encoded, bytes):
+            return False
+        decoder = info.incrementaldecoder(errors="replace")
+        pieces = [decoder.decode(encoded[i : i + 1]) for i in range(len(encoded))]
+        pieces.append(decoder.decode(b"", True))
+        if not all(isinstance(piece, str) for piece in pieces) or "".join(pieces) != text:
+            return False
+        for data in _HOSTILE:
+            if not isinstance(info.incrementaldecoder(errors="replace").decode(data, True), str):
+                return False
+    except Exception:  # noqa: BLE001 - a codec is code we do not control: any failure rules it out
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=256)
 def _text_codec(name: str | None) -> str | None:
-    """The codec's canonical name, or None for unknown and non-text codecs.
+    """The codec's canonical name, or None when it is unknown or unusable here.
 
     ``codecs.lookup`` also knows bytes-to-bytes transforms (``base64``,
-    ``zlib``) and str-to-str ones (``rot13``): a server must not be able to
-    pick one of those as a "charset".
+    ``zlib``), str-to-str ones (``rot13``) and codecs whose decoder cannot run
+    incrementally with ``errors="replace"`` (``idna``, ``punycode``): a server
+    must not be able to pick one of those as a "charset".
     """
     if not name:
         return None
     try:
         info = codecs.lookup(name)
-    except LookupError:
+    except (LookupError, ValueError, TypeError):  # unknown, or a NUL in the name
         return None
-    if not getattr(info, "_is_text_encoding", True):
-        return None
-    return info.name
+    if info.name in _BOM_CODECS or _decodes_incrementally(info):
+        return info.name
+    return None
+
+
+class _Decoder(Protocol):
+    """What ``TextConsumer`` needs of a decoder (``codecs.IncrementalDecoder`` has it)."""
+
+    def decode(self, data: bytes, final: bool = False, /) -> str: ...
+    def getstate(self) -> tuple[bytes, int]: ...
+
+
+class _BomDecoder:
+    """``utf-16`` / ``utf-32`` as the web reads them: a BOM picks the byte order, else LE.
+
+    Python's own decoders for these raise without a BOM; WHATWG's "utf-16" is
+    little-endian unless a BOM says otherwise. The BOM is not text.
+    """
+
+    def __init__(self, codec: str) -> None:
+        self._boms = _BOM_CODECS[codec]
+        self._width = len(self._boms[0][0])
+        self._buffer = b""
+        self._decoder: codecs.IncrementalDecoder | None = None
+
+    def decode(self, data: bytes, final: bool = False, /) -> str:
+        if self._decoder is None:
+            self._buffer += bytes(data)
+            if len(self._buffer) < self._width and not final:
+                return ""
+            data, self._buffer = self._buffer, b""
+            codec = self._boms[0][1]  # little-endian unless a BOM says otherwise
+            for bom, name in self._boms:
+                if data.startswith(bom):
+                    data, codec = data[len(bom) :], name
+                    break
+            self._decoder = codecs.getincrementaldecoder(codec)("replace")
+        return self._decoder.decode(data, final)
+
+    def getstate(self) -> tuple[bytes, int]:
+        """The bytes not decoded yet (as ``codecs.IncrementalDecoder.getstate``)."""
+        if self._decoder is None:
+            return (self._buffer, 0)
+        state = self._decoder.getstate()
+        return (state[0], 0) if isinstance(state[0], bytes) else (b"", 0)
+
+
+def _new_decoder(codec: str) -> _Decoder:
+    """An incremental decoder (``errors="replace"``) for a codec ``_text_codec`` accepted."""
+    if codec in _BOM_CODECS:
+        return _BomDecoder(codec)
+    # utf-8-sig: a leading BOM is a byte-order mark, not text (WHATWG decode);
+    # it decodes everything else exactly as utf-8.
+    return codecs.getincrementaldecoder("utf-8-sig" if codec == "utf-8" else codec)("replace")
 
 
 class TextConsumer:
     """Decodes the body incrementally and feeds ``str`` to ``target``.
 
     The charset is ``encoding`` if given, else the response's
-    ``Content-Type`` charset, else UTF-8; an unknown charset falls back to
-    UTF-8 and undecodable bytes become U+FFFD. A character split across
-    chunks decodes right (an incremental decoder keeps the partial bytes).
-    ``close()`` flushes the decoder, then calls ``target.close()`` and
-    returns its result. ``target`` may be any object with ``feed(str)`` and
-    ``close()`` — an ``html.parser.HTMLParser``, say — plain or async; its
-    optional ``http_header``/``http_error`` receive the head and errors too.
+    ``Content-Type`` charset, else UTF-8. Whatever charset a server names,
+    the consumer never raises because of it: an unknown charset, one that is
+    not a text encoding, or one whose decoder cannot run incrementally falls
+    back to UTF-8 (``.encoding`` says which codec is in use); undecodable
+    bytes become U+FFFD; ``utf-16``/``utf-32`` without a BOM are read as
+    little-endian; and should a codec still fail mid-body, the rest is
+    decoded as UTF-8. A character split across chunks decodes right (an
+    incremental decoder keeps the partial bytes). ``close()`` flushes the
+    decoder, then calls ``target.close()`` and returns its result.
+    ``target`` may be any object with ``feed(str)`` and ``close()`` — an
+    ``html.parser.HTMLParser``, say — plain or async; its optional
+    ``http_header``/``http_error`` receive the head and errors too.
+
+    Raises ``LookupError`` at construction when the caller's own
+    ``encoding`` is unknown or unusable (that is the caller's mistake, not
+    the server's).
     """
 
     def __init__(self, target: Any, encoding: str | None = None) -> None:
         if encoding is not None and _text_codec(encoding) is None:
-            raise LookupError(f"unknown text encoding: {encoding!r}")
+            raise LookupError(
+                f"unknown text encoding, or one that cannot decode incrementally: {encoding!r}"
+            )
         self.target = target
         self.requested_encoding = encoding
         self.encoding: str | None = _text_codec(encoding)
-        self._decoder: codecs.IncrementalDecoder | None = None
+        self._decoder: _Decoder | None = None
         self._closed = False
 
-    def _start(self, encoding: str | None) -> codecs.IncrementalDecoder:
-        name = encoding or "utf-8"
-        self.encoding = name
-        # utf-8-sig: a leading BOM is a byte-order mark, not text (WHATWG
-        # decode); it decodes everything else exactly as utf-8.
-        codec = "utf-8-sig" if name == "utf-8" else name
-        self._decoder = codecs.getincrementaldecoder(codec)(errors="replace")
+    def _start(self, encoding: str | None) -> _Decoder:
+        self.encoding = encoding or "utf-8"
+        self._decoder = _new_decoder(self.encoding)
         return self._decoder
+
+    def _decode(self, data: bytes, final: bool = False) -> str:
+        """Decode a chunk; a codec that fails anyway hands the rest over to UTF-8."""
+        decoder = self._decoder or self._start(self.encoding)
+        try:
+            return decoder.decode(data, final)
+        except Exception as exc:  # noqa: BLE001 - codec code, not the target's: never raise it
+            pending = b""
+            with contextlib.suppress(Exception):  # the bytes the codec kept, if it says
+                state: object = decoder.getstate()[0]
+                pending = state if isinstance(state, bytes) else b""
+            logger.debug("charset %s failed (%s); decoding the rest as utf-8", self.encoding, exc)
+            self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            self.encoding = "utf-8"
+            return self._decoder.decode(pending + bytes(data), final)
 
     async def http_header(self, response: Response) -> Request | None:
         """Pick the charset for this response, then pass the head to the target."""
@@ -444,8 +570,7 @@ class TextConsumer:
 
     async def feed(self, data: bytes) -> None:
         """Decode what can be decoded and feed it on (nothing if a character is split)."""
-        decoder = self._decoder or self._start(self.encoding)
-        text = decoder.decode(data)
+        text = self._decode(data)
         if text:
             await _maybe_await(self.target.feed(text))
 
@@ -461,7 +586,7 @@ class TextConsumer:
             return None
         self._closed = True
         if self._decoder is not None:
-            tail = self._decoder.decode(b"", final=True)
+            tail = self._decode(b"", final=True)
             if tail:
                 await _maybe_await(self.target.feed(tail))
         return await _maybe_await(self.target.close())
@@ -470,59 +595,120 @@ class TextConsumer:
 # --------------------------------------------------------------------------
 # File
 
+# os.access(..., effective_ids=True) where the platform has it (Linux does):
+# the check must be about the user the process runs as (setuid, setpriv).
+_EUID_ACCESS = os.access in os.supports_effective_ids
 
-def _cancelled() -> bool:
-    """True when called from a Trio task whose cancel scope has been cancelled.
 
-    A ``fetch`` cancelled from outside in the middle of a chunked or
-    read-until-close body calls ``close()`` with no ``http_error`` first, and
-    nothing in the body's bytes says it was cut short. The one sign left is
-    that we are running inside the cancellation: Trio reports the effective
-    deadline of a cancelled scope as -inf. Imported here, not at the top: the
-    consumers work (and are tested) without a Trio run.
-    """
-    import trio
-
+def _stat_or_none(path: str) -> os.stat_result | None:
     try:
-        return trio.current_effective_deadline() == -math.inf
-    except RuntimeError:  # not inside trio.run()
-        return False
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
 
 
 class FileConsumer:
-    """Writes the body to ``path``, atomically: all of it, or nothing new there.
+    """Writes the body to ``path``; a failed transfer never leaves a file that looks complete.
 
-    The body goes to a temporary file beside ``path`` (same directory, so the
-    final ``os.replace`` is an atomic rename on one file system) and is
-    renamed into place by ``close()`` only after a complete body. A failed
-    transfer — a failure ``Response``, ``http_error``, a write error, a body
-    shorter than its ``Content-Length``, ``close()`` without a response, or
-    ``close()`` called inside a cancelled Trio scope (a cancelled fetch) —
-    removes the temporary file and leaves whatever was at ``path`` untouched.
+    Where ``path`` names a regular file, or nothing yet, the body goes to a
+    hidden temporary file beside it (``.NAME.XXXXXXXXXXXX.part``; same
+    directory, so the final ``os.replace`` is an atomic rename on one file
+    system) and ``close()`` renames it into place only after
+    ``http_complete()`` — the requester's word that the body's framing proved
+    it complete. Anything else — a failure ``Response``, ``http_error``, a
+    write error, a cancelled or interrupted fetch, ``close()`` without
+    ``http_complete()`` — removes the temporary file and leaves whatever was
+    at ``path`` untouched. A replaced file keeps its permission bits (a new
+    one gets ``0o666`` less the umask).
+
+    What is at ``path`` is never destroyed: a symlink stays a symlink (the
+    file it points to is the one replaced, by a temporary file beside *it*);
+    a device, a FIFO or any other non-regular file (``/dev/null``,
+    ``/dev/stdout``) is written through, as ``curl -o`` does — such writes
+    cannot be taken back, so there a failed transfer leaves what it wrote.
+
+    ``open()`` checks and opens the target now; a caller wanting mistakes
+    found before the request (the CLI does) calls it first, otherwise the
+    first response does. It raises ``OSError`` naming ``path`` (never the
+    temporary file): ``IsADirectoryError`` for a directory,
+    ``FileNotFoundError`` for a missing directory, ``PermissionError`` for a
+    directory that cannot take the temporary file or a read-only file. A
+    FIFO's open waits for a reader, as a shell's ``>`` does.
+
     Any complete response is written whatever its status (status codes are
     data): check ``.response.status_code``. ``.bytes_written`` counts the
-    body so far (for a progress display); ``.complete`` says whether the
-    file was put in place.
+    body so far (for a progress display); ``.complete`` says whether the whole
+    body is in place. A second ``http_header`` (a retried request) starts the
+    body over.
 
     Plain blocking writes, not ``trio.wrap_file``: the writes are small and
     sequential into the page cache (microseconds each), while a thread hop
     per chunk would cost more than the write; and this module stays free of
     Trio. For the same reason there is no ``fsync``: the promise is about
     failed *transfers*, not power loss.
+
+    ``resume=True`` (for a regular file, or nothing yet, at ``path``): the
+    body goes to ``<target>.part`` instead, which a failed transfer *keeps*;
+    ``range_headers()`` gives the ``Range``/``If-Range`` fields that ask for
+    the rest of it (pass them to ``fetch`` as ``headers``), and the answer
+    decides (``_resume``): a 206 from our offset is appended, a 200 starts
+    over, a 416 for exactly our size means the ``.part`` is already whole;
+    a 206 that would corrupt the file raises ``ProtocolError`` from
+    ``http_header``. The ``.part`` becomes ``path`` only when complete (its
+    size the resource's full size, when the answer says it). ``offset`` is
+    where this transfer's ``bytes_written`` began.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, resume: bool = False) -> None:
         self.path = os.fspath(path)
         self.response: Response | None = None
         self.bytes_written = 0
         self.complete = False
-        self._tmp_path: str | None = None
         self._file: Any = None
+        self._tmp_path: str | None = None  # None while writing through
+        self._target = ""  # the real path the temporary file is renamed to
         self._failed = False
+        self._ended = False  # http_complete() was called
         self._closed = False
+        self.resume = resume
+        self.offset = 0
+        self._partial: PartialFile | None = None  # resume=True, on a regular target
+        self._total: int | None = None  # the resource's size, for a resumed body
+        self._dropping = False  # a 416 for a whole .part: its body is no file content
 
-    def _open(self) -> None:
-        directory, name = os.path.split(os.path.abspath(self.path))
+    def _error(self, exc: OSError) -> OSError:
+        """``exc`` again, naming the user's path (not a temporary file or a resolved link)."""
+        return OSError(exc.errno, exc.strerror or str(exc), self.path)
+
+    def open(self) -> None:
+        """Check the target and open it (idempotent); see the class docstring for errors."""
+        if self._file is not None or self._partial is not None:
+            return
+        real = os.path.realpath(self.path)  # through every symlink; the links stay
+        try:
+            try:
+                info: os.stat_result | None = os.stat(real)
+            except FileNotFoundError:
+                info = None  # a new file (or a dangling link's target)
+            if info is not None and stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "Is a directory")
+            if info is not None and not stat.S_ISREG(info.st_mode):
+                # O_NOCTTY: writing to a terminal must not make it ours.
+                fd = os.open(real, os.O_WRONLY | os.O_NOCTTY)
+                self._file = os.fdopen(fd, "wb", buffering=1 << 16)
+                return
+            if info is not None and not os.access(real, os.W_OK, effective_ids=_EUID_ACCESS):
+                raise PermissionError(errno.EACCES, "Permission denied (the file is read-only)")
+            if self.resume:
+                self._partial = PartialFile(real)  # opened once the answer is known
+                self._target = real
+                return
+            self._open_temporary(real, info)
+        except OSError as exc:
+            raise self._error(exc) from exc
+
+    def _open_temporary(self, real: str, info: os.stat_result | None) -> None:
+        directory, name = os.path.split(real)
         for _ in range(100):
             candidate = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.part")
             try:
@@ -532,12 +718,15 @@ class FileConsumer:
             except FileExistsError:
                 continue
             self._tmp_path = candidate
+            self._target = real
             self._file = os.fdopen(fd, "wb", buffering=1 << 16)
+            if info is not None:  # replacing a file: keep its permission bits
+                os.fchmod(fd, stat.S_IMODE(info.st_mode))
             return
-        raise FileExistsError(f"could not create a temporary file beside {self.path}")
+        raise FileExistsError(errno.EEXIST, "could not create a temporary file beside it")
 
     def _discard(self) -> None:
-        """Drop the temporary file (a failed or abandoned transfer)."""
+        """Drop the temporary file (a failed transfer); close a written-through target."""
         if self._file is not None:
             with contextlib.suppress(OSError):  # the data is being thrown away anyway
                 self._file.close()
@@ -547,58 +736,110 @@ class FileConsumer:
                 os.unlink(self._tmp_path)
             self._tmp_path = None
 
+    def range_headers(self) -> list[tuple[str, str]]:
+        """With ``resume=True``: the fields asking for the rest of a ``.part`` (else ``[]``)."""
+        self.open()
+        return [] if self._partial is None else range_headers(self._partial.state())
+
     def http_header(self, response: Response) -> Request | None:
-        """Start a fresh temporary file for a real response; a failure ends the transfer."""
-        self._discard()
-        self.bytes_written = 0
+        """Open the target for a real response (starting over if written to); a failure ends it."""
         self.response = response
+        self._ended = False
         if response.status_code is None:
             self._failed = True
-        else:
-            self._open()
+            self._discard()
+            return None
+        self._failed = False
+        if self._file is not None and self.bytes_written and self._tmp_path is not None:
+            self._file.seek(0)
+            self._file.truncate()
+        self.bytes_written = 0
+        self.open()
+        if self._partial is not None:
+            self._resume_with(response)
         return None
 
+    def _resume_with(self, response: Response) -> None:
+        """Open the ``.part`` as the answer decides (append, restart), or give up resuming."""
+        assert self._partial is not None
+        assert response.status_code is not None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        state = self._partial.state()
+        try:
+            decision = decide(state, response.status_code, response.headers)
+        except BaseException:
+            self._failed = True  # appending would corrupt the file: leave the .part alone
+            raise
+        self._total = decision.total
+        self._dropping = decision.action is Action.COMPLETE
+        self.offset = state.offset if decision.action is not Action.RESTART else 0
+        if decision.action is Action.KEEP:  # not the file's content: as without resume
+            self._partial = None
+            self._open_temporary(self._target, _stat_or_none(self._target))
+        elif not self._dropping:
+            try:
+                self._file = self._partial.open(decision, response.headers)
+            except OSError as exc:
+                raise self._error(exc) from exc
+
     def feed(self, data: bytes) -> None:
-        """Append a chunk to the temporary file."""
-        if self._failed:
+        """Append a chunk to the temporary file (or the written-through target)."""
+        if self._failed or self._dropping:
             return
         try:
             if self._file is None:
-                self._open()
+                self.open()
             self._file.write(data)
+        except OSError as exc:
+            self._failed = True  # disk full, a closed FIFO, ...: incomplete
+            raise self._error(exc) from exc
         except BaseException:
-            self._failed = True  # a write error (disk full) or cancellation: incomplete
+            self._failed = True  # a bad chunk, or an interruption: incomplete
             raise
         self.bytes_written += len(data)
+
+    def _close_partial(self) -> None:
+        """Keep the ``.part`` (flushed) unless it is now whole: then put it in place."""
+        assert self._partial is not None
+        self._discard()  # closes the file; a .part is never removed
+        if self._ended and not self._failed and self.response is not None:
+            try:
+                self.complete = self._partial.finish(self._total)
+            except OSError as exc:
+                raise self._error(exc) from exc
 
     def http_error(self, exc: BaseException) -> None:
         """The transfer broke: throw the partial body away."""
         self._failed = True
         self._discard()
 
+    def http_complete(self) -> None:
+        """The requester's signal that the body ended complete; ``close()`` then keeps it."""
+        if not self._failed and self.response is not None:
+            self._ended = True
+
     def close(self) -> None:
-        """Put the file in place if the body is complete, else remove the temporary file."""
+        """Put the file in place after ``http_complete()``, else remove the temporary file."""
         if self._closed:
             return
         self._closed = True
-        response = self.response
-        expected = _content_length(response) if response is not None else None
-        if (
-            self._failed
-            or _cancelled()
-            or self._file is None
-            or response is None
-            or response.status_code is None
-            or (expected is not None and expected != self.bytes_written)
-        ):
+        if self._partial is not None:
+            self._close_partial()
+            return
+        if not self._ended or self._failed or self._file is None:
             self._discard()
             return
         try:
             self._file.close()
             self._file = None
-            assert self._tmp_path is not None
-            os.replace(self._tmp_path, self.path)
-            self._tmp_path = None
+            if self._tmp_path is not None:
+                os.replace(self._tmp_path, self._target)
+                self._tmp_path = None
+        except OSError as exc:
+            self._discard()
+            raise self._error(exc) from exc
         except BaseException:
             self._discard()
             raise

@@ -17,6 +17,7 @@ import h11
 import trio
 
 from ._consumers import RedirectingConsumer
+from ._errors import ConnectError
 from ._http import fetch
 from ._httptime import query_http_time
 from ._models import Response
@@ -24,7 +25,7 @@ from ._timeclient import query_time
 from ._timeserver import serve_time
 from ._version import __version__
 
-__all__ = ["DummyConsumer", "run_demo", "serve_demo_http"]
+__all__ = ["DummyConsumer", "print_head", "run_demo", "serve_demo_http"]
 
 log = logging.getLogger("trio_timehttp.demo")
 
@@ -36,6 +37,29 @@ _PAGE = (
 )
 
 
+def print_head(response: Response, out: TextIO) -> None:
+    """The seed's report of a response head: redirects taken, status line, ``name = value``.
+
+    A failed connection is the seed's ``connection failed``; any other failure
+    before a response (a timeout, a redirect loop, a malformed reply) prints
+    nothing here: it is not a failed connection, and the caller reports it.
+    """
+    if response.status_code is None:
+        if isinstance(response.error, ConnectError):
+            print("connection failed", file=out)
+        return
+    # Each earlier hop was a redirect to the URL of the hop after it.
+    if response.history:
+        for hop in [*response.history[1:], response]:
+            print(f"redirecting to {hop.url} ...", file=out)
+    print(
+        f"status => HTTP/{response.http_version} {response.status_code} {response.reason}",
+        file=out,
+    )
+    for name, value in response.headers.items():
+        print(f"{name} = {value}", file=out)
+
+
 class DummyConsumer:
     """The seed's 7-10 consumer: prints status and headers, counts the body."""
 
@@ -45,19 +69,7 @@ class DummyConsumer:
 
     def http_header(self, response: Response) -> None:
         """Print the status line and each header, as the seed's DummyConsumer did."""
-        if response.status_code is None:
-            print("connection failed", file=self.out)
-            return
-        # Each earlier hop was a redirect to the URL of the hop after it.
-        if response.history:
-            for hop in [*response.history[1:], response]:
-                print(f"redirecting to {hop.url} ...", file=self.out)
-        print(
-            f"status => HTTP/{response.http_version} {response.status_code} {response.reason}",
-            file=self.out,
-        )
-        for name, value in response.headers.items():
-            print(f"{name} = {value}", file=self.out)
+        print_head(response, self.out)
 
     def feed(self, data: bytes) -> None:
         """Count the body; the demo does not keep it."""

@@ -14,6 +14,7 @@ __all__ = [
     "HTTPError",
     "InvalidURL",
     "ProtocolError",
+    "ProxyError",
     "RedirectError",
     "TimeHTTPError",
     "TimeProtocolError",
@@ -28,6 +29,13 @@ class TimeHTTPError(Exception):
 
 class ConnectError(TimeHTTPError, OSError):
     """The peer is unreachable: DNS failure, refused, unreachable, TLS handshake."""
+
+
+class ProxyError(ConnectError):
+    """The proxy failed: unreachable, wants authentication (407), or refused the CONNECT.
+
+    The message names the proxy as ``http://host:port``, never its credentials.
+    """
 
 
 class Timeout(TimeHTTPError, TimeoutError):

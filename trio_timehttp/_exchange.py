@@ -20,15 +20,17 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Protocol
+
+import trio
 
 from ._errors import ProtocolError
 from ._framing import BodyReader, ContentLengthReader, FramingError, UntilCloseReader, body_reader
 from ._headreader import Head, HeadError, HeadMemo, HeadReader
 from ._models import Response
 from ._pool import Connection, Pool
-from ._prepare import Prepared
+from ._prepare import BodySource, Prepared
 from ._timing import ExchangeTimes
 from ._transport import TRANSPORT_ERRORS
 
@@ -53,6 +55,14 @@ BODY_READ: Final = 262144
 # current response is read and dropped if that costs at most DRAIN_LIMIT
 # bytes (so the connection can be reused); otherwise the connection is closed.
 DRAIN_LIMIT: Final = 65536
+# Expect: 100-continue: how long the body waits for the server's 100 before it
+# is sent anyway (RFC 9110 section 10.1.1 lets a client stop waiting; curl's
+# --expect100-timeout default is 1 s: a server that ignores Expect is common).
+CONTINUE_WAIT: Final = 1.0
+
+
+class _SendFailed(Exception):
+    """The socket failed while the body was sent (the cause is the transport's error)."""
 
 
 class StaleConnection(ProtocolError):
@@ -62,14 +72,16 @@ class StaleConnection(ProtocolError):
 class Decoder(Protocol):
     """Transforms body pieces before the consumer sees them (content decoding).
 
-    ``decode(data)`` returns the decoded bytes so far (may be empty);
-    ``flush()`` the rest once the body is complete. Raise ``ProtocolError``
-    (or ``BodyTooLarge``) for bad input.
+    ``decode(data)`` yields the decoded pieces ``data`` completes, each of
+    bounded size (so memory stays flat whatever the compression ratio; the
+    consumer is awaited between pieces); ``flush()`` the rest once the body
+    is complete. Each is exhausted before the next call. They raise
+    ``ProtocolError`` (or ``BodyTooLarge``) for bad input.
     """
 
-    def decode(self, data: bytes) -> bytes: ...
+    def decode(self, data: bytes) -> Iterable[bytes]: ...
 
-    def flush(self) -> bytes: ...
+    def flush(self) -> Iterable[bytes]: ...
 
 
 class Hooks:
@@ -105,10 +117,15 @@ class Exchange:
     """One request and its response on ``conn``; see the module docstring for the phases."""
 
     __slots__ = (
+        "_early",
+        "_early_eof",
+        "_early_error",
         "_first",
+        "_heads",
         "_memo",
         "_send_error",
         "_times",
+        "body_held",
         "complete",
         "conn",
         "head",
@@ -132,6 +149,12 @@ class Exchange:
         self.reader: BodyReader | None = None
         self.reusable = False
         self.complete = False  # the body's framing proved it complete
+        # Expect: 100-continue: what came back while the body was held.
+        self._heads: HeadReader | None = None
+        self._early: Head | None = None  # a final answer instead of 100
+        self._early_eof = False
+        self._early_error: HeadError | None = None
+        self.body_held = False  # the body was never sent (the answer came first)
 
     # ----------------------------------------------------------------- errors
 
@@ -162,31 +185,89 @@ class Exchange:
             times.reused = self.conn.reused
             if self.conn.reused:
                 times.start = time.time()
+        body = self.prepared.body
         try:
             await transport.send_all(self.prepared.head)
-            body = self.prepared.body
-            if body is not None:
-                await body.write(transport.send_all)
+            held = body is not None and self._expects_continue(body)
+            if held and not await self._await_continue():
+                log.debug("%s answered before 100 Continue: body not sent", self.prepared.url)
+                self.body_held = True
+                return
         except TRANSPORT_ERRORS as exc:
-            log.debug("sending to %s failed (%s); reading any response", self.prepared.url, exc)
-            self._send_error = exc
+            self._sending_failed(exc)
             return
+        if body is not None:
+            # Outside the transport-error handler: the body's own errors
+            # (an OSError from a file, too) propagate unchanged.
+            try:
+                await body.write(self._send_body)
+            except _SendFailed as exc:
+                self._sending_failed(exc.__cause__)
+                return
         if times is not None:
             times.sent = time.time()
+
+    def _sending_failed(self, exc: BaseException | None) -> None:
+        log.debug("sending to %s failed (%s); reading any response", self.prepared.url, exc)
+        self._send_error = exc
+
+    async def _send_body(self, data: bytes) -> None:
+        """Send body bytes, telling a send failure apart from the body's own errors.
+
+        A body source's exceptions (a caller's iterator, a file's ``OSError``)
+        propagate unchanged and end the exchange; only the socket's own
+        failures mean "the server may have answered: read it".
+        """
+        try:
+            await self.conn.transport.send_all(data)
+        except TRANSPORT_ERRORS as exc:
+            raise _SendFailed from exc
+
+    def _expects_continue(self, body: BodySource) -> bool:
+        expect = self.prepared.request.headers.get("expect") or ""
+        return body.length != 0 and expect.strip().lower() == "100-continue"
+
+    async def _await_continue(self) -> bool:
+        """Wait for 100 Continue, at most ``CONTINUE_WAIT`` s: True to send the body now.
+
+        False when the final answer (or the close) came first: then the body
+        is never sent and the connection is not reused (RFC 9110 section
+        10.1.1: the server may still be waiting for a body we did not send).
+        What was read stays in the head reader for ``receive_head``.
+        """
+        reader = self._heads = HeadReader(self._memo)
+        with trio.move_on_after(CONTINUE_WAIT):
+            while reader.informational == 0:
+                data = await self.conn.transport.recv(HEAD_READ)
+                self.received += len(data)
+                if not data:
+                    self._early_eof = True
+                    return False
+                try:
+                    self._early = reader.feed(data)
+                except HeadError as exc:
+                    self._early_error = exc
+                    return False
+                if self._early is not None:
+                    return False
+        return True
 
     async def receive_head(self) -> Head:
         """Read the final response head (skipping 1xx), checked by the head reader."""
         transport = self.conn.transport
-        reader = HeadReader(self._memo)
+        reader = self._heads or HeadReader(self._memo)
+        head = self._early
         try:
-            while True:
+            if self._early_error is not None:
+                raise self._early_error
+            if self._early_eof:
+                reader.feed_eof()
+            while head is None:
                 data = await transport.recv(HEAD_READ)
                 self.received += len(data)
                 if not data:
                     reader.feed_eof()
                 head = reader.feed(data)
-                if head is not None:
-                    break
         except TRANSPORT_ERRORS as exc:
             raise self._no_head(exc) from exc
         except HeadError as exc:
@@ -206,6 +287,7 @@ class Exchange:
             and head.persistent
             and not self.prepared.closes
             and self._send_error is None
+            and not self.body_held
         )
         return head
 
@@ -284,9 +366,9 @@ class Exchange:
         while not self.complete:
             for piece in await receive():
                 if decoder is not None:
-                    piece = decoder.decode(piece)
-                    if not piece:
-                        continue
+                    for out in decoder.decode(piece):
+                        await hooks.call(feed, out)
+                    continue
                 # Hooks.call inlined: this is the hot loop.
                 try:
                     result = feed(piece)
@@ -296,9 +378,8 @@ class Exchange:
                     hooks.raised = exc
                     raise
         if decoder is not None:
-            rest = decoder.flush()
-            if rest:
-                await hooks.call(feed, rest)
+            for out in decoder.flush():
+                await hooks.call(feed, out)
 
     async def drain(self) -> bool:
         """Read and drop the rest of a response nobody will read.

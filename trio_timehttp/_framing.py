@@ -66,6 +66,8 @@ _CHUNK_EXT = re.compile(rb"[ \t]*(;[\x20-\x7e\t\x80-\xff]*)?")
 # field-name ":" field-value, with a token name (RFC 9110 section 5.1).
 _TRAILER_FIELD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\x20-\x7e\t\x80-\xff]*")
 _DIGITS = re.compile(rb"[0-9]+")
+# An obs-fold continuation line: whitespace, then field-value characters.
+_FOLD_LINE = re.compile(rb"[ \t]+[\x20-\x7e\t\x80-\xff]*")
 
 
 class FramingError(ProtocolError):
@@ -291,6 +293,19 @@ class ChunkedReader(BodyReader):
         if len(self.trailers) >= MAX_TRAILER_FIELDS:
             raise FramingError(f"more than {MAX_TRAILER_FIELDS} trailer fields")
         field = line[:-2]
+        if field[:1] in (b" ", b"\t"):
+            # obs-fold (RFC 9112 section 5.2): a recipient "MUST ... replace each
+            # received obs-fold with one or more SP octets" before using the value.
+            if not self.trailers:
+                raise FramingError(
+                    f"trailer section starts with a continuation line {field[:40]!r}"
+                )
+            if _FOLD_LINE.fullmatch(field) is None:
+                raise FramingError(f"malformed trailer continuation line {field[:40]!r}")
+            name, value = self.trailers[-1]
+            more = field.strip(b" \t")
+            self.trailers[-1] = (name, value + b" " + more if value and more else value + more)
+            return False
         if _TRAILER_FIELD.fullmatch(field) is None:
             raise FramingError(f"malformed trailer field {field[:40]!r}")
         name, _, value = field.partition(b":")

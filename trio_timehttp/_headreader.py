@@ -246,7 +246,9 @@ class HeadReader:
         if nl >= 0:
             _status_line(line.removesuffix(b"\r"))
         elif not _could_start_status_line(line):
-            raise HeadError(f"sent something that is not an HTTP/1.x response: {line[:40]!r}")
+            raise HeadError(
+                f"sent a malformed response head (not an HTTP/1.x status line: {line[:40]!r})"
+            )
 
     def _parse(self, block: bytes) -> Head | None:
         """One complete head; None for a 1xx (skipped), the Head for a final one."""

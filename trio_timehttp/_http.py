@@ -17,25 +17,51 @@ it, so it happens even after the deadline.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import functools
 import logging
+import math
+import os
 import ssl
 import time
-from collections.abc import Hashable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Hashable
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import trio
 
+from ._bodies import RequestBody, request_body
 from ._consumer import Consumer
-from ._errors import ConnectError, HTTPError, InvalidURL, TimeHTTPError, Timeout
+from ._consumers import RedirectingConsumer
+from ._decoding import BodyDecoder, DecodeLimits, accept_encoding, parse_codings
+from ._errors import (
+    ConnectError,
+    HTTPError,
+    InvalidURL,
+    ProxyError,
+    RedirectError,
+    TimeHTTPError,
+    Timeout,
+)
 from ._exchange import Decoder, Exchange, Hooks, StaleConnection
 from ._headers import Headers, HeadersLike
 from ._headreader import HeadLimits, HeadMemo
-from ._models import Request, Response
+from ._models import Content, Request, Response
 from ._pool import Connection, Pool
 from ._prepare import USER_AGENT, Prepared, Preparer
+from ._proxy import (
+    Proxy,
+    ProxyPolicy,
+    absolute_target,
+    forward_refusal,
+    with_proxy_authorization,
+)
+from ._retry import RetryPolicy, parse_retry_after
+from ._stream import BodyStream
 from ._timing import ExchangeTimes
 from ._transport import HandshakeError, TLSPlan, Transport, TransportPlan, open_transport
+from ._tunnel import open_tunnel
 from ._urls import URL
 
 __all__ = ["USER_AGENT", "Client", "Route", "fetch"]
@@ -57,27 +83,99 @@ class Route:
     """How one request reaches its server.
 
     ``key``: which pooled connections are interchangeable for it; ``plan``:
-    how to open a new one; ``target``: the request-target to send (None: the
-    URL's origin-form; a forward proxy wants the absolute URL).
+    how to open a new one; ``proxy``: the proxy on the way (None: direct);
+    ``forward``: the request goes to the proxy in absolute-form (an http
+    target), rather than through a CONNECT tunnel (https) or direct.
     """
 
     key: Hashable
     plan: TransportPlan
-    target: str | None = None
+    proxy: Proxy | None = None
+    forward: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """A fetch's per-request options: decoding (None: off), retries."""
+
+    decode: DecodeLimits | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 class _State:
     """Per-fetch bookkeeping shared by the hops of a redirect chain."""
 
-    __slots__ = ("complete", "delivered", "history", "request", "times", "url")
+    __slots__ = (
+        "bodies",
+        "complete",
+        "deadline",
+        "delivered",
+        "history",
+        "options",
+        "prepared",
+        "request",
+        "times",
+        "url",
+    )
 
-    def __init__(self, url: str, times: ExchangeTimes | None) -> None:
+    def __init__(
+        self, url: str, times: ExchangeTimes | None, options: _Options | None = None
+    ) -> None:
+        self.prepared: Prepared | None = None  # the first hop's, made while validating
         self.url = url  # the URL of the hop in progress (for messages)
         self.request: Request | None = None  # the hop in progress
         self.history: list[Response] = []  # the hops before it
         self.delivered = False  # http_header got a real response for this hop
         self.complete = False  # the final body's framing proved it complete
         self.times = times
+        self.options = options or _Options()
+        self.deadline: float | None = None  # trio time; None: no deadline
+        # One RequestBody per body object, for the whole chain: a redirect or
+        # retry sends the same source again (rewound), never a fresh empty one.
+        self.bodies: dict[int, tuple[object, RequestBody]] = {}
+
+    def body_for(self, request: Request) -> RequestBody | None:
+        """The body source for a hop (None for no body or ``bytes``, which the preparer wraps).
+
+        Raises ``TypeError`` for a body of the wrong type, ``ValueError`` for
+        one that contradicts the request's Content-Length, and
+        ``RedirectError`` when a redirect needs a body already sent that
+        cannot be replayed.
+        """
+        value = request.body
+        if value is None or isinstance(value, bytes):
+            return None
+        entry = self.bodies.get(id(value))
+        if entry is None:
+            body = request_body(value)
+            assert body is not None
+            length = request.headers.get("content-length")
+            if length is not None and length.strip().isdigit():
+                body.expect_length(int(length))
+            self.bodies[id(value)] = (value, body)
+            return body
+        body = entry[1]
+        if body.used and not body.replayable:
+            raise RedirectError(
+                f"cannot send the request body again to {request.url}: it was an iterator"
+                " or stream and has been sent (use bytes or a seekable file to allow"
+                " 307/308 redirects and retries)"
+            )
+        return body
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - trio.current_time()
+
+
+class _Discard:
+    """The consumer behind ``Client.stream``'s redirect policy: the body is pulled instead."""
+
+    def feed(self, data: bytes) -> None:  # pragma: no cover - never fed
+        pass
+
+    def close(self) -> None:  # pragma: no cover - never closed
+        pass
 
 
 class Client(trio.abc.AsyncResource):
@@ -94,7 +192,21 @@ class Client(trio.abc.AsyncResource):
     ``max_header_fields`` / ``max_header_bytes`` / ``max_informational``: caps
     on a response head's field count, its size, and the number of 1xx
     responses before the final one; beyond them the response is a
-    ``ProtocolError``.
+    ``ProtocolError`` (a proxy's answer to CONNECT gets the same caps).
+    ``proxy``: ``"http://[user:pass@]host:port"`` for every request (http
+    targets in absolute-form, https through a CONNECT tunnel); parsed here,
+    so an unusable one is an ``InvalidURL`` at once. ``trust_env`` (with no
+    ``proxy``): choose per origin from ``http_proxy``, ``https_proxy``/
+    ``HTTPS_PROXY``, ``all_proxy``/``ALL_PROXY`` and ``no_proxy``/``NO_PROXY``
+    as read now, as curl does (see ``_proxy``); loopback targets go direct.
+    Proxy failures are ``ProxyError``; the credentials go only to the proxy.
+    ``decode``: ask for and decode gzip, deflate, br, zstd (``_decoding``);
+    ``max_decoded_size`` (bytes, ``None``: no bound) and ``max_decode_ratio``
+    (decoded per encoded byte past 8 MiB, ``None``: no bound) stop a
+    decompression bomb with ``BodyTooLarge``.
+    ``retries``, ``backoff``: see ``_retry`` (connect failures, and 429/503
+    to idempotent methods, with jittered exponential backoff or
+    ``Retry-After``, inside the deadline; each retry is logged at INFO).
     """
 
     def __init__(
@@ -108,12 +220,25 @@ class Client(trio.abc.AsyncResource):
         max_header_fields: int = 100,
         max_header_bytes: int = 65536,
         max_informational: int = 10,
+        decode: bool = False,
+        max_decoded_size: int | None = None,
+        max_decode_ratio: float | None = 200.0,
+        retries: int = 0,
+        backoff: float = 0.5,
+        proxy: str | None = None,
+        trust_env: bool = True,
     ) -> None:
         self._timeout = timeout
+        self._proxies = ProxyPolicy.from_settings(proxy, trust_env, os.environ)
+        self._decode_limits = DecodeLimits(max_decoded_size, max_decode_ratio)
+        self._options = _Options(
+            self._decode_limits if decode else None, RetryPolicy(retries, backoff)
+        )
         self._pool = Pool(max_connections, keepalive_expiry)
         self._headers = Headers(headers)
         self._ssl_context = ssl_context
         limits = HeadLimits(max_header_fields, max_header_bytes, max_informational)
+        self._limits = limits
         self._memo = HeadMemo(limits)
         self._preparer = Preparer()
         self._routes: dict[tuple[str, str, int], Route] = {}
@@ -134,8 +259,12 @@ class Client(trio.abc.AsyncResource):
         *,
         method: str = "GET",
         headers: HeadersLike | None = None,
-        body: bytes | None = None,
+        body: Content | None = None,
         timeout: float | None = _DEFAULT,
+        expect_continue: bool = False,
+        decode: bool | None = None,
+        max_decoded_size: int | None = _DEFAULT,
+        retries: int | None = None,
     ) -> Response:
         """Send one request and stream the response body into ``consumer``.
 
@@ -145,17 +274,61 @@ class Client(trio.abc.AsyncResource):
         it complete), ``close()`` exactly once; failures are reported to the
         consumer, then raised as ``TimeHTTPError`` subclasses; the consumer's
         own exceptions propagate unchanged. Returns the final ``Response``.
+
+        ``body``: ``bytes``, an (async) iterable of ``bytes`` or a binary file
+        (``_bodies``): Content-Length when its size is known, chunked
+        otherwise. ``expect_continue``: send ``Expect: 100-continue`` and hold
+        the body back until the server's 100 (or ``CONTINUE_WAIT`` seconds of
+        silence). ``decode``, ``max_decoded_size``, ``retries``: this request's
+        own values for the Client's settings (None / unset: the Client's).
         """
         if timeout is _DEFAULT:
             timeout = self._timeout
         hooks = Hooks(consumer)
-        state = _State(url, None)
+        state = _State(url, None, self._request_options(decode, max_decoded_size, retries))
         try:
-            request = self._first_request(Request(method, url, headers, body))
+            request = self._first_request(
+                self._new_request(method, url, headers, body, state, expect_continue), state
+            )
         except BaseException:
             await hooks.call(hooks.close)
             raise
         return await self._run(request, hooks, state, timeout)
+
+    def _new_request(
+        self,
+        method: str,
+        url: str,
+        headers: HeadersLike | None,
+        body: Content | None,
+        state: _State,
+        expect_continue: bool,
+    ) -> Request:
+        """The caller's request, with the fields decoding and Expect: 100-continue ask for."""
+        fields = Headers(headers)
+        extra = []
+        if state.options.decode is not None and "accept-encoding" not in fields:
+            extra.append(("accept-encoding", accept_encoding()))
+        if expect_continue and "expect" not in fields:
+            extra.append(("expect", "100-continue"))
+        if extra:
+            fields = Headers([*fields.items(), *extra])
+        return Request(method, url, fields, body)
+
+    def _request_options(
+        self, decode: bool | None, max_decoded_size: int | None, retries: int | None
+    ) -> _Options:
+        options = self._options
+        if decode is None and max_decoded_size is _DEFAULT and retries is None:
+            return options
+        limits = self._decode_limits
+        if max_decoded_size is not _DEFAULT:
+            limits = DecodeLimits(max_decoded_size, limits.max_ratio, limits.ratio_floor)
+        on = options.decode is not None if decode is None else decode
+        retry = options.retry
+        if retries is not None:
+            retry = RetryPolicy(retries, retry.backoff, retry.rng)
+        return _Options(limits if on else None, retry)
 
     async def _fetch_timed(
         self, url: str, consumer: Consumer, *, method: str = "GET", times: ExchangeTimes
@@ -167,17 +340,90 @@ class Client(trio.abc.AsyncResource):
         hooks = Hooks(consumer)
         state = _State(url, times)
         try:
-            request = self._first_request(Request(method, url))
+            request = self._first_request(Request(method, url), state)
         except BaseException:
             await hooks.call(hooks.close)
             raise
         return await self._run(request, hooks, state, None)
 
-    def _first_request(self, request: Request) -> Request:
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: HeadersLike | None = None,
+        body: Content | None = None,
+        timeout: float | None = _DEFAULT,
+        follow_redirects: bool = False,
+        expect_continue: bool = False,
+        decode: bool | None = None,
+        max_decoded_size: int | None = _DEFAULT,
+        retries: int | None = None,
+    ) -> AsyncIterator[Response]:
+        """Pull a response: ``async with client.stream(url) as response:``.
+
+        The ``Response`` is yielded once its head is in; read the body with
+        ``response.aiter_bytes()`` or ``await response.aread()``. Leaving the
+        block drains the rest (within a small bound, so the connection can be
+        reused) or closes the connection. ``timeout`` (default: the Client's)
+        is one deadline over connecting, the head, and the whole block, body
+        included; past it the block is cancelled and ``Timeout`` is raised.
+        Redirects are followed only with ``follow_redirects=True``, by the
+        policy of ``RedirectingConsumer``. Errors as ``fetch`` raises them.
+        ``body``, ``expect_continue``, ``decode``, ``max_decoded_size``,
+        ``retries``: as for ``fetch``.
+        """
+        if timeout is _DEFAULT:
+            timeout = self._timeout
+        state = _State(url, None, self._request_options(decode, max_decoded_size, retries))
+        request = self._first_request(
+            self._new_request(method, url, headers, body, state, expect_continue), state
+        )
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        state.deadline = None if timeout is None else deadline
+        with trio.CancelScope(deadline=deadline) as scope:
+            ex = await self._start_following(request, state, follow_redirects)
+            clean = False
+            try:
+                response = ex.response(list(state.history))
+                pulled = BodyStream(ex, self._decoder(response, state))
+                response._body = pulled
+                yield response
+                clean = await pulled.finish()
+            finally:
+                ex.release(self._pool, clean)
+        if scope.cancelled_caught:
+            raise Timeout(f"timed out after {timeout} s fetching {state.url}")
+
+    async def _start_following(self, request: Request, state: _State, follow: bool) -> Exchange:
+        """The exchange whose head is final: redirects followed when ``follow``."""
+        policy = RedirectingConsumer(_Discard()) if follow else None
+        while True:
+            state.url = request.url
+            ex = await self._start(request, state)
+            if policy is None:
+                return ex
+            try:
+                response = ex.response(list(state.history))
+                step = await policy.http_header(response)
+                if not isinstance(step, Request):
+                    return ex
+                clean = await ex.drain()
+            except BaseException:
+                ex.release(self._pool, False)
+                raise
+            ex.release(self._pool, clean)
+            state.history.append(response)
+            request = self._with_defaults(step, first=False)
+
+    def _first_request(self, request: Request, state: _State) -> Request:
         """The request as the first hop sends it: the Client's default fields merged in."""
         if self._closed:
             raise HTTPError(f"the Client is closed (fetching {request.url})")
-        self._preparer.prepare(request)  # an unusable URL fails here, before any I/O
+        # An unusable URL, or a body of the wrong type, fails here, before any I/O.
+        body = state.body_for(request)
+        state.prepared = self._preparer.prepare(request, body=body)
         return self._with_defaults(request, first=True)
 
     def _with_defaults(self, request: Request, *, first: bool) -> Request:
@@ -207,7 +453,8 @@ class Client(trio.abc.AsyncResource):
                 response = await self._follow(request, hooks, state)
                 timed_out = False
             else:
-                with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+                state.deadline = trio.current_time() + timeout
+                with trio.CancelScope(deadline=state.deadline) as scope:
                     response = await self._follow(request, hooks, state)
                 timed_out = scope.cancelled_caught
         except BaseException as exc:
@@ -272,34 +519,11 @@ class Client(trio.abc.AsyncResource):
     async def _hop(
         self, request: Request, hooks: Hooks, state: _State
     ) -> tuple[Response, Request | None]:
-        """One request, retried once on a fresh connection if a reused one was stale."""
-        prepared = self._preparer.prepare(request)
-        route = self._route(prepared.url)
-        if route.target is not None:
-            prepared = self._preparer.prepare(request, route.target)
-        fresh = False
-        while True:
-            conn = await self._checkout(route, prepared.url, state, fresh=fresh)
-            try:
-                return await self._exchange(conn, prepared, hooks, state)
-            except StaleConnection:
-                if fresh or not prepared.retryable:
-                    raise
-                log.debug("reused connection to %s was stale; retrying", prepared.url.authority)
-                fresh = True
-
-    async def _exchange(
-        self, conn: Connection, prepared: Prepared, hooks: Hooks, state: _State
-    ) -> tuple[Response, Request | None]:
-        """The phases of one exchange; the connection is pooled only after a clean end."""
-        ex = Exchange(conn, prepared, self._memo, state.times)
+        """One exchange pushed into the consumer; pooled only after a clean end."""
+        ex = await self._start(request, state)
         clean = False
         try:
-            await ex.send_request()
-            await ex.receive_head()
             response = ex.response(list(state.history))
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s %s -> %s", prepared.request.method, response.url, response)
             follow: Request | None = None
             if hooks.header is not None:
                 result = await hooks.call(hooks.header, response)
@@ -309,48 +533,172 @@ class Client(trio.abc.AsyncResource):
             if follow is not None:
                 clean = await ex.drain()
                 return response, follow
-            await ex.stream_body(hooks, self._decoder(response))
+            await ex.stream_body(hooks, self._decoder(response, state))
             state.complete = ex.complete
             clean = True
             return response, None
         finally:
             ex.release(self._pool, clean)
 
-    def _decoder(self, response: Response) -> Decoder | None:
-        """The content decoder for a response's body (none: bodies arrive as sent)."""
-        return None
+    async def _start(self, request: Request, state: _State) -> Exchange:
+        """Send ``request`` and read its head: the exchange, ready for its body.
+
+        Retried once on a fresh connection when a reused one turned out stale
+        (``StaleConnection``) and the request may be sent again, and as the
+        retry policy allows (connect failures; 429/503 to idempotent methods,
+        whose answer is drained, never shown). On failure the connection is
+        closed; on success the caller must ``release`` it.
+        """
+        body = state.body_for(request)
+        prepared = state.prepared
+        if prepared is None or prepared.request is not request:
+            prepared = self._preparer.prepare(request, body=body)
+        route = self._route(prepared.url)
+        if route.forward and route.proxy is not None:
+            # Absolute-form, and the proxy's credentials in the head bytes only.
+            prepared = self._preparer.prepare(request, absolute_target(prepared.url), body)
+            head = with_proxy_authorization(prepared.head, route.proxy)
+            prepared = dataclasses.replace(prepared, head=head)
+        fresh = False
+        attempt = 0
+        while True:
+            try:
+                conn = await self._checkout(route, prepared.url, state, fresh=fresh)
+            except ConnectError as exc:
+                delay = self._retry_wait(state, attempt, None)
+                if delay is None:
+                    raise
+                await self._pause(prepared, delay, attempt, state, str(exc))
+                attempt += 1
+                continue
+            ex = Exchange(conn, prepared, self._memo, state.times)
+            try:
+                await ex.send_request()
+                await ex.receive_head()
+                delay, reason = self._status_retry(ex, state, attempt)
+                if delay is not None:
+                    ex.release(self._pool, await ex.drain())
+            except StaleConnection:
+                ex.release(self._pool, False)
+                if fresh or not prepared.retryable:
+                    raise
+                log.debug("reused connection to %s was stale; retrying", prepared.url.authority)
+                fresh = True
+                continue
+            except BaseException:
+                ex.release(self._pool, False)
+                raise
+            if delay is not None:
+                await self._pause(prepared, delay, attempt, state, reason)
+                attempt += 1
+                continue
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s %s -> %s", request.method, request.url, ex.head and ex.head.status)
+            if route.forward and route.proxy is not None and ex.head is not None:
+                refused = forward_refusal(route.proxy, ex.head.status, request.url)
+                if refused is not None:
+                    ex.release(self._pool, False)
+                    raise refused
+            return ex
+
+    def _retry_wait(self, state: _State, attempt: int, retry_after: float | None) -> float | None:
+        """The wait before retry ``attempt``, or None: the policy or the deadline says no."""
+        return state.options.retry.wait(
+            attempt, retry_after=retry_after, remaining=state.remaining()
+        )
+
+    async def _pause(
+        self, prepared: Prepared, delay: float, attempt: int, state: _State, reason: str
+    ) -> None:
+        log.info(
+            "retrying %s %s in %.3g s (retry %d of %d): %s",
+            prepared.request.method,
+            prepared.request.url,
+            delay,
+            attempt + 1,
+            state.options.retry.retries,
+            reason,
+        )
+        await trio.sleep(delay)
+
+    def _status_retry(self, ex: Exchange, state: _State, attempt: int) -> tuple[float | None, str]:
+        """The wait before retrying a 429/503 answer, if the policy, the body and the
+        deadline allow one (None: the answer stands)."""
+        head, prepared = ex.head, ex.prepared
+        policy = state.options.retry
+        if head is None or not policy.retries:
+            return None, ""
+        if not policy.retryable_status(prepared.request.method, head.status):
+            return None, ""
+        if prepared.body is not None and not prepared.body.replayable:
+            log.info("not retrying %s: its body cannot be sent again", prepared.request.url)
+            return None, ""
+        after = parse_retry_after(head.headers.get("retry-after"), now=time.time())
+        return self._retry_wait(state, attempt, after), f"answered {head.status} {head.reason}"
+
+    def _decoder(self, response: Response, state: _State) -> Decoder | None:
+        """The content decoder for a response's body, when decoding is on and it has a coding.
+
+        Raises ``ProtocolError`` for a coding we cannot decode (reported to
+        the consumer's ``http_error``: its head was delivered).
+        """
+        limits = state.options.decode
+        if limits is None or response.request.method == "HEAD":
+            return None
+        if response.status_code in (204, 304):
+            return None
+        coding = response.headers.get("content-encoding")
+        if not coding or not parse_codings(coding):
+            return None
+        return BodyDecoder(coding, limits)
 
     # ------------------------------------------------------------ connections
 
     def _route(self, url: URL) -> Route:
-        """Where a request to ``url`` goes: straight to its origin (cached per origin)."""
+        """Where a request to ``url`` goes (cached per origin).
+
+        Direct to its origin, or through the proxy the policy chooses: an http
+        target in absolute-form on a connection to the proxy (pooled per
+        proxy, credentials included in the key), an https target through a
+        CONNECT tunnel with TLS to the origin inside (pooled as a connection
+        to that origin through that proxy). Raises ``InvalidURL`` when the
+        environment names an unusable proxy.
+        """
         route = self._routes.get(url.origin)
         if route is None:
-            tls = None
-            if url.scheme == "https":
-                if self._ssl_context is None:
-                    self._ssl_context = ssl.create_default_context()
-                tls = TLSPlan(self._ssl_context, url.host)
-            route = Route(url.origin, TransportPlan(url.host, url.port, tls))
+            route = self._new_route(url, self._proxies.choose(url))
             if len(self._routes) >= _ROUTES:
                 self._routes.clear()
             self._routes[url.origin] = route
         return route
 
+    def _new_route(self, url: URL, proxy: Proxy | None) -> Route:
+        tls = None
+        if url.scheme == "https":
+            if self._ssl_context is None:
+                self._ssl_context = ssl.create_default_context()
+            tls = TLSPlan(self._ssl_context, url.host)
+        if proxy is None:
+            return Route(url.origin, TransportPlan(url.host, url.port, tls))
+        if tls is None:
+            return Route(("forward", proxy), TransportPlan(proxy.host, proxy.port), proxy, True)
+        tunnel = functools.partial(open_tunnel, url=url, proxy=proxy, limits=self._limits)
+        plan = TransportPlan(proxy.host, proxy.port, tls, tunnel)
+        return Route((url.origin, proxy), plan, proxy)
+
     async def _checkout(self, route: Route, url: URL, state: _State, *, fresh: bool) -> Connection:
         """A pooled connection fit for reuse, or a new one within the bound."""
 
         async def connect() -> Transport:
-            return await self._connect(route.plan, url, state.times)
+            return await self._connect(route, url, state.times)
 
         try:
             return await self._pool.checkout(route.key, connect, fresh=fresh)
         except trio.ClosedResourceError as exc:
             raise HTTPError(f"the Client was closed while connecting to {url}") from exc
 
-    async def _connect(
-        self, plan: TransportPlan, url: URL, times: ExchangeTimes | None
-    ) -> Transport:
+    async def _connect(self, route: Route, url: URL, times: ExchangeTimes | None) -> Transport:
+        plan = route.plan
         log.debug("connecting to %s:%s", plan.host, plan.port)
         if times is not None:
             times.start = time.time()  # before anything the server could see
@@ -363,6 +711,8 @@ class Client(trio.abc.AsyncResource):
                 f"TLS handshake with {url.authority} failed ({url}): {exc}"
             ) from exc
         except OSError as exc:
+            if route.proxy is not None:
+                raise ProxyError(f"cannot connect to proxy {route.proxy} ({url}): {exc}") from exc
             raise ConnectError(f"cannot connect to {url.authority} ({url}): {exc}") from exc
 
 
@@ -372,9 +722,31 @@ async def fetch(
     *,
     method: str = "GET",
     headers: HeadersLike | None = None,
-    body: bytes | None = None,
+    body: Content | None = None,
     timeout: float | None = 30.0,
+    expect_continue: bool = False,
+    decode: bool = False,
+    max_decoded_size: int | None = None,
+    retries: int = 0,
+    proxy: str | None = None,
+    trust_env: bool = True,
 ) -> Response:
-    """One request through a short-lived ``Client`` (see ``Client.fetch``)."""
-    async with Client(timeout=timeout, max_connections=1) as client:
-        return await client.fetch(url, consumer, method=method, headers=headers, body=body)
+    """One request through a short-lived ``Client`` (see ``Client.fetch``; ``decode``,
+    ``max_decoded_size``, ``retries``, ``proxy`` and ``trust_env`` as on ``Client``)."""
+    async with Client(
+        timeout=timeout,
+        max_connections=1,
+        decode=decode,
+        max_decoded_size=max_decoded_size,
+        retries=retries,
+        proxy=proxy,
+        trust_env=trust_env,
+    ) as client:
+        return await client.fetch(
+            url,
+            consumer,
+            method=method,
+            headers=headers,
+            body=body,
+            expect_continue=expect_continue,
+        )

@@ -159,7 +159,12 @@ class _HTTPProber:
 
 
 async def query_http_time(
-    url: str, *, timeout: float | None = None, precise: bool = False
+    url: str,
+    *,
+    timeout: float | None = None,
+    precise: bool = False,
+    proxy: str | None = None,
+    trust_env: bool = True,
 ) -> TimeSample:
     """Read a web server's clock from its ``Date`` header; offset = server - local.
 
@@ -172,7 +177,10 @@ async def query_http_time(
     ``precise=True`` further requests (on at most 6 kept-alive connections)
     are timed so the server's second ticks over during them (``_probing``);
     if the deadline passes after the first reading, the estimate so far is
-    returned.
+    returned. ``proxy`` and ``trust_env`` as on ``Client``: through a proxy
+    the connections are to the proxy (one CONNECT tunnel each for https),
+    and the proxy hop is inside the measured round trip, so the uncertainty
+    still holds.
     """
     target = parse_url(url)
     protocol = target.scheme
@@ -180,7 +188,14 @@ async def query_http_time(
         timeout = DEFAULT_PRECISE_TIMEOUT if precise else DEFAULT_TIMEOUT
     est = OffsetEstimator()
     headers = [("cache-control", "no-cache"), ("pragma", "no-cache")]
-    async with Client(timeout=None, max_connections=HTTP_CHANNELS, headers=headers) as client:
+    client = Client(
+        timeout=None,
+        max_connections=HTTP_CHANNELS,
+        headers=headers,
+        proxy=proxy,
+        trust_env=trust_env,
+    )
+    async with client:
         with trio.move_on_after(timeout):
             method, first = await _first_reading(client, url)
             if not precise:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from typing import IO, Protocol, TypeAlias
 
 from ._headers import Headers, HeadersLike
 
-__all__ = ["Request", "Response"]
+__all__ = ["Content", "Request", "Response"]
+
+#: What a request body may be (see ``_bodies.request_body`` for how each is sent).
+Content: TypeAlias = bytes | Iterable[bytes] | AsyncIterable[bytes] | IO[bytes]
 
 
 @dataclass(frozen=True, slots=True, init=False)
 class Request:
     """One HTTP request: method, absolute URL, extra header fields, optional body.
+
+    ``body``: ``bytes`` (a ``bytearray`` or ``memoryview`` is copied to
+    ``bytes``), an iterable or async iterable of ``bytes``, or a binary file;
+    anything else is kept as given and refused when the request is sent.
 
     ``headers`` is normalised to a ``Headers``; ``Host``, ``Content-Length``
     and the defaults (``User-Agent``, ``Accept-Encoding``) are added on the
@@ -21,19 +30,27 @@ class Request:
     method: str
     url: str
     headers: Headers
-    body: bytes | None
+    body: Content | None
 
     def __init__(
         self,
         method: str,
         url: str,
         headers: HeadersLike | None = None,
-        body: bytes | None = None,
+        body: Content | None = None,
     ) -> None:
         object.__setattr__(self, "method", method.upper())
         object.__setattr__(self, "url", url)
         object.__setattr__(self, "headers", Headers(headers))
-        object.__setattr__(self, "body", None if body is None else bytes(body))
+        if isinstance(body, bytearray | memoryview):
+            body = bytes(body)
+        object.__setattr__(self, "body", body)
+
+
+class _Body(Protocol):
+    """Where a pulled response's body comes from (the requester's ``BodyStream``)."""
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]: ...
 
 
 @dataclass(slots=True, eq=False)
@@ -53,6 +70,25 @@ class Response:
     headers: Headers = field(default_factory=Headers)
     history: list[Response] = field(default_factory=list)
     error: BaseException | None = None
+    # Set only on a response from ``Client.stream`` (the body still to read).
+    _body: _Body | None = field(default=None, repr=False)
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body, piece by piece: ``async for piece in response.aiter_bytes()``.
+
+        ``Client.stream`` responses only, and once. Raises ``RuntimeError``
+        for a response whose body went to a consumer, or when the body is read
+        a second time; ``ProtocolError``/``Timeout`` as ``fetch`` would. (A
+        plain iterator object, not an async generator: leaving the loop early
+        leaves nothing to finalise.)
+        """
+        if self._body is None:
+            raise RuntimeError("this response's body is not streamed (use Client.stream)")
+        return self._body.aiter_bytes()
+
+    async def aread(self) -> bytes:
+        """The whole body (``Client.stream`` responses only; see ``aiter_bytes``)."""
+        return b"".join([piece async for piece in self.aiter_bytes()])
 
     def __repr__(self) -> str:
         if self.status_code is None:

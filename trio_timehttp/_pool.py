@@ -106,7 +106,7 @@ class Pool:
 
     def put(self, conn: Connection) -> None:
         """Keep a connection whose exchange ended clean (or close it if nobody may keep it)."""
-        if self.closed or conn.closed or self._waiting:
+        if self.closed or conn.closed or self._waiting or not conn.transport.poolable:
             # Someone waits for a slot: give them ours rather than park it idle.
             conn.close()
             return

@@ -81,7 +81,7 @@ class BytesBody:
             await send(self.data)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prepared:
     """One hop's request, ready for the wire.
 
@@ -118,13 +118,19 @@ class Preparer:
     def __init__(self) -> None:
         self._cache: dict[tuple[object, ...], tuple[URL, bytes, bool]] = {}
 
-    def prepare(self, request: Request, target: str | None = None) -> Prepared:
+    def prepare(
+        self, request: Request, target: str | None = None, body: BodySource | None = None
+    ) -> Prepared:
         """Prepare ``request``; ``target`` is the request-target to send (default:
         the URL's origin-form path and query; a forward proxy wants the absolute URL).
+        ``body``: what to send after the head (the caller makes it from
+        ``request.body`` once per fetch, so a redirect or retry sends the same
+        source again; None: nothing, or a ``bytes`` body made here).
 
         Raises ``InvalidURL`` or ``HTTPError`` (a field h11 refuses).
         """
-        body = None if request.body is None else BytesBody(request.body)
+        if body is None and isinstance(request.body, bytes):
+            body = BytesBody(request.body)
         length = None if body is None else body.length
         key = (request.method, request.url, request.headers, target, body is None, length)
         hit = self._cache.get(key)

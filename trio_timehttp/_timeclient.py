@@ -359,15 +359,18 @@ async def query_many(
     udp: bool = False,
     timeout: float | None = None,
     precise: bool = False,
+    proxy: str | None = None,
+    trust_env: bool = True,
 ) -> list[TimeSample | TimeHTTPError]:
     """Query every source at once (one task each, one nursery); results in the order given.
 
     A source starting with ``http://`` or ``https://`` is read with
-    ``query_http_time``; any other ``scheme://`` is an ``InvalidURL`` in its
-    slot; the others are RFC 868 hosts (``port``/``udp`` apply). A failed
-    source yields its ``TimeHTTPError`` in its place (never an
-    ``ExceptionGroup``: the other results survive); each has its own
-    deadline, so a dead one never delays the rest past it.
+    ``query_http_time`` (``proxy``/``trust_env`` apply); any other
+    ``scheme://`` is an ``InvalidURL`` in its slot; the others are RFC 868
+    hosts (``port``/``udp`` apply; never proxied). A failed source yields its
+    ``TimeHTTPError`` in its place (never an ``ExceptionGroup``: the other
+    results survive); each has its own deadline, so a dead one never delays
+    the rest past it.
     """
     from ._httptime import query_http_time
 
@@ -378,7 +381,9 @@ async def query_many(
         try:
             scheme = _scheme(source)
             if scheme in ("http", "https"):
-                results[index] = await query_http_time(source, timeout=timeout, precise=precise)
+                results[index] = await query_http_time(
+                    source, timeout=timeout, precise=precise, proxy=proxy, trust_env=trust_env
+                )
             elif scheme is not None:
                 raise InvalidURL(
                     f"unsupported scheme {scheme!r} in {source!r} (use a host[:port], "

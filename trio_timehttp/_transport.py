@@ -67,6 +67,9 @@ BODY_CHECKPOINT: Final = 1 << 20
 # bench/README.md for the measurements behind 64 KiB).
 RCVLOWAT: Final = 65536
 RCVLOWAT_BURST: Final = 65536
+# The most one TLS record can hold: 16 KiB of data plus header, padding and tag.
+_TLS_DATA: Final = 16384
+_TLS_RECORD: Final = _TLS_DATA + 256
 # A TLS idle check reads at most this many non-application records (session
 # tickets, key updates) before it gives up on the connection.
 _IDLE_RECORDS: Final = 8
@@ -121,6 +124,8 @@ class Transport:
     """
 
     tls = False
+    # Whether an idle connection on it can be checked (``fit_for_reuse``), so pooled.
+    poolable = True
 
     def __init__(self) -> None:
         self.clean_eof = False
@@ -152,6 +157,43 @@ class Transport:
         raise NotImplementedError
 
 
+class _LowWater:
+    """The SO_RCVLOWAT rule (see RCVLOWAT), in one place for both socket transports.
+
+    ``before_wait(need)`` sets the mark for the coming wait; ``read(n)``
+    counts bytes read; ``reset()`` puts the mark back to 1 (before pooling).
+    ``slack`` is how much of ``need`` may already sit in a layer above the
+    socket (TLS: one partial record read by OpenSSL), so the mark never
+    asks the kernel for bytes that will not come.
+    """
+
+    __slots__ = ("_burst", "_lowat", "_raw", "_slack")
+
+    def __init__(self, sock: socket.socket, slack: int = 0) -> None:
+        self._raw = sock
+        self._slack = slack
+        self._burst = 0  # bytes read since the last wait
+        self._lowat = 1  # the mark in force
+
+    def read(self, n: int) -> None:
+        self._burst += n
+
+    def before_wait(self, need: int) -> None:
+        if need and (self._lowat > 1 or self._burst >= RCVLOWAT_BURST):
+            self._set(max(1, min(need - self._slack, RCVLOWAT)))
+        self._burst = 0
+
+    def reset(self) -> None:
+        self._burst = 0
+        if self._lowat != 1:
+            self._set(1)
+
+    def _set(self, want: int) -> None:
+        if want != self._lowat:
+            self._raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
+            self._lowat = want
+
+
 class SocketTransport(Transport):
     """Plain TCP on a connected non-blocking stdlib socket."""
 
@@ -160,8 +202,7 @@ class SocketTransport(Transport):
         sock.setblocking(False)
         self.socket = sock
         self._unchecked = 0  # bytes read since the last checkpoint
-        self._burst = 0  # bytes read since the last wait
-        self._lowat = 1  # SO_RCVLOWAT in force
+        self._lowat = _LowWater(sock)
 
     async def send_all(self, data: bytes) -> None:
         sock = self.socket
@@ -187,7 +228,7 @@ class SocketTransport(Transport):
             return await self._recv_waiting(max_bytes, need)
         if not data:
             self.clean_eof = True
-        self._burst += len(data)
+        self._lowat.read(len(data))
         self._unchecked += len(data)
         if self._unchecked >= BODY_CHECKPOINT:
             self._unchecked = 0
@@ -197,9 +238,7 @@ class SocketTransport(Transport):
     async def _recv_waiting(self, max_bytes: int, need: int) -> bytes:
         sock = self.socket
         self._waited = True
-        if need and (self._lowat > 1 or self._burst >= RCVLOWAT_BURST):
-            self._set_lowat(min(need, RCVLOWAT))
-        self._burst = 0
+        self._lowat.before_wait(need)
         self._unchecked = 0
         while True:
             await trio.lowlevel.wait_readable(sock)
@@ -209,13 +248,8 @@ class SocketTransport(Transport):
                 continue
             if not data:
                 self.clean_eof = True
-            self._burst += len(data)
+            self._lowat.read(len(data))
             return data
-
-    def _set_lowat(self, want: int) -> None:
-        if want != self._lowat:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, want)
-            self._lowat = want
 
     @property
     def rcvlowat(self) -> int:
@@ -231,9 +265,7 @@ class SocketTransport(Transport):
             return False
 
     def ready_for_pool(self) -> None:
-        self._burst = 0
-        if self._lowat != 1:
-            self._set_lowat(1)
+        self._lowat.reset()
 
     def detach(self) -> socket.socket:
         """Hand the socket over (to TLS); this transport no longer owns it."""
@@ -256,6 +288,9 @@ class TLSTransport(Transport):
         super().__init__()
         self.socket = ssock
         self._unchecked = 0
+        # OpenSSL may hold one partial record of the body already (a record
+        # carries at most 16 KiB of data plus its framing).
+        self._lowat = _LowWater(ssock, slack=_TLS_RECORD)
 
     @classmethod
     async def handshake(cls, sock: socket.socket, plan: TLSPlan) -> TLSTransport:
@@ -311,13 +346,17 @@ class TLSTransport(Transport):
 
     async def recv(self, max_bytes: int, need: int = 0) -> bytes:
         ssock = self.socket
+        # One call returns at most one record's data (16 KiB): asking for more
+        # only makes CPython allocate a larger buffer and shrink it each time.
+        size = min(max_bytes, _TLS_DATA)
         while True:
             try:
-                data = ssock.recv(max_bytes)
+                data = ssock.recv(size)
                 break
             except ssl.SSLWantReadError:
                 self._waited = True
                 self._unchecked = 0
+                self._lowat.before_wait(need)
                 await trio.lowlevel.wait_readable(ssock)
             except ssl.SSLWantWriteError:
                 self._waited = True
@@ -328,11 +367,15 @@ class TLSTransport(Transport):
                 return b""
         if not data:
             self.clean_eof = True  # close_notify
+        self._lowat.read(len(data))
         self._unchecked += len(data)
         if self._unchecked >= BODY_CHECKPOINT:
             self._unchecked = 0
             await trio.lowlevel.checkpoint()
         return data
+
+    def ready_for_pool(self) -> None:
+        self._lowat.reset()
 
     def fit_for_reuse(self) -> bool:
         """No unread application data, no close_notify, no EOF.
@@ -373,6 +416,8 @@ class StreamTransport(Transport):
     ``close`` is synchronous: it closes the stream's halves that can be
     closed so (trio's in-memory streams); the caller owns any other stream.
     """
+
+    poolable = False
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         super().__init__()

@@ -2,7 +2,11 @@
 
 We are strict where a lenient parser would put attacker bytes on the wire: no
 control characters or spaces, a real host, a port in range, http or https only.
-Non-ASCII is made wire-safe (IDNA for the host, percent-encoding elsewhere).
+Non-ASCII is made wire-safe (IDNA for the host, percent-encoding elsewhere),
+and dot segments are removed from the path before it is sent (RFC 3986
+section 5.2.4). A server's ``Location`` gets the leniency browsers give it:
+spaces and a few other characters RFC 3986 never allows raw are
+percent-encoded outside the authority (never in the host).
 """
 
 from __future__ import annotations
@@ -14,7 +18,14 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from ._errors import InvalidURL
 
-__all__ = ["DEFAULT_PORTS", "URL", "parse_url", "resolve_location"]
+__all__ = [
+    "DEFAULT_PORTS",
+    "URL",
+    "encode_location",
+    "parse_url",
+    "remove_dot_segments",
+    "resolve_location",
+]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -29,6 +40,15 @@ _NETWORK_PATH = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:)?//")
 # Everything RFC 3986 allows in a URL, plus '%' (keep existing escapes).
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _SAFE = "!#$%&'()*+,/:;=?@[]~"
+# Characters real servers put raw in a Location's path, query or fragment
+# (spaces in file names, ``|`` and braces in query strings). curl, urllib3
+# and browsers percent-encode them, and so do we, rather than refuse the
+# redirect. Backslash is *not* here: browsers read it as ``/`` in http(s)
+# URLs (``http:\\evil``), so a Location with one is ambiguous and stays an
+# error; so do control characters (tab included).
+_LENIENT = {c: f"%{ord(c):02X}" for c in ' <>"^`{|}'}
+_LENIENT_RE = re.compile('[ <>"^`{|}]')
+_AUTHORITY_END = re.compile(r"[/?#]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +103,49 @@ def _ascii(part: str) -> str:
     return part if part.isascii() else quote(part, safe=_SAFE)
 
 
+def remove_dot_segments(path: str) -> str:
+    """``path`` (absolute: it starts with ``/``) with its ``.`` and ``..`` segments resolved.
+
+    RFC 3986 section 5.2.4, as curl, urllib3 and requests apply it to a
+    request URL before sending: ``/../a/./b`` becomes ``/a/b``, ``/a/b/..``
+    becomes ``/a/``, and a ``..`` never climbs above the root. Only literal
+    dots count: ``%2E`` is left for the server to interpret.
+    """
+    if "." not in path:
+        return path
+    segments = path.split("/")[1:]
+    out: list[str] = []
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if segment == "..":
+            if out:
+                out.pop()
+        elif segment != ".":
+            out.append(segment)
+            continue
+        if last:  # a trailing "." or ".." leaves the directory: "/a/." is "/a/"
+            out.append("")
+    return "/" + "/".join(out)
+
+
+def encode_location(location: str) -> str:
+    """Percent-encode spaces and ``<>"^`{|}`` in a Location, outside its authority.
+
+    ``../m o o.html`` becomes ``../m%20o%20o.html`` (curl, urllib3 and browsers
+    do the same). The authority (``//host:port`` of a network-path or
+    absolute reference) is left as it is, so a space in the host still makes
+    the Location unusable. Control characters and backslashes are left too:
+    they stay errors.
+    """
+    start = 0
+    network = _NETWORK_PATH.match(location)
+    if network:
+        end = _AUTHORITY_END.search(location, network.end())
+        start = end.start() if end else len(location)
+    rest = _LENIENT_RE.sub(lambda m: _LENIENT[m[0]], location[start:])
+    return location[:start] + rest
+
+
 def parse_url(url: str) -> URL:
     """Split and validate an absolute http(s) URL; anything unusable is ``InvalidURL``."""
     if not isinstance(url, str):
@@ -125,9 +188,8 @@ def parse_url(url: str) -> URL:
             raise InvalidURL(f"port {port} out of range in {url!r}")
     else:
         raise InvalidURL(f"bad port {raw_port!r} in {url!r}")
-    target = _ascii(parts.path) or "/"
-    if not target.startswith("/"):
-        target = "/" + target
+    path = _ascii(parts.path) or "/"
+    target = remove_dot_segments(path if path.startswith("/") else "/" + path)
     if parts.query or url.split("#", 1)[0].endswith("?"):
         target = f"{target}?{_ascii(parts.query)}"
     fragment = _ascii(parts.fragment) if "#" in url else None
@@ -139,8 +201,12 @@ def resolve_location(base: URL, location: str) -> URL:
 
     ``http:/path`` (same scheme, no authority) resolves against the base's
     origin; when the Location has no fragment, the base's is kept (RFC 9110
-    section 10.2.2). Raises ``InvalidURL`` for anything unusable.
+    section 10.2.2). Spaces and ``<>"^`{|}`` in the path, query or fragment
+    are percent-encoded first (``encode_location``). Raises ``InvalidURL``
+    for anything unusable: control characters, a backslash, a space in the
+    authority, a bad host or port, a scheme other than http(s).
     """
+    location = encode_location(location)
     if _FORBIDDEN.search(location):
         raise InvalidURL(f"control characters or spaces in Location {location!r}")
     scheme = _SCHEME.match(location)

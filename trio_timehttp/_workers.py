@@ -1,0 +1,215 @@
+"""``serve --workers N``: a supervisor that binds, and worker processes that serve.
+
+How it stays one service, whatever happens:
+
+- **The supervisor binds.** It takes a per-port lock first (an abstract Unix
+  socket named after the protocols and port: the kernel frees it when the
+  process dies, even by SIGKILL, and it leaves no file behind), then binds
+  one set of sockets per worker with SO_REUSEPORT (so the kernel spreads the
+  load across the workers). A second ``serve --workers`` on the port finds
+  the lock taken and fails with "address already in use", as a second single
+  ``serve`` fails on the bound port; a single ``serve`` without
+  ``--reuse-port`` fails on the sockets themselves. Socket-activated, the
+  workers share the sockets systemd passed instead.
+- **Workers inherit their sockets** as file descriptors (``--worker-fds``)
+  and never bind, so they cannot disagree about the address, and they can run
+  without the privilege to bind.
+- **A lifeline per worker**: one end of a Unix socket pair (``--lifeline``).
+  The worker writes ``ready`` on it once serving (the supervisor tells
+  systemd ``READY=1`` only when every worker has); when the supervisor dies
+  -- however it dies -- the kernel closes its end, the worker reads EOF and
+  stops cleanly. (``PR_SET_PDEATHSIG`` is tied to the *thread* that forked,
+  and Trio spawns from a worker thread that exits when idle: it would kill
+  the workers ten seconds in.)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import trio
+
+__all__ = ["READY", "Hooks", "Worker", "port_lock", "supervise", "watch_lifeline"]
+
+log = logging.getLogger("trio_timehttp.cli")
+
+READY = b"ready\n"
+
+#: The supervisor talks to systemd; its workers must not (nor take its sockets).
+_NOT_FOR_WORKERS = frozenset({"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"})
+
+#: How long a worker may take from exec to serving.
+_START_TIMEOUT = 30.0
+#: How long workers get to stop after SIGTERM before they are killed.
+_STOP_TIMEOUT = 10.0
+
+
+def port_lock(protocols: Sequence[str], port: int) -> list[socket.socket]:
+    """Hold ``trio-timehttp serve <proto>:<port>`` in the abstract namespace, per protocol.
+
+    Raises ``OSError(EADDRINUSE)`` when another supervisor holds one. Keep
+    the returned sockets open for as long as the port is ours.
+    """
+    held: list[socket.socket] = []
+    try:
+        for proto in protocols:
+            lock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            held.append(lock)
+            lock.bind(f"\0trio-timehttp serve {proto}:{port}".encode())
+    except BaseException:
+        for lock in held:
+            lock.close()
+        raise
+    return held
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the supervisor's caller does at each stage (each a plain sync call).
+
+    ``spawned()``: every worker runs, the sockets are closed here (the place
+    to drop privileges: the workers were exec'd while the interpreter was
+    surely readable). ``ready(pids)``: every worker serves. ``stopping()``:
+    stopping has begun.
+    """
+
+    spawned: Callable[[], None]
+    ready: Callable[[list[int]], None]
+    stopping: Callable[[], None]
+
+
+@dataclass
+class Worker:
+    """A running worker: its process and the supervisor's end of its lifeline."""
+
+    proc: trio.Process
+    lifeline: socket.socket
+
+
+async def _spawn(command: list[str], socks: Sequence[socket.socket]) -> Worker:
+    """Start one worker serving ``socks``; the supervisor keeps the other end of its lifeline."""
+    ours, theirs = socket.socketpair()
+    try:
+        fds = [s.fileno() for s in socks]
+        full = [*command, "--worker-fds", ",".join(map(str, fds)),
+                "--lifeline", str(theirs.fileno())]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if k not in _NOT_FOR_WORKERS}
+        proc = await trio.lowlevel.open_process(full, pass_fds=(*fds, theirs.fileno()), env=env)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return Worker(proc, ours)
+
+
+async def _wait_ready(worker: Worker) -> None:
+    """Until the worker says ``ready``; ``RuntimeError`` if it exits first or takes too long."""
+    got = b""
+    with trio.move_on_after(_START_TIMEOUT):
+        while not got.endswith(b"\n"):
+            await trio.lowlevel.wait_readable(worker.lifeline)
+            chunk = worker.lifeline.recv(64)
+            if not chunk:  # its end closed: it is exiting; wait (briefly) for its status
+                with trio.move_on_after(_STOP_TIMEOUT):
+                    await worker.proc.wait()
+                break
+            got += chunk
+    if got != READY:
+        code = worker.proc.returncode
+        what = f"exited with status {code}" if code is not None else "did not start in time"
+        raise RuntimeError(f"worker {worker.proc.pid} {what}")
+
+
+async def watch_lifeline(lifeline: socket.socket, on_gone: Callable[[], None]) -> None:
+    """In a worker: wait until the supervisor's end closes, then call ``on_gone``."""
+    while True:
+        await trio.lowlevel.wait_readable(lifeline)
+        try:
+            if lifeline.recv(64):
+                continue  # nothing is ever sent this way; ignore it
+        except OSError:
+            pass
+        break
+    log.warning("supervisor (pid %d) is gone; stopping", os.getppid())
+    on_gone()
+
+
+async def supervise(
+    command: list[str], socket_sets: list[list[socket.socket]], hooks: Hooks
+) -> int:
+    """Run one worker per socket set until a signal or a worker's death; returns the status.
+
+    Each set is handed to its worker; once all are started every set is
+    closed here (the workers hold them; a dead worker's sockets then leave the
+    SO_REUSEPORT group instead of queueing connections nobody accepts). The
+    same set may be given for every worker (systemd's sockets). `Hooks` are
+    called as they say. Workers get SIGTERM, then SIGKILL after 10 s.
+    """
+    status = 0
+    workers: list[Worker] = []
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        try:
+            try:
+                for socks in socket_sets:
+                    workers.append(await _spawn(command, socks))
+            finally:
+                for socks in socket_sets:
+                    for sock in socks:
+                        sock.close()  # idempotent: a shared set is closed once
+            hooks.spawned()
+            try:
+                for worker in workers:
+                    await _wait_ready(worker)
+            except RuntimeError as exc:
+                log.error("%s; stopping the others", exc)
+                return 1
+            hooks.ready([w.proc.pid for w in workers])
+            async with trio.open_nursery() as nursery:
+
+                async def watch(worker: Worker) -> None:
+                    nonlocal status
+                    code = await worker.proc.wait()
+                    if not nursery.cancel_scope.cancel_called:
+                        log.error("worker %d exited with status %d; stopping", worker.proc.pid,
+                                  code)  # fmt: skip
+                        status = code or 1
+                        nursery.cancel_scope.cancel()
+
+                for worker in workers:
+                    nursery.start_soon(watch, worker)
+                async for signum in signals:
+                    log.info("received %s, stopping the workers", signal.Signals(signum).name)
+                    nursery.cancel_scope.cancel()
+                    break
+        finally:
+            hooks.stopping()
+            with trio.CancelScope(shield=True):
+                await _stop_all(workers)
+    return status
+
+
+async def _stop_all(workers: Sequence[Worker]) -> None:
+    """SIGTERM every worker, give them 10 s to stop cleanly, then kill the rest."""
+    for worker in workers:
+        if worker.proc.returncode is None:
+            worker.proc.send_signal(signal.SIGTERM)
+    with trio.move_on_after(_STOP_TIMEOUT):
+        for worker in workers:
+            await worker.proc.wait()
+    for worker in workers:
+        if worker.proc.returncode is None:
+            worker.proc.kill()
+            await worker.proc.wait()
+        worker.lifeline.close()
+
+
+def python_command() -> list[str]:
+    """How to run this package again: this interpreter, ``-m trio_timehttp``."""
+    return [sys.executable, "-m", "trio_timehttp"]
