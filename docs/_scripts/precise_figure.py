@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
     source = Path(argv[0]) if argv else ROOT / "bench" / "precise_narrowing.json"
     target = Path(argv[1]) if len(argv) > 1 else ROOT / "docs" / "precise_narrowing.svg"
     target.write_text(render(json.loads(source.read_text())))
-    print(f"wrote {target}")  # noqa: T201
+    print(f"wrote {target}")
     return 0
 
 
