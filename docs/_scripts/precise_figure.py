@@ -4,7 +4,7 @@
 
 DATA defaults to ``bench/precise_narrowing.json``, written by ``python -m
 bench accuracy`` from a real run (one precise UDP reading over the emulated
-80 ms path); OUT to ``docs/precise_narrowing.svg``. Each probe is one bar: the
+80 ms path); OUT to ``docs/_static/precise_narrowing.svg``. Each probe is one bar: the
 interval the readings so far prove, relative to the known truth (0), on a
 symmetric-log scale so the first second and the last milliseconds both show.
 """
@@ -75,7 +75,9 @@ def render(data: dict) -> str:
 
 def main(argv: list[str]) -> int:
     source = Path(argv[0]) if argv else ROOT / "bench" / "precise_narrowing.json"
-    target = Path(argv[1]) if len(argv) > 1 else ROOT / "docs" / "precise_narrowing.svg"
+    target = (
+        Path(argv[1]) if len(argv) > 1 else ROOT / "docs" / "_static" / "precise_narrowing.svg"
+    )
     target.write_text(render(json.loads(source.read_text())))
     print(f"wrote {target}")
     return 0
