@@ -93,7 +93,10 @@ async def _read_once(client: Client, url: str, method: str) -> tuple[Response, R
         return response, None
     second = _date_of(response, url)
     end = times.head
-    rtt = end - (times.sent or times.start)
+    # From the request sent; on a reused connection ``start`` is that instant
+    # taken just before the bytes went out (``sent`` comes after the send
+    # call returned, which a busy scheduler can delay past the answer).
+    rtt = end - (times.start if times.reused else times.sent or times.start)
     return response, Reading(second, issued=times.start, start=times.start, end=end, rtt=rtt)
 
 

@@ -276,7 +276,7 @@ class StopRule:
     accept_gain: float = 0.1
     accept_slack: float = 0.0015
     accept_max_gap: float = 0.0035
-    max_per_round: int = 12
+    max_per_round: int = 16
     max_rounds: int = 6
     max_probes: int = 48
     min_gain: float = 0.1
