@@ -246,11 +246,12 @@ async def test_get_output_file_without_progress_when_piped(
     ("url", "fragment"),
     [
         ("ftp://127.0.0.1/", "only http and https"),
-        ("http://127.0.0.1:1/", "127.0.0.1:1"),
+        ("http://127.0.0.1:{refused}/", "127.0.0.1:{refused}"),
         ("http://nosuch.invalid/", "nosuch.invalid"),
     ],
 )
-async def test_get_failures_are_one_line(url: str, fragment: str) -> None:
+async def test_get_failures_are_one_line(url: str, fragment: str, refused_port: int) -> None:
+    url, fragment = url.format(refused=refused_port), fragment.format(refused=refused_port)
     result = await run_cli("get", url, "--timeout", "5")
     assert result.returncode == 1
     assert fragment in one_line_error(result)
@@ -321,8 +322,8 @@ async def test_get_output_file_shows_progress_on_a_terminal(
 # -- what every subcommand shares: -v anywhere, usage errors, Ctrl-C, SIGTERM, pipes -----------
 
 
-async def test_verbose_after_the_subcommand_counts_with_the_one_before() -> None:
-    url = "http://127.0.0.1:1/"  # refused at once; the requester logs "connecting" at DEBUG
+async def test_verbose_after_the_subcommand_counts_with_the_one_before(refused_port: int) -> None:
+    url = f"http://127.0.0.1:{refused_port}/"  # refused at once; "connecting" is logged at DEBUG
     quiet = await run_cli("get", url)
     assert b"DEBUG" not in quiet.stderr
     after = await run_cli("get", "-vv", url)

@@ -73,15 +73,12 @@ async def test_data_binary_stdin_pipe_goes_chunked(nursery: trio.Nursery) -> Non
     assert seen.header("transfer-encoding") == "chunked"
 
 
-async def test_data_binary_mistakes(tmp_path: pathlib.Path) -> None:
-    err = one_line_error(
-        await run_cli("get", "http://127.0.0.1:9/", "--data-binary", f"@{tmp_path}/missing")
-    )
+async def test_data_binary_mistakes(tmp_path: pathlib.Path, refused_port: int) -> None:
+    url = f"http://127.0.0.1:{refused_port}/"
+    err = one_line_error(await run_cli("get", url, "--data-binary", f"@{tmp_path}/missing"))
     assert "--data-binary" in err
     assert "No such file" in err
-    err = one_line_error(
-        await run_cli("get", "http://127.0.0.1:9/", "-d", "a", "--data-binary", "b")
-    )
+    err = one_line_error(await run_cli("get", url, "-d", "a", "--data-binary", "b"))
     assert "cannot be combined" in err
 
 
@@ -120,8 +117,9 @@ async def test_continue_at(nursery: trio.Nursery, tmp_path: pathlib.Path) -> Non
     assert sorted(os.listdir(tmp_path)) == ["file.bin"]
 
 
-async def test_continue_at_mistakes() -> None:
-    err = one_line_error(await run_cli("get", "http://127.0.0.1:9/", "-C", "-"))
+async def test_continue_at_mistakes(refused_port: int) -> None:
+    url = f"http://127.0.0.1:{refused_port}/"
+    err = one_line_error(await run_cli("get", url, "-C", "-"))
     assert "-o FILE" in err
-    err = one_line_error(await run_cli("get", "http://127.0.0.1:9/", "-C", "100", "-o", "x"))
+    err = one_line_error(await run_cli("get", url, "-C", "100", "-o", "x"))
     assert "'-' only" in err

@@ -112,8 +112,8 @@ async def test_default_output_is_the_seed_report(server: Any) -> None:
 # -- the truth on stdout, the error on stderr ------------------------------------------------
 
 
-async def test_refused_is_a_failed_connection_in_words() -> None:
-    result = await run_cli("get", "http://127.0.0.1:9/")
+async def test_refused_is_a_failed_connection_in_words(refused_port: int) -> None:
+    result = await run_cli("get", f"http://127.0.0.1:{refused_port}/")
     assert result.returncode == 1
     assert result.stdout == b"connection failed\n"  # the seed's line, and only that
     err = one_line(result)
@@ -510,8 +510,10 @@ async def test_method_and_data(server: Any, tmp_path: Path) -> None:
         (["-o", "f", "-O"], "not allowed with argument"),
     ],
 )
-async def test_flag_mistakes_point_to_get_help(args: list[str], message: str) -> None:
-    result = await run_cli("get", "http://127.0.0.1:9/x", *args)
+async def test_flag_mistakes_point_to_get_help(
+    args: list[str], message: str, refused_port: int
+) -> None:
+    result = await run_cli("get", f"http://127.0.0.1:{refused_port}/x", *args)
     assert result.returncode == 2
     err = one_line(result)
     assert message in err

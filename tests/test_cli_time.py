@@ -220,8 +220,8 @@ async def test_plugin_unknown_when_none_answered_or_no_majority(nursery: trio.Nu
         (["--interval", "0"], "positive number"),
     ],
 )
-async def test_usage_errors(args: list[str], message: str) -> None:
-    result = await run_cli("time", "127.0.0.1:1", *args)
+async def test_usage_errors(args: list[str], message: str, refused_port: int) -> None:
+    result = await run_cli("time", f"127.0.0.1:{refused_port}", *args)
     err = result.stderr.decode()
     assert result.returncode == 2
     assert message in err
