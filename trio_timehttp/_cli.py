@@ -22,7 +22,7 @@ from typing import TextIO
 import trio
 
 from . import _cli_get, _cli_monitor, _cli_serve, _cli_time
-from ._cli_args import PROG, Parser, TopParser, UsageError, describe, single
+from ._cli_args import PROG, Parser, TopParser, UsageError, describe, printable, single
 from ._demo import run_demo
 from ._errors import TimeHTTPError
 from ._version import __version__
@@ -67,15 +67,25 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with a ``printable`` message: a server's words logged cannot drive the terminal.
+
+    A traceback (``-vv``) is added after the message, keeping its own lines.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
 def _setup_logging(verbose: int, command: str) -> None:
     level = logging.WARNING
     if command == "serve" or verbose == 1:
         level = logging.INFO
     if verbose >= 2:
         level = logging.DEBUG
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -177,7 +187,7 @@ def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
             raise _leaf(group) from None
     except UsageError as exc:
         where = f"{PROG} {args.command}"
-        print(f"{where}: error: {exc} (see {where} --help)", file=sys.stderr)
+        print(f"{where}: error: {printable(str(exc))} (see {where} --help)", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return _quiet_broken_pipe()

@@ -97,6 +97,33 @@ def header_arg(text: str) -> tuple[str, str]:
     return name, value.strip()
 
 
+# C0 (tab and newline too), DEL, C1, the bidirectional overrides and isolates,
+# the line and paragraph separators, and lone surrogates (undecodable bytes).
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    r"""``text`` safe to show on a terminal: every control character written as an escape.
+
+    A server's words (status, reason, header names and values, error
+    messages) must not drive the user's terminal: ``\x1b]0;pwned\x07`` is
+    shown as those characters, a tab as ``\t``, a newline as ``\n``, a C1
+    control as ``\x9b``, a bidirectional override as ``\u202e``. All else
+    (printable ASCII, Latin-1, any other Unicode) is left as it is.
+    """
+    return _UNSAFE.sub(lambda m: _escape(m.group()), text)
+
+
 def single(exc: BaseException) -> BaseException:
     """The one exception inside nested single-member groups (a nursery's wrapping)."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -131,6 +158,10 @@ def describe(exc: BaseException) -> str:
     (the operating system's description, found through ``__cause__``, also
     inside exception groups) is added only when the message lacks it.
     """
+    return printable(_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and not isinstance(exc, TimeHTTPError):
         if exc.filename is not None and exc.strerror:
             return f"{exc.filename}: {exc.strerror}"

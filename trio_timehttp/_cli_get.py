@@ -35,7 +35,16 @@ from typing import Any, BinaryIO, Protocol, TextIO
 
 import trio
 
-from ._cli_args import PROG, Parser, UsageError, describe, header_arg, int_in, timeout_arg
+from ._cli_args import (
+    PROG,
+    Parser,
+    UsageError,
+    describe,
+    header_arg,
+    int_in,
+    printable,
+    timeout_arg,
+)
 from ._cli_progress import Progress
 from ._consumers import FileConsumer, RedirectingConsumer
 from ._demo import print_head
@@ -440,7 +449,7 @@ class _HeadTrace:
         lines += [f"> {n}: {masked(n, v)}" for n, v in request.headers.items()]
         if isinstance(request.body, bytes):
             lines.append(f"> Content-Length: {len(request.body)}")
-        print("\n".join(lines) + "\n>", file=self.stream)
+        print("\n".join(map(printable, lines)) + "\n>", file=self.stream)
 
     async def http_header(self, response: Response) -> Any:
         self._print_request(response.request)
@@ -450,7 +459,7 @@ class _HeadTrace:
         else:
             lines = [f"< HTTP/{response.http_version} {response.status_code} {response.reason}"]
             lines += [f"< {n}: {masked(n, v)}" for n, v in response.headers.items()]
-            print("\n".join(lines) + "\n<", file=self.stream, flush=True)
+            print("\n".join(map(printable, lines)) + "\n<", file=self.stream, flush=True)
         return await _maybe_await(self.consumer.http_header(response))
 
     async def feed(self, data: bytes) -> None:
@@ -522,7 +531,7 @@ def _get(args: argparse.Namespace, out: TextIO, plan: _Plan) -> int:
     except _HTTPFailure as failure:
         if report_out is not None:
             report_out.flush()
-        print(f"{PROG}: error: {failure}", file=sys.stderr)
+        print(f"{PROG}: error: {printable(str(failure))}", file=sys.stderr)
         return 22  # as curl --fail
     finally:
         if progress is not None:
