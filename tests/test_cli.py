@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from functools import partial
@@ -444,6 +445,41 @@ async def test_describe_names_causes_in_words() -> None:
     assert describe(PermissionError(13, "Permission denied", "out.bin")) == (
         "out.bin: Permission denied"
     )
+
+
+@pytest.mark.parametrize(
+    ("cause", "shown"),
+    [
+        (
+            ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] bad (_ssl.c:1006)"),
+            "[SSL: CERTIFICATE_VERIFY_FAILED] bad",
+        ),
+        (
+            ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"),
+            "[SSL: WRONG_VERSION_NUMBER] wrong version number",
+        ),
+        (
+            ssl.SSLZeroReturnError(6, "TLS/SSL connection has been closed (EOF) (_ssl.c:992)"),
+            "TLS/SSL connection has been closed (EOF)",
+        ),
+        (
+            ConnectionResetError(104, "Connection reset by peer"),
+            "Connection reset by peer",  # the words already there: not twice
+        ),
+        (ConnectionRefusedError(111, "refused at h"), "refused at h (connection refused)"),
+    ],
+)
+def test_describe_adds_the_system_words_only_for_system_errors(cause: OSError, shown: str) -> None:
+    """An SSLError's errno is OpenSSL's code, not the system's; "(_ssl.c:NNNN)" goes."""
+    from trio_timehttp import ConnectError
+    from trio_timehttp._cli_args import describe
+
+    try:
+        raise ConnectError(f"TLS handshake with h:443 failed: {cause.strerror}") from cause
+    except ConnectError as exc:
+        text = describe(exc)
+    assert text == f"ConnectError: TLS handshake with h:443 failed: {shown}"
+    assert describe(cause) == shown.partition(" (connection")[0]
 
 
 async def test_an_ignored_sigint_stays_ignored_and_sigterm_still_cleans_up(

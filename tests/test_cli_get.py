@@ -563,3 +563,29 @@ async def test_cacert(nursery: trio.Nursery, tls: tuple[ssl.SSLContext, Path]) -
     not_pem = await run_cli("get", "--cacert", "/etc/hostname", secure.url("/"))
     assert not_pem.returncode == 2
     assert "--cacert /etc/hostname: " in one_line(not_pem)
+
+
+@pytest.mark.parametrize("case", ["untrusted", "wrong-name", "not-tls"])
+async def test_tls_failures_are_the_tls_words_only(
+    nursery: trio.Nursery, tls: tuple[ssl.SSLContext, Path], case: str
+) -> None:
+    """An SSLError's errno is OpenSSL's, not the system's: no "(operation not permitted)";
+    and CPython's "(_ssl.c:1006)" is nothing for a user."""
+    server_ctx, pem = tls
+    if case == "not-tls":  # plain HTTP where TLS was expected
+        plain = [("send", b"HTTP/1.1 400 Bad Request\r\n\r\n"), ("close",)]
+        server: Any = await nursery.start(serve_evil, plain)
+    else:
+        server = await nursery.start(partial(serve_http, site, ssl_context=server_ctx))
+    url = f"https://127.0.0.1:{server.port}/"
+    args = {"untrusted": [url], "not-tls": ["--cacert", str(pem), url]}.get(
+        case, ["--cacert", str(pem), f"https://localhost:{server.port}/"]
+    )
+    result = await run_cli("get", "--timeout", "10", *args)
+    assert result.returncode == 1
+    err = one_line(result)
+    assert "TLS" in err
+    assert "(operation not permitted)" not in err
+    assert "_ssl.c" not in err
+    expected = {"untrusted": "certificate verify failed", "wrong-name": "localhost"}
+    assert expected.get(case, "") in err

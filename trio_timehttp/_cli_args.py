@@ -7,6 +7,7 @@ import math
 import os
 import re
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -140,7 +141,12 @@ def _os_cause(exc: BaseException) -> OSError | None:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, OSError) and (current.strerror or current.errno):
+        # An SSLError's errno is OpenSSL's code (1: "operation not permitted" as an OS errno).
+        if (
+            isinstance(current, OSError)
+            and not isinstance(current, ssl.SSLError)
+            and (current.strerror or current.errno)
+        ):
             return current
         if isinstance(current, BaseExceptionGroup):
             todo.extend(current.exceptions)
@@ -166,7 +172,7 @@ def _describe(exc: BaseException) -> str:
         if exc.filename is not None and exc.strerror:
             return f"{exc.filename}: {exc.strerror}"
         if exc.strerror:
-            return exc.strerror
+            return readable(exc.strerror)
     message = readable(str(exc))
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     cause = _os_cause(exc) if exc.__cause__ is not None or exc.__context__ is not None else None
@@ -177,6 +183,7 @@ def _describe(exc: BaseException) -> str:
 
 
 _ERRNO_PREFIX = re.compile(r"\[Errno -?\d+\] ")
+_SSL_SOURCE = re.compile(r" ?\(_ssl\.c:\d+\)")  # CPython's source line: nothing for a user
 _BYTES_REPR = re.compile(r"""(?:bytearray\()?\bb(['"])(.*?)\1\)?""")
 _ADDRESS_REPR = re.compile(r"\('([0-9A-Za-z.:%-]+)', (\d+)(?:, \d+, \d+)?\)")
 
@@ -186,10 +193,11 @@ def readable(message: str) -> str:
 
     ``[Errno -2] `` goes; ``bytearray(b'HTTP/1.1 2x0')`` becomes
     ``"HTTP/1.1 2x0"``; an address tuple ``('127.0.0.1', 9)`` becomes
-    ``127.0.0.1:9`` (``[::1]:9`` for IPv6). The messages should not carry
-    them in the first place; this keeps the command line readable meanwhile.
+    ``127.0.0.1:9`` (``[::1]:9`` for IPv6); CPython's ``(_ssl.c:1006)`` goes.
+    The messages should not carry them in the first place; this keeps the
+    command line readable meanwhile.
     """
-    message = _ERRNO_PREFIX.sub("", message)
+    message = _ERRNO_PREFIX.sub("", _SSL_SOURCE.sub("", message))
     message = _BYTES_REPR.sub(lambda m: f'"{m.group(2)}"', message)
     return _ADDRESS_REPR.sub(
         lambda m: (
