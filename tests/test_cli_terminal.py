@@ -138,11 +138,12 @@ async def test_time_lines_are_inert(source: str, flags: list[str], escaped: byte
         assert escaped in result.stdout
 
 
-def test_log_lines_are_inert_and_a_traceback_keeps_its_lines() -> None:
+@pytest.mark.parametrize("command", ["serve", "monitor"])
+def test_log_lines_are_inert_and_a_traceback_keeps_its_lines(command: str) -> None:
     code = (
         "import logging\n"
         "from trio_timehttp._cli import _setup_logging\n"
-        "_setup_logging(0, 'serve')\n"
+        f"_setup_logging(0, {command!r})\n"
         "log = logging.getLogger('trio_timehttp.test')\n"
         "log.info('from %s: %s', 'server', '\\x1b]0;pwned\\x07')\n"
         "try:\n"
@@ -156,6 +157,21 @@ def test_log_lines_are_inert_and_a_traceback_keeps_its_lines() -> None:
     )
     err = result.stderr.decode()
     assert "\x1b" not in err
-    assert " INFO from server: \\x1b]0;pwned\\x07\n" in err  # serve logs at INFO by default
+    assert " INFO from server: \\x1b]0;pwned\\x07\n" in err  # the services log at INFO by default
     assert " ERROR failed \\x1b[2J\nTraceback (most recent call last):\n" in err
     assert err.rstrip().endswith("ValueError: inner")
+
+
+@pytest.mark.parametrize(("command", "level"), [("time", "WARNING"), ("get", "WARNING")])
+def test_the_clients_log_warnings_only_by_default(command: str, level: str) -> None:
+    code = (
+        "import logging\n"
+        "from trio_timehttp._cli import _setup_logging\n"
+        f"_setup_logging(0, {command!r})\n"
+        "print(logging.getLevelName(logging.getLogger().level))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, env=env, timeout=60, check=True
+    )
+    assert result.stdout.decode().strip() == level

@@ -79,7 +79,7 @@ class _PrintableFormatter(logging.Formatter):
 
 def _setup_logging(verbose: int, command: str) -> None:
     level = logging.WARNING
-    if command == "serve" or verbose == 1:
+    if command in ("serve", "monitor") or verbose == 1:  # the services say what they do
         level = logging.INFO
     if verbose >= 2:
         level = logging.DEBUG
@@ -175,8 +175,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _interrupted(signals)
 
 
+def _usage_status(argv: Sequence[str]) -> int:
+    """2 for a mistake in the command line; 3 (UNKNOWN) in plugin mode (``time --warn/--crit``).
+
+    A monitoring system reads 2 from a plugin as CRITICAL: a plugin's bad
+    arguments are UNKNOWN (monitoring-plugins guidelines). Abbreviations
+    argparse accepts (``--cr``) count.
+    """
+    command = next((a for a in argv if not a.startswith("-")), None)
+    names = {a.partition("=")[0] for a in argv if a.startswith("--") and len(a) > 3}
+    plugin = any(flag.startswith(n) for n in names for flag in ("--warn", "--crit"))
+    return 3 if command == "time" and plugin else 2
+
+
 def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
-    args = _parse(_build_parser(), argv)
+    usage_status = _usage_status(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parse(_build_parser(), argv)
+    except SystemExit as exc:  # argparse's usage error (its line is on stderr), or --help
+        if exc.code == 2:
+            return usage_status
+        raise
     _setup_logging(args.verbose, args.command)
     out = sys.stdout
     try:
@@ -188,7 +207,7 @@ def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
     except UsageError as exc:
         where = f"{PROG} {args.command}"
         print(f"{where}: error: {printable(str(exc))} (see {where} --help)", file=sys.stderr)
-        return 2
+        return usage_status
     except BrokenPipeError:
         return _quiet_broken_pipe()
     except (TimeHTTPError, OSError) as exc:
