@@ -48,6 +48,7 @@ from ._cli_args import (
 from ._cli_progress import Progress
 from ._consumers import FileConsumer, RedirectingConsumer
 from ._demo import print_head
+from ._errors import ProtocolError
 from ._http import Client
 from ._models import Content, Request, Response
 
@@ -388,9 +389,9 @@ class _Report:
             self.sink.http_error(exc)
 
     def http_complete(self) -> None:
-        self.complete = True
         if self.sink is not None:
-            self.sink.http_complete()
+            self.sink.http_complete()  # may refuse the body (a 206 short of its range)
+        self.complete = True
 
     def close(self) -> None:
         """Nothing to do: the report's last line and the sink's close are ``cmd_get``'s."""
@@ -538,6 +539,12 @@ def _get(args: argparse.Namespace, out: TextIO, plan: _Plan) -> int:
             progress.finish(report.complete)
         if sink is not None:
             sink.close()  # puts the file in place only after http_complete()
+    if isinstance(sink, FileConsumer) and report.complete and not sink.complete:
+        # A 206 that ends before the file does: the .part grew, the file is not there.
+        raise ProtocolError(
+            f"the answer was only part of {args.output or sink.path}: the rest is"
+            " still to fetch (run again with -C -)"
+        )
     if report_out is not None and report.complete:
         print(f"{report.size} bytes in body", file=report_out)
     return 0

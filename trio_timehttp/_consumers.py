@@ -37,7 +37,7 @@ from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
 from ._consumer import call_optional
-from ._errors import BodyTooLarge, InvalidURL, RedirectError, TooManyRedirects
+from ._errors import BodyTooLarge, InvalidURL, ProtocolError, RedirectError, TooManyRedirects
 from ._models import Request, Response
 from ._partial import PartialFile
 from ._resume import Action, decide, range_headers
@@ -697,6 +697,7 @@ class FileConsumer:
         self._partial: PartialFile | None = None  # resume=True, on a regular target
         self._total: int | None = None  # the resource's size, for a resumed body
         self._dropping = False  # a 416 for a whole .part: its body is no file content
+        self._owed: int | None = None  # an appended 206: bytes its Content-Range still owes
 
     def _error(self, exc: OSError) -> OSError:
         """``exc`` again, naming the user's path (not a temporary file or a resolved link)."""
@@ -804,6 +805,7 @@ class FileConsumer:
             self._failed = True  # appending would corrupt the file: leave the .part alone
             raise
         self._total = decision.total
+        self._owed = decision.length
         self._dropping = decision.action is Action.COMPLETE
         self.offset = state.offset if decision.action is not Action.RESTART else 0
         if decision.action is Action.KEEP:  # not the file's content: as without resume
@@ -819,6 +821,10 @@ class FileConsumer:
         """Append a chunk to the temporary file (or the written-through target)."""
         if self._failed or self._dropping:
             return
+        if self._owed is not None:
+            if len(data) > self._owed:
+                self._reject_range(f"{self.bytes_written + len(data)} bytes or more")
+            self._owed -= len(data)
         try:
             if self._file is None:
                 self.open()
@@ -830,6 +836,19 @@ class FileConsumer:
             self._failed = True  # a bad chunk, or an interruption: incomplete
             raise
         self.bytes_written += len(data)
+
+    def _reject_range(self, got: str) -> None:
+        """A 206 body that is not its Content-Range: cut the ``.part`` back, raise."""
+        assert self._partial is not None
+        assert self.response is not None
+        self._failed = True
+        self._discard()
+        self._partial.restore(self.offset)
+        promised = self.response.headers.get("content-range")
+        raise ProtocolError(
+            f"the 206 body for Content-Range {promised!r} held {got}, not"
+            f" {self.bytes_written + (self._owed or 0)}: {self._partial.part} is left as it was"
+        )
 
     def _close_partial(self) -> None:
         """Keep the ``.part`` (flushed) unless it is now whole: then put it in place."""
@@ -848,6 +867,8 @@ class FileConsumer:
 
     def http_complete(self) -> None:
         """The requester's signal that the body ended complete; ``close()`` then keeps it."""
+        if self._owed and not self._failed:
+            self._reject_range(f"{self.bytes_written} bytes")
         if not self._failed and self.response is not None:
             self._ended = True
 
