@@ -104,7 +104,8 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package (configured in pyproject.toml)."""
-    session.install("mypy>=1.10", "-e", ".")
+    # The optional extras too: their modules are type-checked against the real packages.
+    session.install("mypy>=1.10", "-e", ".[brotli,zstd,metrics]")
     session.run("mypy")
 
 
@@ -112,12 +113,13 @@ def typecheck(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the Sphinx site into docs/_build/html, warnings as errors.
 
-    ``nox -s docs -- --figures`` first remakes the precise-mode figure from a
-    real run on loopback (docs/figures/precise_figure.py).
+    ``nox -s docs -- --figures`` first redraws the precise-mode figure
+    (docs/_scripts/precise_figure.py) from the probe-by-probe record of a real
+    run that ``python -m bench accuracy`` saves in bench/precise_narrowing.json.
     """
     session.install("-e", ".[docs]")
     if "--figures" in session.posargs:
-        session.run("python", "docs/figures/precise_figure.py")
+        session.run("python", "docs/_scripts/precise_figure.py")
     session.run(
         "python", "-m", "sphinx", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"
     )

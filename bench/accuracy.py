@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -46,6 +47,7 @@ from trio_timehttp import query_http_time, query_time
 #: The servers' clocks: ours plus these (the issue's values: whole, fractional, negative).
 OFFSETS = (0.25, -3.6, 100.37, 7.81)
 FIGURE_DATA = BENCH_DIR / "precise_narrowing.json"
+PARTIAL = BENCH_DIR / "results" / "accuracy-partial.json"
 #: rdate prints the server's clock in whole seconds; with -v it says by how much it would adjust.
 RDATE_ADJUST = re.compile(r"adjust local clock by (-?\d+) seconds")
 HTPDATE_OFFSET = re.compile(r"Offset (-?\d+(?:\.\d+)?) seconds")
@@ -279,6 +281,7 @@ async def run_scenario(scenario: Scenario, ports: Ports, table: dict[str, Method
 async def run_all(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"scenarios": []}
     table = methods(not args.no_peers)
+    PARTIAL.parent.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         cert, key, ca = tls_files(Path(tmp))
         os.environ["SSL_CERT_FILE"] = ca  # our default TLS context trusts the test CA
@@ -294,6 +297,9 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
                 results["scenarios"].append(
                     {"scenario": asdict(scenario), "rows": [asdict(r) for r in rows]}
                 )
+                # Progress that survives an interrupted run: the rows so far.
+                print(report({"scenarios": results["scenarios"][-1:]}), flush=True)
+                PARTIAL.write_text(json.dumps(results, indent=1))
     return results
 
 
@@ -362,6 +368,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.readings = 2
+    # A SIGTERM must unwind through the context managers that stop our children.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     began = time.time()
     results = trio.run(run_all, args)
     text = report(results)

@@ -178,7 +178,7 @@ def test_round_sizes() -> None:
     assert rule.round_size(est) == rule.max_per_round
     est.add(Reading(100, 0.88, 0.88, 0.96, 0.08))  # [99.92, 100.12)
     assert est.interval.width == pytest.approx(0.2)
-    assert rule.round_size(est) == 12  # 0.12 s to cut into 3 ms gaps: all a round takes
+    assert rule.round_size(est) == rule.max_per_round  # 0.12 s into 3 ms gaps: all it takes
     est.add(Reading(100, 0.9, 0.9, 0.98, 0.08))  # [99.92, 100.1): 0.1 s + floor
     est.add(Reading(101, 0.9, 0.9, 0.9865, 0.08))  # lo 100.0135
     assert est.interval.width - est.floor == pytest.approx(0.0065)

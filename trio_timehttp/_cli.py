@@ -35,7 +35,9 @@ log = logging.getLogger("trio_timehttp.cli")
 def _build_parser() -> argparse.ArgumentParser:
     parser = TopParser(
         prog=PROG,
-        description="RFC 868 time service and client, and a streaming HTTP/1.1 requester.",
+        description="Tell the time and fetch web pages: serve and read the RFC 868 "
+        "time protocol, measure how far this machine's clock is from other servers "
+        "(time servers, or web servers by their Date header), and fetch URLs over HTTP/1.1.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -52,9 +54,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="run the seed's examples against local servers",
-        description="Start a time server and an HTTP server on loopback, "
-        "run the seed's clients against them, print what happened.",
+        help="try everything on this machine: a time server, a web server and their clients",
+        description="Start a time server and a small web server (with a redirect) on "
+        "this machine only (loopback), then run against them: a time reading over RFC 868, "
+        "an HTTP GET that prints the status and headers, the same GET following the "
+        "redirect, and a time reading from the web server's Date header. Prints what "
+        "happened and exits 0; nothing goes beyond this machine.",
     )
     demo.set_defaults(func=_cmd_demo)
     for command in sub.choices.values():

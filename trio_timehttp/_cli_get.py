@@ -1,4 +1,4 @@
-"""``trio-timehttp get``: fetch a URL, print the seed's report, optionally save the body.
+"""``trio-timehttp get``: fetch a URL, print its status and headers, optionally save the body.
 
 How the pieces divide, so later flags slot in where they belong:
 
@@ -8,7 +8,8 @@ How the pieces divide, so later flags slot in where they belong:
   today; ``--proxy``, ``--retry`` and ``--compressed`` later);
 * ``_open_sink(args)``: where the body goes, opened and checked before the
   request (``-C -`` resume later);
-* ``_Report``: the consumer: the seed's DummyConsumer lines on stdout,
+* ``_Report``: the consumer: the ``status =>``, ``name = value`` and
+  ``N bytes in body`` lines on stdout,
   ``--fail``, the body handed to the sink, the progress display;
 * ``_HeadTrace`` (``-v``): every hop's heads on stderr as they happen.
 
@@ -60,9 +61,9 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     """Add the ``get`` subcommand to ``sub``."""
     get = sub.add_parser(
         "get",
-        help="GET a URL, print status and headers (like 7-10)",
-        description="GET a URL and print its status line, its headers and "
-        "the body size; with -o, save the body to FILE.",
+        help="fetch a URL: print its status and headers, or save its body",
+        description="Fetch a URL and print its status line, its headers and "
+        "the size of its body; with -o, save the body to FILE. Redirects are followed.",
     )
     get.add_argument("url", metavar="URL")
     get.add_argument(
@@ -75,7 +76,7 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "--max-redirects",
         type=int_in(0, 1000),
         default=10,
-        help="redirects to follow at most (default 10)",
+        help="follow at most N redirects (default 10)",
     )
     where = get.add_mutually_exclusive_group()
     where.add_argument(
@@ -101,8 +102,19 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         metavar="'Name: value'",
         help="add a request header",
     )
-    get.add_argument("-X", "--request", dest="method", type=_method, help="request METHOD")
-    get.add_argument("-I", "--head", action="store_true", help="send HEAD: the head only")
+    get.add_argument(
+        "-X",
+        "--request",
+        dest="method",
+        type=_method,
+        help="use METHOD instead of GET (or POST with -d)",
+    )
+    get.add_argument(
+        "-I",
+        "--head",
+        action="store_true",
+        help="ask for the status and headers only (a HEAD request)",
+    )
     get.add_argument(
         "-d",
         "--data",
@@ -144,7 +156,7 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "-s",
         "--silent",
         action="store_true",
-        help="no progress bar and no report on stdout (errors still go to stderr)",
+        help="print no progress bar and no status or headers (errors still go to stderr)",
     )
     get.add_argument(
         "-v",
@@ -347,7 +359,7 @@ class _HTTPFailure(Exception):
 
 
 class _Report:
-    """The final response: the seed's lines on ``out``, the body to the sink, progress shown.
+    """The final response: the report lines on ``out``, the body to the sink, progress shown.
 
     It never closes the sink: ``cmd_get`` does, after ``fetch`` has returned
     or failed, so only a complete body is put in place.

@@ -60,8 +60,9 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         help="measure the clock offset of time or web servers",
         description="Query RFC 868 servers (HOST or HOST:PORT) and web "
         "servers (http(s) URLs, via their Date header) concurrently; "
-        "offset = server - local. Sources are combined by their intervals: "
-        "those outside every majority are marked falsetickers.",
+        "the offset is the server's clock minus this machine's. Each reading is a range "
+        "the true offset must lie in; a source whose range disagrees with the majority "
+        "is marked as a falseticker (a clock that is wrong).",
     )
     time_.add_argument(
         "sources", nargs="+", metavar="SOURCE", help="host, host:port, [v6]:port or http(s)://URL"
@@ -82,7 +83,8 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     time_.add_argument(
         "--precise",
         action="store_true",
-        help="probe each server's second boundary: sub-second offsets",
+        help="take several readings timed around the server's tick of the second, to "
+        "measure to a fraction of a second (slower)",
     )
     proxy = time_.add_mutually_exclusive_group()
     proxy.add_argument(
@@ -108,13 +110,13 @@ def _add_output_options(time_: argparse.ArgumentParser) -> None:
         "--warn",
         type=non_negative_float,
         metavar="W",
-        help="plugin mode: WARNING when |offset| + uncertainty > W seconds",
+        help="monitoring-plugin output: WARNING when abs(offset) + uncertainty is over W seconds",
     )
     time_.add_argument(
         "--crit",
         type=non_negative_float,
         metavar="C",
-        help="plugin mode: CRITICAL when |offset| + uncertainty > C seconds",
+        help="monitoring-plugin output: CRITICAL when abs(offset) + uncertainty is over C seconds",
     )
     time_.add_argument(
         "--interval",

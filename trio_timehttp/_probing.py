@@ -3,10 +3,11 @@
 The arithmetic and the plan live in ``_sample`` (pure); this runs the plan in
 real time. After the first reading, each *round* spreads a few probes over
 the local instants at which the server's second would tick if the offset
-were at each planned cut (``plan_cuts``, ``read_instants``), runs them
-concurrently (each in its own task, at most ``channels`` at once), and
-intersects what comes back; ``StopRule`` says when another round cannot pay
-and how many probes it takes. Rounds fall about a second apart (the tick
+were at each planned cut (``plan_cuts``, ``read_instants``), runs them in
+as many concurrent lanes as their spacing needs (one after another on a fast
+path, overlapping on a long one; at most the prober's ``channels``), and
+intersects what comes back as it comes; ``StopRule`` says when another round
+cannot pay and how many probes it takes. Rounds fall about a second apart (the tick
 comes once a second), so a reading that reaches its limit in ``k`` rounds
 takes about ``k`` seconds.
 
@@ -87,7 +88,7 @@ async def refine(prober: Prober, est: OffsetEstimator, rule: StopRule | None = N
 
 
 def _plan(prober: Prober, est: OffsetEstimator, rule: StopRule) -> tuple[list[float], int]:
-    """The round's cuts, and over how many channels to run them (0: one task each).
+    """The round's cuts, and over how many channels (concurrent lanes) to run them.
 
     Probes on one channel run one after another, each busy for about the
     fastest exchange so far (x ``BUSY_MARGIN``, at least ``MIN_BUSY``), and
@@ -98,14 +99,12 @@ def _plan(prober: Prober, est: OffsetEstimator, rule: StopRule) -> tuple[list[fl
     """
     floor = est.floor
     cuts = plan_cuts(est.interval, floor, rule.round_size(est), rule.gap(floor), est.jitter)
-    if prober.channels is None:
-        return cuts, 0
     if len(cuts) < 2:
         return cuts, 1
     busy = max(BUSY_MARGIN * min(r.end - r.issued for r in est.readings), MIN_BUSY)
     spread = (cuts[-1] - cuts[0]) * (len(cuts) + 1) / (len(cuts) - 1)
-    need = math.ceil(busy * (len(cuts) + 1) / spread)
-    if need <= prober.channels:
+    need = min(math.ceil(busy * (len(cuts) + 1) / spread), len(cuts))
+    if prober.channels is None or need <= prober.channels:
         return cuts, need
     fit = max(prober.channels, int(prober.channels * spread / busy) - 1)
     cuts = plan_cuts(est.interval, floor, min(fit, len(cuts)), rule.gap(floor), est.jitter)
@@ -115,26 +114,31 @@ def _plan(prober: Prober, est: OffsetEstimator, rule: StopRule) -> tuple[list[fl
 async def _round(prober: Prober, est: OffsetEstimator, rule: StopRule, round_number: int) -> int:
     """One round of probes at the planned instants; how many answered.
 
-    Each channel (each probe, when there is no bound) is one task taking its
-    share of the instants in turn: channel ``k`` of ``c`` takes every
-    ``c``-th, so its probes are spread over the whole round. A probe whose
-    channel comes free more than ``max(floor, 2 ms)`` after its instant is
-    dropped: it would cut elsewhere.
+    Each lane is one task taking its share of the instants in turn: lane
+    ``k`` of ``c`` takes every ``c``-th, so its probes are spread over the
+    whole round. A probe is dropped when its channel comes free more than
+    ``max(floor, 2 ms)`` after its instant (it would cut elsewhere), or when
+    the readings so far have already moved the interval past its cut (it
+    could not narrow it): a sweep ends once it found the tick.
     """
     cuts, channels = _plan(prober, est, rule)
-    earliest = time.time() + est.lead + PLAN_AHEAD
-    sends = sorted(at - est.lead for at in read_instants(cuts, earliest))
+    lead = est.lead
+    earliest = time.time() + lead + PLAN_AHEAD
+    plan = sorted(zip(read_instants(cuts, earliest), cuts, strict=True))
     wait = max(PROBE_WAIT_RTTS * min(r.rtt for r in est.readings), MIN_PROBE_WAIT)
     late = max(est.floor, 0.002)
-    lanes = [sends[k::channels] for k in range(channels)] if channels else [[t] for t in sends]
+    pad = est.floor / 4
     answered = 0
 
-    async def lane(instants: list[float]) -> None:
+    async def lane(steps: list[tuple[float, float]]) -> None:
         nonlocal answered
-        for send_at in instants:
+        for at, cut in steps:
+            send_at = at - lead
             if time.time() - send_at > late:
                 continue
             await _sleep_until(send_at)
+            if not est.interval.lo + pad < cut < est.interval.hi - pad:
+                continue
             try:
                 with trio.move_on_after(wait):
                     reading = await prober.probe()
@@ -145,9 +149,9 @@ async def _round(prober: Prober, est: OffsetEstimator, rule: StopRule, round_num
                 log.debug("probe failed: %s", exc)
 
     async with trio.open_nursery() as nursery:
-        for instants in lanes:
-            if instants:
-                nursery.start_soon(lane, instants)
+        for k in range(channels):
+            if plan[k::channels]:
+                nursery.start_soon(lane, plan[k::channels])
     return answered
 
 

@@ -52,6 +52,9 @@ class TimeSample:
     local_time + offset``. ``rtt``: the round trip of the reading (precise:
     of its fastest probe). ``probes``: readings combined (1 for a plain one).
     ``protocol``: ``"tcp"``, ``"udp"``, ``"http"`` or ``"https"``.
+    ``host``: the host name asked; ``port``: the port actually used. All
+    times are seconds (floats; ``local_time`` and ``server_time`` are Unix
+    times). Frozen: a value, compared field by field.
     """
 
     host: str
@@ -273,7 +276,7 @@ class StopRule:
     accept_gain: float = 0.1
     accept_slack: float = 0.0015
     accept_max_gap: float = 0.0035
-    max_per_round: int = 12
+    max_per_round: int = 16
     max_rounds: int = 6
     max_probes: int = 48
     min_gain: float = 0.1

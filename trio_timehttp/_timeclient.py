@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import socket
 import struct
 import time
@@ -106,7 +107,7 @@ async def _resolve(
     except (OSError, UnicodeError) as exc:
         # UnicodeError (idna's errors among them): a name that cannot be
         # encoded for DNS at all (a snowman, a 64-character label, a joiner).
-        raise ConnectError(f"cannot resolve {label}: {exc}") from exc
+        raise ConnectError(f"cannot resolve {label}: {_words(exc)}") from exc
     if not infos:  # pragma: no cover - getaddrinfo raises rather than return nothing
         raise ConnectError(f"cannot resolve {label}: no addresses")
     return [(int(family), tuple(sockaddr)) for family, _, _, _, sockaddr in infos]
@@ -116,17 +117,26 @@ async def _resolve(
 # TCP
 
 
+def _words(exc: BaseException) -> str:
+    """An OS error's cause in words ("Connection refused"), without Trio's address repr."""
+    if isinstance(exc, OSError) and isinstance(exc.errno, int) and exc.errno > 0:
+        return os.strerror(exc.errno)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
 def _reason(exc: OSError) -> str:
     """Why a connect failed: open_tcp_stream's own message hides the per-address causes."""
     cause = exc.__cause__
     if isinstance(cause, BaseExceptionGroup):
         reasons: list[str] = []
         for leaf in cause.exceptions:
-            text = leaf.strerror if isinstance(leaf, OSError) and leaf.strerror else str(leaf)
+            text = _words(leaf)
             if text not in reasons:
                 reasons.append(text)
         return "; ".join(reasons)
-    return exc.strerror or str(exc)
+    return _words(exc)
 
 
 #: ``struct tcp_info`` (linux/tcp.h): the classic 104-byte layout, ``tcpi_rtt``
@@ -206,7 +216,7 @@ async def _tcp_reading(
         try:
             peer = stream.socket.getpeername()
         except OSError as exc:  # reset between connect and here
-            raise ConnectError(f"connection to {label} lost: {exc}") from exc
+            raise ConnectError(f"connection to {label} lost: {_words(exc)}") from exc
         data, end = await _read_tcp(stream, label)
     second = _decode(data, label)
     reading = Reading(second, issued=issued, start=issued + syn, end=end, rtt=end - issued)
@@ -241,7 +251,7 @@ async def _udp_reading(
         # Inside the try: running out of descriptors (EMFILE) is a ConnectError too.
         sock = trio.socket.socket(family, socket.SOCK_DGRAM)
     except OSError as exc:
-        raise ConnectError(f"no socket for {label} (udp): {exc}") from exc
+        raise ConnectError(f"no socket for {label} (udp): {_words(exc)}") from exc
     with sock:
         try:
             await sock.connect(sockaddr)
@@ -259,7 +269,7 @@ async def _udp_reading(
                 again = math.inf
                 await sock.send(b"")
         except OSError as exc:
-            raise ConnectError(f"no time service at {label} (udp): {exc}") from exc
+            raise ConnectError(f"no time service at {label} (udp): {_words(exc)}") from exc
     second = _decode(data, label)
     return Reading(second, issued=first, start=first, end=end, rtt=end - first), address
 
@@ -309,10 +319,12 @@ async def query_time(
     after ``max(3 x 0.25 s, 0.2 s)`` is sent once more.
 
     The sample is the midpoint and half-width of the interval the reading
-    proves. ``precise=True`` adds rounds of probes timed so that the server's
-    second ticks over during them (``_probing``), until the interval is
-    about as narrow as the fastest round trip allows; if the deadline passes
-    after the first reading, the estimate so far is returned.
+    proves. ``precise=True`` (default ``False``) adds rounds of probes timed
+    so that the server's second ticks over during them, until the interval
+    is about as narrow as the fastest round trip allows; if the deadline
+    passes after the first reading, the estimate so far is returned.
+    ``port`` defaults to ``37``, ``udp`` to ``False`` (TCP). Every socket it
+    opens is closed before it returns or raises.
     """
     name, port = _split_host(host, port)
     label = _label(name, port)
@@ -360,7 +372,10 @@ async def query_many(
     hosts (``port``/``udp`` apply; never proxied). A failed source yields its
     ``TimeHTTPError`` in its place (never an ``ExceptionGroup``: the other
     results survive); each has its own deadline, so a dead one never delays
-    the rest past it.
+    the rest past it. Defaults: ``port=37``, ``udp=False``, ``timeout=None``
+    (each source's own default, as for ``query_time`` / ``query_http_time``),
+    ``precise=False``, ``proxy=None``, ``trust_env=True``. Cancelling the
+    call cancels every query; no socket is left open.
     """
     from ._httptime import query_http_time
 
