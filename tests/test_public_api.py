@@ -68,6 +68,7 @@ PURE = [
     "_retry",
     "_resume",
     "_monitor_state",
+    "_shown",
 ]
 IO = {"trio", "h11", "socket", "select", "selectors", "asyncio", "logging"}
 
