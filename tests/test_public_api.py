@@ -69,6 +69,7 @@ PURE = [
     "_resume",
     "_monitor_state",
     "_shown",
+    "_checks",
 ]
 IO = {"trio", "h11", "socket", "select", "selectors", "asyncio", "logging"}
 
