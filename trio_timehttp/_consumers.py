@@ -618,11 +618,11 @@ class FileConsumer:
     it complete: Content-Length reached, the last chunk, or, for a body read
     until the close, the close itself, which over TLS must be a close_notify
     (over plain TCP a dropped connection looks the same as that close: such
-    a body is kept as complete, as curl keeps it). Anything else — a failure ``Response``, ``http_error``, a
-    write error, a cancelled or interrupted fetch, ``close()`` without
-    ``http_complete()`` — removes the temporary file and leaves whatever was
-    at ``path`` untouched. A replaced file keeps its permission bits (a new
-    one gets ``0o666`` less the umask).
+    a body is kept as complete, as curl keeps it). Anything else — a
+    failure ``Response``, ``http_error``, a write error, a cancelled or
+    interrupted fetch, ``close()`` without ``http_complete()`` — removes the
+    temporary file and leaves whatever was at ``path`` untouched. A replaced
+    file keeps its permission bits (a new one gets ``0o666`` less the umask).
 
     What is at ``path`` is never destroyed: a symlink stays a symlink (the
     file it points to is the one replaced, by a temporary file beside *it*);
