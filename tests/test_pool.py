@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 import trio_timehttp as t
-from trio_timehttp._pool import Pool
+from trio_timehttp._pool import PASS_LIMIT, Pool
 from trio_timehttp._transport import Transport
 
 from helpers import HTTPServer, Recorder, ServerRequest, pool_stats, serve_http
@@ -225,3 +225,26 @@ async def test_closed_pool_fails_waiters_cleanly() -> None:
     assert len(errors) == 1
     assert held.closed
     assert pool.stats() == (0, 0)
+
+
+async def test_a_busy_key_cannot_starve_a_waiter_for_another_key() -> None:
+    pool = Pool(1, 60.0)
+    conn = await pool.checkout("busy", _connect)
+    served: list[str] = []
+
+    async def want(key: str) -> None:
+        got = await pool.checkout(key, _connect)
+        served.append(key)
+        await trio.lowlevel.checkpoint()
+        pool.put(got)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(want, "quiet")
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(3 * PASS_LIMIT):
+            n.start_soon(want, "busy")
+        await trio.testing.wait_all_tasks_blocked()
+        pool.put(conn)
+    assert served.index("quiet") == PASS_LIMIT  # passed over exactly PASS_LIMIT times
+    assert len(served) == 3 * PASS_LIMIT + 1
+    assert pool.stats().open == 1

@@ -6,7 +6,9 @@ used. The pool counts open connections (idle and busy); closing a
 one FIFO queue, and whatever becomes free goes straight to a waiter: a clean
 connection to the first waiter for its key (it is reused, not closed), a
 freed slot to the first waiter of any key. A clean connection is closed to
-make room only when every waiter wants another key. The pool knows nothing
+make room only when every waiter wants another key, or when the first
+waiter (for another key) has been passed over ``PASS_LIMIT`` times: a busy
+origin cannot starve a quiet one. The pool knows nothing
 of requests or clients: a key is any hashable (the client uses the origin,
 and whatever else makes two connections interchangeable, such as a proxy).
 """
@@ -16,13 +18,17 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import trio
 
 from ._transport import Transport
 
-__all__ = ["Connection", "Pool", "PoolStats"]
+__all__ = ["PASS_LIMIT", "Connection", "Pool", "PoolStats"]
+
+# How many times a connection may go to a later waiter for its own key while
+# the first waiter, for another key, keeps waiting.
+PASS_LIMIT: Final = 8
 
 log = logging.getLogger("trio_timehttp.http")
 
@@ -60,13 +66,14 @@ class Connection:
 class _Waiter:
     """A task blocked at the bound: it is handed a connection or a slot."""
 
-    __slots__ = ("conn", "event", "key", "slot")
+    __slots__ = ("conn", "event", "key", "passed", "slot")
 
     def __init__(self, key: Hashable) -> None:
         self.key = key
         self.event = trio.Event()
         self.conn: Connection | None = None  # a clean connection for our key
         self.slot = False  # or the right to open a new one
+        self.passed = 0  # connections handed to later waiters meanwhile
 
     @property
     def served(self) -> bool:
@@ -163,17 +170,23 @@ class Pool:
     def put(self, conn: Connection) -> None:
         """Keep a connection whose exchange ended clean (or close it if nobody may keep it).
 
-        It goes to the first waiter for its key if there is one; it is closed
-        (its slot going to the first waiter) if others wait for another key;
-        else it is parked idle.
+        It goes to the first waiter for its key if there is one (unless the
+        first waiter, for another key, was passed over ``PASS_LIMIT`` times);
+        it is closed (its slot going to the first waiter) if others wait for
+        another key; else it is parked idle.
         """
         if self.closed or conn.closed or not conn.transport.poolable:
             conn.close()
             return
         conn.transport.ready_for_pool()
         conn.reused = False
+        first = self._waiters[0] if self._waiters else None
         for waiter in self._waiters:
             if waiter.key == conn.key:
+                if first is not None and first is not waiter:
+                    if first.passed >= PASS_LIMIT:
+                        break  # the first waiter's turn: close this one for its slot
+                    first.passed += 1
                 self._waiters.remove(waiter)
                 waiter.conn = conn
                 waiter.event.set()
