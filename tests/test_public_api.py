@@ -73,6 +73,8 @@ PURE = [
     "_retry",
     "_resume",
     "_monitor_state",
+    "_shown",
+    "_checks",
 ]
 IO = {"trio", "h11", "socket", "select", "selectors", "asyncio", "logging"}
 

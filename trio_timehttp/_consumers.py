@@ -717,11 +717,14 @@ class FileConsumer:
     directory, so the final ``os.replace`` is an atomic rename on one file
     system) and ``close()`` renames it into place only after
     ``http_complete()`` — the requester's word that the body's framing proved
-    it complete. Anything else — a failure ``Response``, ``http_error``, a
-    write error, a cancelled or interrupted fetch, ``close()`` without
-    ``http_complete()`` — removes the temporary file and leaves whatever was
-    at ``path`` untouched. A replaced file keeps its permission bits (a new
-    one gets ``0o666`` less the umask).
+    it complete: Content-Length reached, the last chunk, or, for a body read
+    until the close, the close itself, which over TLS must be a close_notify
+    (over plain TCP a dropped connection looks the same as that close: such
+    a body is kept as complete, as curl keeps it). Anything else — a
+    failure ``Response``, ``http_error``, a write error, a cancelled or
+    interrupted fetch, ``close()`` without ``http_complete()`` — removes the
+    temporary file and leaves whatever was at ``path`` untouched. A replaced
+    file keeps its permission bits (a new one gets ``0o666`` less the umask).
 
     What is at ``path`` is never destroyed: a symlink stays a symlink (the
     file it points to is the one replaced, by a temporary file beside *it*);
