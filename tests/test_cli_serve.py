@@ -488,6 +488,75 @@ async def test_metrics_port_exposes_the_counters() -> None:
     assert after["timehttp_active_connections{}"] == 0
 
 
+def low_tcp_port(exclude: int) -> int:
+    """A TCP port below 1024 free on 127.0.0.1, other than ``exclude``."""
+    for port in range(990, 600, -1):
+        if port == exclude:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    pytest.skip("no free low port")
+
+
+@needs_root
+async def test_user_with_a_privileged_metrics_port_imports_nothing_after_the_drop() -> None:
+    # The interpreter's files may be unreadable to --user (a Python under
+    # /root): everything the serving path loads must be loaded before the
+    # drop. Every path is exercised once as nobody -- TCP and UDP answers, a
+    # denial, a rate limit, an ignored datagram, scrapes good and bad, a
+    # summary, the stop -- and the server's own account (at DEBUG) must be
+    # that it imported nothing after dropping. The metrics port is below
+    # 1024: it is bound before the drop, like the time port.
+    pytest.importorskip("prometheus_client")
+    port = free_port_pair(low=True)
+    metrics = low_tcp_port(exclude=port)
+    nobody = str(pwd.getpwnam("nobody").pw_uid)
+    args = ["--host", "127.0.0.1", "--port", str(port), "--user", "nobody",
+            "--metrics-port", str(metrics), "--allow", "127.0.0.0/30", "--udp-burst", "1",
+            "--stats-interval", "1"]  # fmt: skip
+    async with service(*args, verbose=2) as svc:
+        assert proc_status(svc.proc.pid)["Uid"].split() == [nobody] * 4
+        assert (await scrape(metrics))["timehttp_answers_total{protocol=tcp}"] == 0
+        for _ in range(3):
+            assert len(await tcp_read(port)) == 4
+        assert await tcp_read(port, source="127.0.0.4") == b""
+        with trio.socket.socket(type=socket.SOCK_DGRAM) as client:
+            await client.connect(("127.0.0.1", port))
+            for payload in (b"", b"", b"12345678"):  # answered, rate-limited, ignored
+                await client.send(payload)
+            with trio.fail_after(10):
+                assert len(await client.recv(100)) == 4
+        with trio.socket.socket() as bad:  # a malformed request: 400
+            await bad.connect(("127.0.0.1", metrics))
+            await bad.send(b"garbage\r\n\r\n")
+            with trio.fail_after(10):
+                assert (await bad.recv(100)).startswith(b"HTTP/1.1 400 ")
+        await svc.wait_for_log("last 1 s: answered tcp 3")
+        samples = await scrape(metrics)
+        assert samples["timehttp_answers_total{protocol=tcp}"] == 3
+        assert samples["timehttp_answers_total{protocol=udp}"] == 1
+        assert await svc.stop(signal.SIGINT) == 0
+    assert "imported after the privilege drop: nothing" in svc.log, svc.log
+    assert "internal error" not in svc.log
+
+
+def test_late_imports_names_what_was_imported_since() -> None:
+    from trio_timehttp._privileges import LateImports
+
+    sys.modules.pop("this_module_is_not_real_yet", None)
+    late = LateImports()
+    assert late.names() == []
+    sys.modules["this_module_is_not_real_yet"] = sys  # what an import leaves behind
+    try:
+        assert late.names() == ["this_module_is_not_real_yet"]
+    finally:
+        del sys.modules["this_module_is_not_real_yet"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import TextIO
 
@@ -30,7 +31,15 @@ from . import _systemd, _workers
 from ._access import AllowList
 from ._binding import bind_sockets, format_address, split_by_kind
 from ._cli_args import Parser, UsageError, int_in, non_negative_float, single
-from ._privileges import Identity, PrivilegeError, drop_privileges, resolve_identity
+from ._metrics_server import serve_metrics_listeners
+from ._privileges import (
+    Identity,
+    LateImports,
+    PrivilegeError,
+    drop_privileges,
+    preload,
+    resolve_identity,
+)
 from ._serverstats import ServerStats, log_summaries, totals_line
 from ._timeserver import serve_time
 
@@ -97,7 +106,7 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         type=int_in(0, 65535),
         metavar="P",
         help="serve Prometheus metrics at http://HOST:P/metrics (needs prometheus_client; "
-        "bound after --user takes effect)",
+        "bound before --user takes effect, like the time port)",
     )
     serve.add_argument(
         "--metrics-host",
@@ -199,6 +208,7 @@ def _bind_error(args: argparse.Namespace, exc: OSError) -> Exception:
 def _drop(identity: Identity | None) -> None:
     if identity is None:
         return
+    preload()  # what serving would load lazily, while the interpreter's files are readable
     try:
         drop_privileges(identity)
     except PrivilegeError as exc:
@@ -220,11 +230,11 @@ async def _serve(
     args: argparse.Namespace,
     socks: list[socket.socket],
     stats: ServerStats,
-    render: Callable[[], bytes] | None,
+    metrics: _Metrics | None,
 ) -> None:
     """Serve ``socks`` until a signal (or, in a worker, the supervisor's death).
 
-    With ``render`` (``--metrics-port``) the metrics page is served too,
+    With ``metrics`` (``--metrics-port``) the metrics page is served too,
     before readiness is announced: a service that says READY=1 answers both.
     """
     rate = None if args.udp_rate == 0 else (args.udp_rate, args.udp_burst)
@@ -239,8 +249,10 @@ async def _serve(
             )  # fmt: skip
             if args.stats_interval > 0:
                 nursery.start_soon(log_summaries, stats, args.stats_interval, log)
-            if render is not None:
-                await _start_metrics(nursery, args, render)
+            if metrics is not None:
+                listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s))
+                             for s in metrics.socks]  # fmt: skip
+                await nursery.start(partial(serve_metrics_listeners, metrics.render, listeners))
             if lifeline is not None:
                 lifeline.send(_workers.READY)
                 nursery.start_soon(_workers.watch_lifeline, lifeline, nursery.cancel_scope.cancel)
@@ -256,19 +268,31 @@ async def _serve(
         lifeline.close()
 
 
-async def _start_metrics(
-    nursery: trio.Nursery, args: argparse.Namespace, render: Callable[[], bytes]
-) -> None:
-    from ._metrics_server import serve_metrics
+@dataclass(frozen=True)
+class _Metrics:
+    """``--metrics-port``: the page's render function and its bound, listening sockets."""
 
+    render: Callable[[], bytes]
+    socks: list[socket.socket]
+
+
+def _bind_metrics(args: argparse.Namespace, render: Callable[[], bytes] | None) -> _Metrics | None:
+    """Bind the metrics port now, before any drop (it may be a privileged port, too).
+
+    Renders the page once as well: whatever the renderer loads on first use
+    is loaded while the interpreter's files are surely readable.
+    """
+    if render is None:
+        return None
     try:
-        await nursery.start(partial(serve_metrics, render, args.metrics_port,
-                                    host=args.metrics_host))  # fmt: skip
+        socks = bind_sockets(args.metrics_host, args.metrics_port, socket.SOCK_STREAM)
     except OSError as exc:
         raise UsageError(
             f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: "
             f"{exc.strerror or exc}"
         ) from None
+    render()
+    return _Metrics(render, socks)
 
 
 def _metrics_page(args: argparse.Namespace, stats: ServerStats) -> Callable[[], bytes] | None:
@@ -288,14 +312,14 @@ def _serve_sockets_checked(
     args: argparse.Namespace,
     socks: list[socket.socket],
     stats: ServerStats,
-    render: Callable[[], bytes] | None,
+    metrics: _Metrics | None,
 ) -> None:
     """Run `_serve`, turning a mismatch of sockets and flags into one clear error."""
     tcp, udp = split_by_kind(socks)
     if (tcp and not args.tcp) or (udp and not args.udp):
         raise UsageError("the inherited sockets include a kind switched off (--no-tcp/--no-udp)")
     try:
-        trio.run(_serve, args, socks, stats, render)
+        trio.run(_serve, args, socks, stats, metrics)
     except BaseExceptionGroup as group:
         leaf = single(group)
         if leaf is group:
@@ -406,11 +430,24 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         return _run_workers(args, inherited, partial(_drop, identity))
     socks = inherited if inherited is not None else _bind(args, reuse_port=args.reuse_port)
     try:
-        _drop(identity)
+        metrics = _bind_metrics(args, render)
+        try:
+            _drop(identity)
+        except BaseException:
+            for sock in metrics.socks if metrics is not None else ():
+                sock.close()
+            raise
     except BaseException:
         for sock in socks:
             sock.close()
         raise
-    _serve_sockets_checked(args, socks, stats, render)
+    late = LateImports()
+    try:
+        _serve_sockets_checked(args, socks, stats, metrics)
+    finally:
+        if identity is not None:
+            # Each would have been read from disk as the unprivileged user.
+            loaded = ", ".join(late.names()) or "nothing"
+            log.debug("imported after the privilege drop: %s", loaded)
     log.info("stopped; in all %s", totals_line(stats))
     return 0
