@@ -91,13 +91,16 @@ class Service:
 
 
 @asynccontextmanager
-async def service(*args: str, verbose: int = 0) -> AsyncIterator[Service]:
-    """Start ``serve ARGS`` with a notify socket; wait for READY=1; always stop it."""
+async def service(*args: str, verbose: int = 0, group: bool = False) -> AsyncIterator[Service]:
+    """Start ``serve ARGS`` with a notify socket; wait for READY=1; always stop it.
+
+    ``group``: in a process group of its own (as a shell's job is), to signal it whole.
+    """
     notes = Notifications()
     env = {**os.environ, "NOTIFY_SOCKET": notes.value}
     proc = await trio.lowlevel.open_process(
         [*CLI, *["-v"] * verbose, "serve", *args], env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE, process_group=0 if group else None,
     )  # fmt: skip
     svc = Service(proc, notes)
     try:
@@ -402,7 +405,8 @@ async def test_workers_die_with_a_killed_supervisor_and_name_their_pid() -> None
             for pid in workers:
                 await exited(pid)
             await svc.eof.wait()  # every holder of the stderr pipe is gone
-    assert "supervisor (pid" in svc.log
+    # The supervisor's own pid, not init's (the workers' parent once it is gone).
+    assert f"supervisor (pid {svc.proc.pid}) is gone; stopping" in svc.log, svc.log
     # Every line names its process; the workers' lines their own PIDs.
     lines = [line for line in svc.log.splitlines() if line]
     pids = set()
@@ -432,6 +436,58 @@ async def test_workers_answer_udp_and_tcp() -> None:
             assert abs(decode_time(data) - time.time()) < 5
         assert await svc.stop() == 0
     assert svc.log.count("INFO stopped") == 2
+
+
+async def started_workers(svc: Service) -> list[int]:
+    await svc.wait_for_log("started 2 workers")  # READY=1 may overtake the log pipe
+    match = re.search(r"started 2 workers \(pids (\d+), (\d+)\)", svc.log)
+    assert match is not None, svc.log
+    return [int(pid) for pid in match.groups()]
+
+
+def lines_of(log: str, pid: int) -> list[str]:
+    return [line for line in log.splitlines() if f"[{pid}] " in line]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_a_signal_to_the_whole_group_stops_each_worker_once(signum: int) -> None:
+    # Ctrl-C in a terminal is SIGINT to the foreground process group;
+    # systemd's stop is SIGTERM to every process of the unit. Either way the
+    # supervisor sends each worker its own SIGTERM on top: each worker stops
+    # once, with its totals line, and nothing says "terminated".
+    port = free_port_pair()
+    async with service("--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+                       group=True) as svc:  # fmt: skip
+        workers = await started_workers(svc)
+        assert len(await tcp_read(port)) == 4
+        os.killpg(svc.proc.pid, signum)
+        with trio.fail_after(30):
+            assert await svc.proc.wait() == 0
+            await svc.eof.wait()
+    name = signal.Signals(signum).name
+    assert f"[{svc.proc.pid}] INFO received {name}, stopping the workers" in svc.log
+    for pid in workers:
+        mine = lines_of(svc.log, pid)
+        assert sum("INFO received SIGTERM, stopping" in line for line in mine) == 1, svc.log
+        assert sum("INFO stopped; in all answered" in line for line in mine) == 1, svc.log
+        assert not any("SIGINT" in line for line in mine), svc.log
+    assert "terminated" not in svc.log
+    assert "interrupted" not in svc.log
+    assert svc.log.count("stopped; in all answered tcp 1") == 1  # the one answer, counted once
+
+
+async def test_a_killed_worker_stops_the_others_and_the_status_names_its_signal() -> None:
+    port = free_port_pair()
+    async with service("--host", "127.0.0.1", "--port", str(port), "--workers", "2") as svc:
+        victim, other = await started_workers(svc)
+        os.kill(victim, signal.SIGKILL)
+        with trio.fail_after(30):
+            code = await svc.proc.wait()
+            await svc.eof.wait()
+    assert code == 128 + signal.SIGKILL, svc.log  # as a shell reports it, not -9 & 0xff
+    assert f"ERROR worker {victim} was killed by SIGKILL; stopping the others" in svc.log
+    assert sum("INFO stopped; in all" in line for line in lines_of(svc.log, other)) == 1
+    assert "terminated" not in svc.log
 
 
 # --------------------------------------------------------------------------- metrics

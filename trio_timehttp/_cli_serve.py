@@ -240,8 +240,10 @@ async def _serve(
     rate = None if args.udp_rate == 0 else (args.udp_rate, args.udp_burst)
     status = _status_line(socks)
     lifeline = None if args.lifeline is None else socket.socket(fileno=args.lifeline)
-    async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    # The receiver outlives the nursery: a second signal during the stop is
+    # taken (and dropped) by it, not by the command line's "terminated".
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
             await nursery.start(
                 partial(serve_time, sockets=socks, tcp=args.tcp, udp=args.udp,
                         max_connections=args.max_connections, rate_limit=rate,
@@ -255,7 +257,8 @@ async def _serve(
                 await nursery.start(partial(serve_metrics_listeners, metrics.render, listeners))
             if lifeline is not None:
                 lifeline.send(_workers.READY)
-                nursery.start_soon(_workers.watch_lifeline, lifeline, nursery.cancel_scope.cancel)
+                nursery.start_soon(_workers.watch_lifeline, lifeline, nursery.cancel_scope.cancel,
+                                   args.supervisor)  # fmt: skip
             else:
                 _systemd.notify(f"READY=1\nSTATUS={status}", os.environ)
             async for signum in signals:
@@ -263,9 +266,22 @@ async def _serve(
                 break
             if lifeline is None:
                 _systemd.notify("STOPPING=1", os.environ)
+            else:
+                _block_stop_signals()
             nursery.cancel_scope.cancel()
     if lifeline is not None:
         lifeline.close()
+
+
+def _block_stop_signals() -> None:
+    """In a worker that is stopping: a further SIGTERM stays pending, and dies with the process.
+
+    systemd's SIGTERM to the whole cgroup and the supervisor's own may both
+    arrive; the worker stops once. (SIGINT is blocked from the worker's
+    start: Ctrl-C reaches the whole process group, and the supervisor alone
+    acts on it, with one SIGTERM per worker.)
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 @dataclass(frozen=True)
@@ -422,6 +438,9 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     stats = ServerStats()
     render = _metrics_page(args, stats)
     worker = args.worker_fds is not None
+    if worker:
+        args.supervisor = os.getppid()  # remembered now: once it is gone, this is init's
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # the supervisor's to handle
     _configure_logging(with_pid=worker or args.workers > 1)
     inherited = _inherited(args)
     if args.workers > 1 and not worker:

@@ -35,7 +35,16 @@ from dataclasses import dataclass
 
 import trio
 
-__all__ = ["READY", "Hooks", "Worker", "port_lock", "supervise", "watch_lifeline"]
+__all__ = [
+    "READY",
+    "Hooks",
+    "Worker",
+    "exit_status",
+    "how_it_ended",
+    "port_lock",
+    "supervise",
+    "watch_lifeline",
+]
 
 log = logging.getLogger("trio_timehttp.cli")
 
@@ -123,12 +132,36 @@ async def _wait_ready(worker: Worker) -> None:
             got += chunk
     if got != READY:
         code = worker.proc.returncode
-        what = f"exited with status {code}" if code is not None else "did not start in time"
+        what = how_it_ended(code) if code is not None else "did not start in time"
         raise RuntimeError(f"worker {worker.proc.pid} {what}")
 
 
-async def watch_lifeline(lifeline: socket.socket, on_gone: Callable[[], None]) -> None:
-    """In a worker: wait until the supervisor's end closes, then call ``on_gone``."""
+def how_it_ended(returncode: int) -> str:
+    """``exited with status 3`` or ``was killed by SIGKILL`` (a negative code: the signal)."""
+    if returncode >= 0:
+        return f"exited with status {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"was killed by {name}"
+
+
+def exit_status(returncode: int) -> int:
+    """The supervisor's status for a worker that died: its own, or 128 + its signal; never 0."""
+    if returncode < 0:
+        return 128 + -returncode  # as a shell reports a killed command
+    return returncode or 1
+
+
+async def watch_lifeline(
+    lifeline: socket.socket, on_gone: Callable[[], None], supervisor: int
+) -> None:
+    """In a worker: wait until the supervisor's end closes, then call ``on_gone``.
+
+    ``supervisor``: its pid, remembered at the worker's start (once it is
+    gone, ``os.getppid()`` names whoever adopted the worker, often 1).
+    """
     while True:
         await trio.lowlevel.wait_readable(lifeline)
         try:
@@ -137,7 +170,7 @@ async def watch_lifeline(lifeline: socket.socket, on_gone: Callable[[], None]) -
         except OSError:
             pass
         break
-    log.warning("supervisor (pid %d) is gone; stopping", os.getppid())
+    log.warning("supervisor (pid %d) is gone; stopping", supervisor)
     on_gone()
 
 
@@ -177,9 +210,9 @@ async def supervise(
                     nonlocal status
                     code = await worker.proc.wait()
                     if not nursery.cancel_scope.cancel_called:
-                        log.error("worker %d exited with status %d; stopping", worker.proc.pid,
-                                  code)  # fmt: skip
-                        status = code or 1
+                        log.error("worker %d %s; stopping the others", worker.proc.pid,
+                                  how_it_ended(code))  # fmt: skip
+                        status = exit_status(code)
                         nursery.cancel_scope.cancel()
 
                 for worker in workers:
