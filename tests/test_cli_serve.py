@@ -616,7 +616,10 @@ def test_late_imports_names_what_was_imported_since() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--workers", "2", "--port", "8037", "--metrics-port", "9100"], "not supported with"),
+        (
+            ["--workers", "2", "--port", "8037", "--metrics-port", "9100"],
+            "not supported with --workers: each worker counts only its own share",
+        ),
     ],
 )
 async def test_metrics_usage_errors(args: list[str], message: str) -> None:

@@ -423,7 +423,11 @@ def _check(args: argparse.Namespace) -> Identity | None:
         raise UsageError("--group needs --user")
     if args.metrics_port is not None and args.workers > 1:
         # Each worker counts only its own share; one page would show a part.
-        raise UsageError("--metrics-port is not supported with --workers (yet)")
+        raise UsageError(
+            "--metrics-port is not supported with --workers: each worker counts only its own "
+            "share, and the supervisor does not sum them (yet); run several "
+            "'serve --reuse-port --metrics-port P' on the port instead, one P each"
+        )
     if args.user is None:
         return None
     try:
