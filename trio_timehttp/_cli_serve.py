@@ -244,13 +244,13 @@ async def _serve(
     # taken (and dropped) by it, not by the command line's "terminated".
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
+            if args.stats_interval > 0:  # before serving: every answer is in a summary
+                await nursery.start(log_summaries, stats, args.stats_interval, log)
             await nursery.start(
                 partial(serve_time, sockets=socks, tcp=args.tcp, udp=args.udp,
                         max_connections=args.max_connections, rate_limit=rate,
                         allow=args.allow, stats=stats)
             )  # fmt: skip
-            if args.stats_interval > 0:
-                nursery.start_soon(log_summaries, stats, args.stats_interval, log)
             if metrics is not None:
                 listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s))
                              for s in metrics.socks]  # fmt: skip
