@@ -613,12 +613,67 @@ def test_late_imports_names_what_was_imported_since() -> None:
         del sys.modules["this_module_is_not_real_yet"]
 
 
+async def scrape_until(port: int, *, tcp: int, udp: int) -> dict[str, float]:
+    """Scrape until the page counts ``tcp`` and ``udp`` answers (workers report every second)."""
+    for _ in range(100):  # a bounded retry: 20 s at most
+        samples = await scrape(port)
+        if (samples["timehttp_answers_total{protocol=tcp}"] >= tcp
+                and samples["timehttp_answers_total{protocol=udp}"] >= udp):  # fmt: skip
+            return samples
+        await trio.sleep(0.2)
+    raise AssertionError(f"never counted tcp {tcp}, udp {udp}: {samples}")
+
+
+async def test_workers_metrics_page_sums_every_workers_counts() -> None:
+    # The supervisor serves /metrics: the sum of what each worker reports
+    # every second over its lifeline. The kernel spreads the clients over
+    # the workers; the page must count every answer once, whoever gave it.
+    pytest.importorskip("prometheus_client")
+    port, metrics = free_port_pair(), free_port_pair()
+    async with service("--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+                       "--metrics-port", str(metrics), "--udp-rate", "0") as svc:  # fmt: skip
+        workers = await started_workers(svc)
+        assert (await scrape(metrics))["timehttp_answers_total{protocol=tcp}"] == 0
+        for _ in range(8):
+            assert len(await tcp_read(port)) == 4
+        with trio.socket.socket(type=socket.SOCK_DGRAM) as client:
+            await client.connect(("127.0.0.1", port))
+            for _ in range(3):
+                await client.send(b"")
+                with trio.fail_after(10):
+                    assert len(await client.recv(100)) == 4
+        samples = await scrape_until(metrics, tcp=8, udp=3)
+        assert samples["timehttp_answers_total{protocol=tcp}"] == 8
+        assert samples["timehttp_answers_total{protocol=udp}"] == 3
+        assert samples["timehttp_active_connections{}"] == 0
+        assert await svc.stop() == 0
+    # The workers' own totals add up to the page.
+    totals = [re.search(r"stopped; in all answered tcp (\d+), udp (\d+)",
+                        "\n".join(lines_of(svc.log, pid))) for pid in workers]  # fmt: skip
+    assert all(totals), svc.log
+    assert sum(int(m.group(1)) for m in totals if m) == 8
+    assert sum(int(m.group(2)) for m in totals if m) == 3
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (
-            ["--workers", "2", "--port", "8037", "--metrics-port", "9100"],
-            "not supported with --workers: each worker counts only its own share",
+            ["--port", "8037", "--metrics-port", "9100", "--metrics-host", "999.0.0.1"],
+            "cannot serve metrics on 999.0.0.1:9100: ",
+        ),
+        (
+            [
+                "--workers",
+                "2",
+                "--port",
+                "8037",
+                "--metrics-port",
+                "9100",
+                "--metrics-host",
+                "999.0.0.1",
+            ],
+            "cannot serve metrics on 999.0.0.1:9100: ",
         ),
     ],
 )

@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TextIO
@@ -106,7 +106,8 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         type=int_in(0, 65535),
         metavar="P",
         help="serve Prometheus metrics at http://HOST:P/metrics (needs prometheus_client; "
-        "bound before --user takes effect, like the time port)",
+        "bound before --user takes effect, like the time port; with --workers the "
+        "supervisor's, summing the workers' counts)",
     )
     serve.add_argument(
         "--metrics-host",
@@ -259,6 +260,7 @@ async def _serve(
                 lifeline.send(_workers.READY)
                 nursery.start_soon(_workers.watch_lifeline, lifeline, nursery.cancel_scope.cancel,
                                    args.supervisor)  # fmt: skip
+                nursery.start_soon(_workers.report_stats, lifeline, stats)
             else:
                 _systemd.notify(f"READY=1\nSTATUS={status}", os.environ)
             async for signum in signals:
@@ -365,7 +367,11 @@ def _worker_command(args: argparse.Namespace) -> list[str]:
 
 
 def _run_workers(
-    args: argparse.Namespace, inherited: list[socket.socket] | None, drop: Callable[[], None]
+    args: argparse.Namespace,
+    inherited: list[socket.socket] | None,
+    drop: Callable[[], None],
+    metrics: _Metrics | None,
+    stats: ServerStats,
 ) -> int:
     """The supervisor: lock the port, bind one SO_REUSEPORT set per worker, supervise.
 
@@ -399,9 +405,17 @@ def _run_workers(
     def stopping() -> None:
         _systemd.notify("STOPPING=1", os.environ)
 
+    serve = None
+    if metrics is not None:
+        # The supervisor serves the page: the sum of what the workers report each second.
+        def serve(task_status: trio.TaskStatus[object]) -> Awaitable[object]:
+            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s))
+                         for s in metrics.socks]  # fmt: skip
+            return serve_metrics_listeners(metrics.render, listeners, task_status=task_status)
+
     try:
-        hooks = _workers.Hooks(spawned=drop, ready=ready, stopping=stopping)
-        return trio.run(_workers.supervise, _worker_command(args), sets, hooks)
+        hooks = _workers.Hooks(spawned=drop, ready=ready, stopping=stopping, serve=serve)
+        return trio.run(_workers.supervise, _worker_command(args), sets, hooks, stats)
     finally:
         for lock in locks:
             lock.close()
@@ -421,13 +435,6 @@ def _check(args: argparse.Namespace) -> Identity | None:
             raise UsageError(f"--{exc}") from None
     if args.group is not None and args.user is None:
         raise UsageError("--group needs --user")
-    if args.metrics_port is not None and args.workers > 1:
-        # Each worker counts only its own share; one page would show a part.
-        raise UsageError(
-            "--metrics-port is not supported with --workers: each worker counts only its own "
-            "share, and the supervisor does not sum them (yet); run several "
-            "'serve --reuse-port --metrics-port P' on the port instead, one P each"
-        )
     if args.user is None:
         return None
     try:
@@ -450,7 +457,12 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     if args.workers > 1 and not worker:
         if args.port == 0 and inherited is None:
             raise UsageError("--workers needs a fixed --port (each worker would get its own)")
-        return _run_workers(args, inherited, partial(_drop, identity))
+        metrics = _bind_metrics(args, render)
+        try:
+            return _run_workers(args, inherited, partial(_drop, identity), metrics, stats)
+        finally:
+            for sock in metrics.socks if metrics is not None else ():
+                sock.close()
     socks = inherited if inherited is not None else _bind(args, reuse_port=args.reuse_port)
     try:
         metrics = _bind_metrics(args, render)
