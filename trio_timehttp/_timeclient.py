@@ -20,6 +20,7 @@ from collections.abc import Iterable
 import trio
 
 from ._errors import ConnectError, InvalidURL, TimeHTTPError, Timeout, TimeProtocolError
+from ._hostchars import forbidden_char
 from ._probing import refine
 from ._rfc868 import MIN_NOW, decode_time
 from ._sample import OffsetEstimator, Reading, TimeSample, plain_sample
@@ -78,6 +79,9 @@ def _split_host(host: str, port: int) -> tuple[str, int]:
             raise ConnectError(f"malformed host {host!r}: empty port")
     if not name:
         raise ConnectError(f"malformed host {host!r}: empty name")
+    bad = forbidden_char(name)  # getaddrinfo's numeric parse would drop it silently
+    if bad is not None:
+        raise ConnectError(f"malformed host {host!r}: {bad} is not allowed in a host name")
     if port_text:
         if not (port_text.isascii() and port_text.isdigit()):
             raise ConnectError(f"malformed port {port_text!r} in {host!r}")
