@@ -601,3 +601,100 @@ def test_names_without_forbidden_characters_pass(name: str) -> None:
 
 def test_joiners_after_a_virama_are_refused_for_an_idna_2003_encoder() -> None:
     assert forbidden_char("\u0915\u094d\u200d\u0937.example", joiners=False) == "U+200D"
+
+
+# --------------------------------------------------------------------------- UDP: every address
+
+
+class BoundPeer(UDPPeer):
+    """A ``UDPPeer`` on a chosen loopback address and port."""
+
+    def __init__(self, nursery: trio.Nursery, host: str, port: int) -> None:
+        self.nursery = nursery
+        self.sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock._sock.bind((host, port))
+        self.port = port
+        self.requests = []
+
+
+def two_addresses(
+    monkeypatch: pytest.MonkeyPatch, port: int
+) -> list[tuple[int, tuple[object, ...]]]:
+    """``dual.test`` resolves to 127.0.0.2 first, then 127.0.0.1 (as a dual-stack name would)."""
+    addresses: list[tuple[int, tuple[object, ...]]] = [
+        (int(socket.AF_INET), ("127.0.0.2", port)),
+        (int(socket.AF_INET), ("127.0.0.1", port)),
+    ]
+
+    async def resolve(
+        name: str, port_: int, kind: int, label: str
+    ) -> list[tuple[int, tuple[object, ...]]]:
+        assert name == "dual.test"
+        return addresses
+
+    monkeypatch.setattr(_timeclient, "_resolve", resolve)
+    return addresses
+
+
+@pytest.mark.parametrize("precise", [False, True])
+async def test_udp_falls_back_to_the_next_address_when_one_refuses(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, precise: bool
+) -> None:
+    # The server listens on 127.0.0.1 only: 127.0.0.2 answers ICMP port unreachable.
+    _, udp_port = await start_shifted_server(nursery, 100.37)
+    two_addresses(monkeypatch, udp_port)
+    sample = await query_time(f"dual.test:{udp_port}", udp=True, precise=precise, timeout=10)
+    assert abs(sample.offset - 100.37) <= sample.uncertainty + 1e-6
+
+
+async def test_udp_falls_back_after_a_silent_window_and_starts_there(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, udp_port = await start_shifted_server(nursery, 100.37)
+    silent = BoundPeer(nursery, "127.0.0.2", udp_port)
+
+    async def ignore(source: tuple[str, int]) -> None:
+        pass
+
+    silent.start(ignore)
+    _, good = two_addresses(monkeypatch, udp_port)
+    with silent.sock:
+        before = time.time()
+        reading, used = await _timeclient._udp_reading(
+            "dual.test", udp_port, "dual.test", None, _timeclient._first_resend(False)
+        )
+    assert used == good
+    assert len(silent.requests) >= 1  # asked first, and waited its window
+    # The interval starts at the first datagram to the address that answered.
+    assert reading.start >= before + _timeclient._first_resend(False).after
+    assert reading.second - reading.end <= 100.37 < reading.second + 1 - reading.start
+
+
+async def test_udp_late_answer_from_an_earlier_address_keeps_its_own_start(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    # 127.0.0.2 answers only after 1 s (after the move to 127.0.0.1, which is
+    # silent): its answer is used, with its socket's first datagram as start.
+    port = refused_port(socket.SOCK_DGRAM)
+    late = BoundPeer(nursery, "127.0.0.2", port)
+    silent = BoundPeer(nursery, "127.0.0.1", port)
+
+    async def after_a_second(source: tuple[str, int]) -> None:
+        if len(late.requests) == 1:
+            await trio.sleep(1.0)
+            await late.sock.sendto(encode_time(time.time()), source)
+
+    async def ignore(source: tuple[str, int]) -> None:
+        pass
+
+    late.start(after_a_second)
+    silent.start(ignore)
+    first, _ = two_addresses(monkeypatch, port)
+    with late.sock, silent.sock:
+        before = time.time()
+        reading, used = await _timeclient._udp_reading(
+            "dual.test", port, "dual.test", None, _timeclient._first_resend(False)
+        )
+    assert used == first
+    assert silent.requests  # it was tried meanwhile
+    assert before <= reading.start <= before + 0.1
