@@ -698,3 +698,36 @@ async def test_udp_late_answer_from_an_earlier_address_keeps_its_own_start(
     assert used == first
     assert silent.requests  # it was tried meanwhile
     assert before <= reading.start <= before + 0.1
+
+
+async def test_precise_udp_first_reading_retries_past_one_retransmit(
+    peer: UDPPeer, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The first three datagrams are lost; a plain reading (one retransmit)
+    # times out, a precise one keeps asking inside its deadline and answers.
+    async def fourth_on(source: tuple[str, int]) -> None:
+        if len(peer.requests) >= 4:
+            await peer.sock.sendto(encode_time(time.time()), source)
+
+    peer.start(fourth_on)
+    with pytest.raises(Timeout):
+        await query_time("127.0.0.1", peer.port, udp=True, timeout=4)
+    assert len(peer.requests) == 2
+    peer.requests.clear()
+    sample = await query_time("127.0.0.1", peer.port, udp=True, precise=True, timeout=15)
+    assert len({source for _, source in peer.requests[:4]}) == 1  # one socket: retransmits
+    assert abs(sample.offset) <= sample.uncertainty + 1e-6
+
+
+async def test_precise_udp_with_a_first_answer_never_times_out(
+    peer: UDPPeer, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Only the first datagram is answered: every later probe is lost.
+    async def first_only(source: tuple[str, int]) -> None:
+        if len(peer.requests) == 1:
+            await peer.sock.sendto(encode_time(time.time()), source)
+
+    peer.start(first_only)
+    sample = await query_time("127.0.0.1", peer.port, udp=True, precise=True, timeout=6)
+    assert sample.probes == 1
+    assert abs(sample.offset) <= sample.uncertainty + 1e-6

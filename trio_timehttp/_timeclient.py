@@ -382,9 +382,11 @@ class _RFC868Prober:
 
 
 def _first_resend(precise: bool) -> _Resend:
-    """After a few assumed round trips, never under ``MIN_RETRANSMIT``; once."""
+    """After a few assumed round trips, never under ``MIN_RETRANSMIT``: once for a plain reading;
+    for a precise one's first reading, again and again (backing off) until the deadline.
+    """
     after = max(RETRANSMIT_RTTS * ASSUMED_RTT, MIN_RETRANSMIT)
-    return _Resend(after, times=1)
+    return _Resend(after, times=math.inf if precise else 1)
 
 
 async def query_time(
