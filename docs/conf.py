@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the package, straight from the work tree
@@ -57,8 +59,32 @@ intersphinx_mapping = {
 }
 intersphinx_timeout = 10
 
-# The CLI reference renders argparse help as reST, where "|offset|" (in the
-# --warn/--crit help) would be a substitution: make it stand for itself.
-rst_prolog = r"""
-.. |offset| replace:: \|offset\|
-"""
+# The CLI reference renders argparse help as reST, where "|word|" would be a
+# substitution: the help says "abs(offset)" instead (tests/test_public_api.py
+# keeps it so).
+
+# ``Client.fetch``/``Client.stream`` default ``timeout`` and
+# ``max_decoded_size`` to a sentinel meaning "the Client's own setting". Kept
+# as source text, that would read ``_DEFAULT``; show its repr, as help() does.
+# Private dataclass fields (``Response``'s ``_body``) are left out, and
+# factory defaults show what the factory makes.
+_CLIENT_SETTING = repr(trio_timehttp._http._DEFAULT)
+# Dataclass fields made by a factory read ``<factory>``: show what it makes.
+_FACTORIES = {"headers": "Headers()", "history": "[]"}
+_PRIVATE_PARAMETER = re.compile(r",\s*_\w+(?:\s*:[^,=)]*)?\s*=\s*[^,)]*")
+
+
+def _readable_signature(
+    app: Any, what: str, name: str, obj: Any, options: Any, signature: str | None, ret: str | None
+) -> tuple[str | None, str | None]:
+    if signature:
+        signature = signature.replace("=_DEFAULT", "=" + _CLIENT_SETTING)
+        signature = _PRIVATE_PARAMETER.sub("", signature)
+        for field, value in _FACTORIES.items():
+            signature = signature.replace(f"{field}=<factory>", f"{field}={value}")
+    return signature, ret
+
+
+def setup(app: Any) -> dict[str, Any]:
+    app.connect("autodoc-process-signature", _readable_signature)
+    return {"parallel_read_safe": True}

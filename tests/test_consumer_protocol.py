@@ -6,11 +6,10 @@ import os
 import xml.etree.ElementTree as ET
 
 import pytest
+from mypy import api
 
 import trio_timehttp as t
 from trio_timehttp._consumer import call_optional
-
-api = pytest.importorskip("mypy.api")
 
 GOOD = """
 import xml.etree.ElementTree as ET

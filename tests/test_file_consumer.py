@@ -495,11 +495,8 @@ async def test_fetch_truncated_body_leaves_no_file(tmp_path: Path, reply: bytes)
     assert not consumer.complete
 
 
-async def test_fetch_connection_refused_leaves_no_file(tmp_path: Path) -> None:
-    listener = trio.socket.socket()
-    await listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    listener.close()  # nothing listens there now
+async def test_fetch_connection_refused_leaves_no_file(tmp_path: Path, refused_port: int) -> None:
+    port = refused_port
     consumer = FileConsumer(tmp_path / "out")
     with pytest.raises(ConnectError):
         await fetch(f"http://127.0.0.1:{port}/", consumer)

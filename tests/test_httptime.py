@@ -158,11 +158,14 @@ async def test_bad_url_is_invalid() -> None:
         await query_http_time("ftp://127.0.0.1/")
 
 
-async def test_query_many_mixes_urls_and_rfc868_hosts(nursery: trio.Nursery) -> None:
+async def test_query_many_mixes_urls_and_rfc868_hosts(
+    nursery: trio.Nursery, refused_port: int
+) -> None:
     server = await nursery.start(serve_http, dated(0.0))
     listeners, _ = await nursery.start(partial(serve_time, 0, host="127.0.0.1", udp=False))
     port = listeners[0].socket.getsockname()[1]
-    results = await query_many([server.url("/"), f"127.0.0.1:{port}", "http://127.0.0.1:1/"])
+    dead = f"http://127.0.0.1:{refused_port}/"
+    results = await query_many([server.url("/"), f"127.0.0.1:{port}", dead])
     assert isinstance(results[0], TimeSample)
     assert results[0].port == server.port
     assert isinstance(results[1], TimeSample)

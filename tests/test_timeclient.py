@@ -64,8 +64,9 @@ def sends(
     return handler
 
 
-def refused_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
+def unused_udp_port() -> int:
+    """A UDP port just freed: a bound UDP socket would queue datagrams, not refuse them."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -163,8 +164,8 @@ async def test_outer_cancel_scope_wins(
     assert scope.cancelled_caught
 
 
-async def test_refused_is_a_connect_error() -> None:
-    port = refused_port()
+async def test_refused_is_a_connect_error(refused_port: int) -> None:
+    port = refused_port
     with pytest.raises(ConnectError, match=f"127.0.0.1:{port}") as info:
         await query_time("127.0.0.1", port)
     assert isinstance(info.value.__cause__, OSError)
@@ -353,7 +354,7 @@ async def test_udp_reply_lengths(peer: UDPPeer, size: int, ok: bool) -> None:
 
 
 async def test_udp_refused_is_a_connect_error() -> None:
-    port = refused_port(socket.SOCK_DGRAM)
+    port = unused_udp_port()
     with pytest.raises(ConnectError, match=f"127.0.0.1:{port}"):
         await query_time("127.0.0.1", port, udp=True, timeout=3)
 
@@ -362,12 +363,12 @@ async def test_udp_refused_is_a_connect_error() -> None:
 
 
 async def test_query_many_order_and_dead_sources(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, refused_port: int
 ) -> None:
     good = await start_tcp(nursery, sends(encode_time(FIXED)))
     other = await start_tcp(nursery, sends(encode_time(FIXED + 5)))
     silent = await start_tcp(nursery, sends(b"", then_close=False))
-    refused = refused_port()
+    refused = refused_port
     start = trio.current_time()
     results = await query_many(
         [f"127.0.0.1:{silent}", f"127.0.0.1:{good}", f"127.0.0.1:{refused}", f"127.0.0.1:{other}"],
@@ -613,7 +614,7 @@ class BoundPeer(UDPPeer):
         self.nursery = nursery
         self.sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock._sock.bind((host, port))
-        self.port = port
+        self.port = int(self.sock.getsockname()[1])
         self.requests = []
 
 
@@ -675,8 +676,8 @@ async def test_udp_late_answer_from_an_earlier_address_keeps_its_own_start(
 ) -> None:
     # 127.0.0.2 answers only after 1 s (after the move to 127.0.0.1, which is
     # silent): its answer is used, with its socket's first datagram as start.
-    port = refused_port(socket.SOCK_DGRAM)
-    late = BoundPeer(nursery, "127.0.0.2", port)
+    late = BoundPeer(nursery, "127.0.0.2", 0)
+    port = late.port
     silent = BoundPeer(nursery, "127.0.0.1", port)
 
     async def after_a_second(source: tuple[str, int]) -> None:

@@ -22,7 +22,7 @@ from typing import TextIO
 import trio
 
 from . import _cli_get, _cli_monitor, _cli_serve, _cli_time
-from ._cli_args import PROG, Parser, TopParser, UsageError, describe, single
+from ._cli_args import PROG, Parser, TopParser, UsageError, describe, printable, single
 from ._demo import run_demo
 from ._errors import TimeHTTPError
 from ._version import __version__
@@ -35,7 +35,9 @@ log = logging.getLogger("trio_timehttp.cli")
 def _build_parser() -> argparse.ArgumentParser:
     parser = TopParser(
         prog=PROG,
-        description="RFC 868 time service and client, and a streaming HTTP/1.1 requester.",
+        description="Tell the time and fetch web pages: serve and read the RFC 868 "
+        "time protocol, measure how far this machine's clock is from other servers "
+        "(time servers, or web servers by their Date header), and fetch URLs over HTTP/1.1.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -52,9 +54,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="run the seed's examples against local servers",
-        description="Start a time server and an HTTP server on loopback, "
-        "run the seed's clients against them, print what happened.",
+        help="try everything on this machine: a time server, a web server and their clients",
+        description="Start a time server and a small web server (with a redirect) on "
+        "this machine only (loopback), then run against them: a time reading over RFC 868, "
+        "an HTTP GET that prints the status and headers, the same GET following the "
+        "redirect, and a time reading from the web server's Date header. Prints what "
+        "happened and exits 0; nothing goes beyond this machine.",
     )
     demo.set_defaults(func=_cmd_demo)
     for command in sub.choices.values():
@@ -67,15 +72,25 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with a ``printable`` message: a server's words logged cannot drive the terminal.
+
+    A traceback (``-vv``) is added after the message, keeping its own lines.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
 def _setup_logging(verbose: int, command: str) -> None:
     level = logging.WARNING
-    if command == "serve" or verbose == 1:
+    if command in ("serve", "monitor") or verbose == 1:  # the services say what they do
         level = logging.INFO
     if verbose >= 2:
         level = logging.DEBUG
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -165,8 +180,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _interrupted(signals)
 
 
+def _usage_status(argv: Sequence[str]) -> int:
+    """2 for a mistake in the command line; 3 (UNKNOWN) in plugin mode (``time --warn/--crit``).
+
+    A monitoring system reads 2 from a plugin as CRITICAL: a plugin's bad
+    arguments are UNKNOWN (monitoring-plugins guidelines). Abbreviations
+    argparse accepts (``--cr``) count.
+    """
+    command = next((a for a in argv if not a.startswith("-")), None)
+    names = {a.partition("=")[0] for a in argv if a.startswith("--") and len(a) > 3}
+    plugin = any(flag.startswith(n) for n in names for flag in ("--warn", "--crit"))
+    return 3 if command == "time" and plugin else 2
+
+
 def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
-    args = _parse(_build_parser(), argv)
+    usage_status = _usage_status(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parse(_build_parser(), argv)
+    except SystemExit as exc:  # argparse's usage error (its line is on stderr), or --help
+        if exc.code == 2:
+            return usage_status
+        raise
     _setup_logging(args.verbose, args.command)
     out = sys.stdout
     try:
@@ -177,8 +211,8 @@ def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
             raise _leaf(group) from None
     except UsageError as exc:
         where = f"{PROG} {args.command}"
-        print(f"{where}: error: {exc} (see {where} --help)", file=sys.stderr)
-        return 2
+        print(f"{where}: error: {printable(str(exc))} (see {where} --help)", file=sys.stderr)
+        return usage_status
     except BrokenPipeError:
         return _quiet_broken_pipe()
     except (TimeHTTPError, OSError) as exc:

@@ -7,6 +7,7 @@ import math
 import os
 import re
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -97,6 +98,33 @@ def header_arg(text: str) -> tuple[str, str]:
     return name, value.strip()
 
 
+# C0 (tab and newline too), DEL, C1, the bidirectional overrides and isolates,
+# the line and paragraph separators, and lone surrogates (undecodable bytes).
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    r"""``text`` safe to show on a terminal: every control character written as an escape.
+
+    A server's words (status, reason, header names and values, error
+    messages) must not drive the user's terminal: ``\x1b]0;pwned\x07`` is
+    shown as those characters, a tab as ``\t``, a newline as ``\n``, a C1
+    control as ``\x9b``, a bidirectional override as ``\u202e``. All else
+    (printable ASCII, Latin-1, any other Unicode) is left as it is.
+    """
+    return _UNSAFE.sub(lambda m: _escape(m.group()), text)
+
+
 def single(exc: BaseException) -> BaseException:
     """The one exception inside nested single-member groups (a nursery's wrapping)."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -113,7 +141,12 @@ def _os_cause(exc: BaseException) -> OSError | None:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, OSError) and (current.strerror or current.errno):
+        # An SSLError's errno is OpenSSL's code (1: "operation not permitted" as an OS errno).
+        if (
+            isinstance(current, OSError)
+            and not isinstance(current, ssl.SSLError)
+            and (current.strerror or current.errno)
+        ):
             return current
         if isinstance(current, BaseExceptionGroup):
             todo.extend(current.exceptions)
@@ -131,11 +164,15 @@ def describe(exc: BaseException) -> str:
     (the operating system's description, found through ``__cause__``, also
     inside exception groups) is added only when the message lacks it.
     """
+    return printable(_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and not isinstance(exc, TimeHTTPError):
         if exc.filename is not None and exc.strerror:
             return f"{exc.filename}: {exc.strerror}"
         if exc.strerror:
-            return exc.strerror
+            return readable(exc.strerror)
     message = readable(str(exc))
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     cause = _os_cause(exc) if exc.__cause__ is not None or exc.__context__ is not None else None
@@ -146,6 +183,7 @@ def describe(exc: BaseException) -> str:
 
 
 _ERRNO_PREFIX = re.compile(r"\[Errno -?\d+\] ")
+_SSL_SOURCE = re.compile(r" ?\(_ssl\.c:\d+\)")  # CPython's source line: nothing for a user
 _BYTES_REPR = re.compile(r"""(?:bytearray\()?\bb(['"])(.*?)\1\)?""")
 _ADDRESS_REPR = re.compile(r"\('([0-9A-Za-z.:%-]+)', (\d+)(?:, \d+, \d+)?\)")
 
@@ -155,10 +193,11 @@ def readable(message: str) -> str:
 
     ``[Errno -2] `` goes; ``bytearray(b'HTTP/1.1 2x0')`` becomes
     ``"HTTP/1.1 2x0"``; an address tuple ``('127.0.0.1', 9)`` becomes
-    ``127.0.0.1:9`` (``[::1]:9`` for IPv6). The messages should not carry
-    them in the first place; this keeps the command line readable meanwhile.
+    ``127.0.0.1:9`` (``[::1]:9`` for IPv6); CPython's ``(_ssl.c:1006)`` goes.
+    The messages should not carry them in the first place; this keeps the
+    command line readable meanwhile.
     """
-    message = _ERRNO_PREFIX.sub("", message)
+    message = _ERRNO_PREFIX.sub("", _SSL_SOURCE.sub("", message))
     message = _BYTES_REPR.sub(lambda m: f'"{m.group(2)}"', message)
     return _ADDRESS_REPR.sub(
         lambda m: (

@@ -1,4 +1,4 @@
-"""``trio-timehttp get``: fetch a URL, print the seed's report, optionally save the body.
+"""``trio-timehttp get``: fetch a URL, print its status and headers, optionally save the body.
 
 How the pieces divide, so later flags slot in where they belong:
 
@@ -8,7 +8,8 @@ How the pieces divide, so later flags slot in where they belong:
   today; ``--proxy``, ``--retry`` and ``--compressed`` later);
 * ``_open_sink(args)``: where the body goes, opened and checked before the
   request (``-C -`` resume later);
-* ``_Report``: the consumer: the seed's DummyConsumer lines on stdout,
+* ``_Report``: the consumer: the ``status =>``, ``name = value`` and
+  ``N bytes in body`` lines on stdout,
   ``--fail``, the body handed to the sink, the progress display;
 * ``_HeadTrace`` (``-v``): every hop's heads on stderr as they happen.
 
@@ -35,10 +36,20 @@ from typing import Any, BinaryIO, Protocol, TextIO
 
 import trio
 
-from ._cli_args import PROG, Parser, UsageError, describe, header_arg, int_in, timeout_arg
+from ._cli_args import (
+    PROG,
+    Parser,
+    UsageError,
+    describe,
+    header_arg,
+    int_in,
+    printable,
+    timeout_arg,
+)
 from ._cli_progress import Progress
 from ._consumers import FileConsumer, RedirectingConsumer
 from ._demo import print_head
+from ._errors import ProtocolError
 from ._http import Client
 from ._models import Content, Request, Response
 
@@ -50,9 +61,9 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     """Add the ``get`` subcommand to ``sub``."""
     get = sub.add_parser(
         "get",
-        help="GET a URL, print status and headers (like 7-10)",
-        description="GET a URL and print its status line, its headers and "
-        "the body size; with -o, save the body to FILE.",
+        help="fetch a URL: print its status and headers, or save its body",
+        description="Fetch a URL and print its status line, its headers and "
+        "the size of its body; with -o, save the body to FILE. Redirects are followed.",
     )
     get.add_argument("url", metavar="URL")
     get.add_argument(
@@ -65,7 +76,7 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "--max-redirects",
         type=int_in(0, 1000),
         default=10,
-        help="redirects to follow at most (default 10)",
+        help="follow at most N redirects (default 10)",
     )
     where = get.add_mutually_exclusive_group()
     where.add_argument(
@@ -91,8 +102,19 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         metavar="'Name: value'",
         help="add a request header",
     )
-    get.add_argument("-X", "--request", dest="method", type=_method, help="request METHOD")
-    get.add_argument("-I", "--head", action="store_true", help="send HEAD: the head only")
+    get.add_argument(
+        "-X",
+        "--request",
+        dest="method",
+        type=_method,
+        help="use METHOD instead of GET (or POST with -d)",
+    )
+    get.add_argument(
+        "-I",
+        "--head",
+        action="store_true",
+        help="ask for the status and headers only (a HEAD request)",
+    )
     get.add_argument(
         "-d",
         "--data",
@@ -134,7 +156,7 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "-s",
         "--silent",
         action="store_true",
-        help="no progress bar and no report on stdout (errors still go to stderr)",
+        help="print no progress bar and no status or headers (errors still go to stderr)",
     )
     get.add_argument(
         "-v",
@@ -337,7 +359,7 @@ class _HTTPFailure(Exception):
 
 
 class _Report:
-    """The final response: the seed's lines on ``out``, the body to the sink, progress shown.
+    """The final response: the report lines on ``out``, the body to the sink, progress shown.
 
     It never closes the sink: ``cmd_get`` does, after ``fetch`` has returned
     or failed, so only a complete body is put in place.
@@ -379,9 +401,9 @@ class _Report:
             self.sink.http_error(exc)
 
     def http_complete(self) -> None:
-        self.complete = True
         if self.sink is not None:
-            self.sink.http_complete()
+            self.sink.http_complete()  # may refuse the body (a 206 short of its range)
+        self.complete = True
 
     def close(self) -> None:
         """Nothing to do: the report's last line and the sink's close are ``cmd_get``'s."""
@@ -440,7 +462,7 @@ class _HeadTrace:
         lines += [f"> {n}: {masked(n, v)}" for n, v in request.headers.items()]
         if isinstance(request.body, bytes):
             lines.append(f"> Content-Length: {len(request.body)}")
-        print("\n".join(lines) + "\n>", file=self.stream)
+        print("\n".join(map(printable, lines)) + "\n>", file=self.stream)
 
     async def http_header(self, response: Response) -> Any:
         self._print_request(response.request)
@@ -450,7 +472,7 @@ class _HeadTrace:
         else:
             lines = [f"< HTTP/{response.http_version} {response.status_code} {response.reason}"]
             lines += [f"< {n}: {masked(n, v)}" for n, v in response.headers.items()]
-            print("\n".join(lines) + "\n<", file=self.stream, flush=True)
+            print("\n".join(map(printable, lines)) + "\n<", file=self.stream, flush=True)
         return await _maybe_await(self.consumer.http_header(response))
 
     async def feed(self, data: bytes) -> None:
@@ -522,13 +544,19 @@ def _get(args: argparse.Namespace, out: TextIO, plan: _Plan) -> int:
     except _HTTPFailure as failure:
         if report_out is not None:
             report_out.flush()
-        print(f"{PROG}: error: {failure}", file=sys.stderr)
+        print(f"{PROG}: error: {printable(str(failure))}", file=sys.stderr)
         return 22  # as curl --fail
     finally:
         if progress is not None:
             progress.finish(report.complete)
         if sink is not None:
             sink.close()  # puts the file in place only after http_complete()
+    if isinstance(sink, FileConsumer) and report.complete and not sink.complete:
+        # A 206 that ends before the file does: the .part grew, the file is not there.
+        raise ProtocolError(
+            f"the answer was only part of {args.output or sink.path}: the rest is"
+            " still to fetch (run again with -C -)"
+        )
     if report_out is not None and report.complete:
         print(f"{report.size} bytes in body", file=report_out)
     return 0

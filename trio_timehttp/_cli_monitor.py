@@ -66,7 +66,11 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         default=None,
         help="seconds for each reading (default 5 s, 10 s for URLs, 15 s with --precise)",
     )
-    mon.add_argument("--precise", action="store_true", help="sub-second offsets (slower)")
+    mon.add_argument(
+        "--precise",
+        action="store_true",
+        help="measure to a fraction of a second (several readings; slower)",
+    )
     mon.add_argument(
         "--concurrency",
         type=int_in(1, 100000),

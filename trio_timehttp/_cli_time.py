@@ -28,7 +28,15 @@ from typing import TextIO
 
 import trio
 
-from ._cli_args import Parser, UsageError, int_in, non_negative_float, positive_float, single
+from ._cli_args import (
+    Parser,
+    UsageError,
+    int_in,
+    non_negative_float,
+    positive_float,
+    printable,
+    single,
+)
 from ._readings import Reading, make_reading, protocol_of
 from ._time_report import (
     Thresholds,
@@ -52,8 +60,9 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         help="measure the clock offset of time or web servers",
         description="Query RFC 868 servers (HOST or HOST:PORT) and web "
         "servers (http(s) URLs, via their Date header) concurrently; "
-        "offset = server - local. Sources are combined by their intervals: "
-        "those outside every majority are marked falsetickers.",
+        "the offset is the server's clock minus this machine's. Each reading is a range "
+        "the true offset must lie in; a source whose range disagrees with the majority "
+        "is marked as a falseticker (a clock that is wrong).",
     )
     time_.add_argument(
         "sources", nargs="+", metavar="SOURCE", help="host, host:port, [v6]:port or http(s)://URL"
@@ -74,7 +83,8 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
     time_.add_argument(
         "--precise",
         action="store_true",
-        help="probe each server's second boundary: sub-second offsets",
+        help="take several readings timed around the server's tick of the second, to "
+        "measure to a fraction of a second (slower)",
     )
     proxy = time_.add_mutually_exclusive_group()
     proxy.add_argument(
@@ -100,13 +110,13 @@ def _add_output_options(time_: argparse.ArgumentParser) -> None:
         "--warn",
         type=non_negative_float,
         metavar="W",
-        help="plugin mode: WARNING when |offset| + uncertainty > W seconds",
+        help="monitoring-plugin output: WARNING when abs(offset) + uncertainty is over W seconds",
     )
     time_.add_argument(
         "--crit",
         type=non_negative_float,
         metavar="C",
-        help="plugin mode: CRITICAL when |offset| + uncertainty > C seconds",
+        help="monitoring-plugin output: CRITICAL when abs(offset) + uncertainty is over C seconds",
     )
     time_.add_argument(
         "--interval",
@@ -194,15 +204,15 @@ def _write(reading: Reading, options: _Options, out: TextIO, *, when: float | No
     """
     if options.thresholds is not None:
         state, line = plugin_line(reading, options.thresholds)
-        print(line, file=out)
+        print(printable(line), file=out)
         return state
     if options.json:
         for obj in json_objects(reading):
             print(json.dumps(obj), file=out)
     elif when is not None:
-        print(watch_line(reading, when), file=out)
+        print(printable(watch_line(reading, when)), file=out)
     else:
-        print("\n".join(text_lines(reading)), file=out)
+        print("\n".join(map(printable, text_lines(reading))), file=out)
     return 0 if reading.answered else 1
 
 

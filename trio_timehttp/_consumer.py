@@ -22,20 +22,37 @@ OPTIONAL_METHODS = ("http_header", "http_error", "http_complete")
 
 
 class Consumer(Protocol):
-    """What ``fetch`` streams a response into.
+    """What ``fetch`` streams a response into (a ``typing.Protocol``: no base class needed).
 
     Required: ``feed(data: bytes)`` for each body piece and ``close()``, called
     exactly once. Optional (looked up by name, skipped when absent):
     ``http_header(response)`` once the head is parsed (it may return the next
     ``Request`` to follow instead), ``http_error(exc)`` when the exchange broke
     after a head, and ``http_complete()`` just before ``close()`` when the
-    body's framing proved it complete. Each may return an awaitable, which the
-    requester awaits before it reads more (backpressure).
+    body's framing proved it complete. Each may be a plain method or an
+    ``async def``; an awaitable it returns is awaited before more of the
+    body is read (that is the backpressure). Whatever a consumer method
+    raises propagates out of ``fetch`` unchanged (``close()`` is still
+    called once). Parsers with ``feed(bytes)`` and ``close()``, such as
+    ``xml.etree.ElementTree.XMLParser``, are consumers as they are.
     """
 
-    def feed(self, data: bytes, /) -> object: ...
+    def feed(self, data: bytes, /) -> object:
+        """Take the next piece of the body, as ``bytes``.
 
-    def close(self) -> object: ...
+        Called zero or more times, in order, after ``http_header`` and
+        before ``close()``; decoded first when decoding is on.
+        """
+        ...
+
+    def close(self) -> object:
+        """The response is over: called exactly once, also after a failure.
+
+        Called after the last ``feed`` (and ``http_complete()``, when the
+        body proved complete), or after the failure was reported; also past
+        the deadline. Release what the consumer holds here.
+        """
+        ...
 
 
 async def maybe_await(result: _T | Awaitable[_T]) -> _T:

@@ -37,7 +37,7 @@ from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
 from ._consumer import call_optional
-from ._errors import BodyTooLarge, InvalidURL, RedirectError, TooManyRedirects
+from ._errors import BodyTooLarge, InvalidURL, ProtocolError, RedirectError, TooManyRedirects
 from ._models import Request, Response
 from ._partial import PartialFile
 from ._resume import Action, decide, range_headers
@@ -165,21 +165,40 @@ def next_redirect(
 
 
 class RedirectingConsumer:
-    """Follows redirects for the consumer it wraps, as the seed's example 7-11 does.
+    """A consumer wrapper that follows redirects for the consumer it wraps.
 
-    On 301, 302, 303, 307 or 308 with a ``Location``, ``http_header`` returns
-    the next ``Request`` and the requester issues it (same deadline, same
-    consumer); any other response goes to the wrapped consumer. The wrapped
-    consumer sees only the final response: ``http_header`` once, its body,
-    ``close`` once. When the chain fails (``TooManyRedirects`` after more
-    than ``max_redirects`` redirects, ``RedirectError`` for an unusable
-    Location or an https -> http hop without ``allow_downgrade``), the wrapped
-    consumer first gets ``http_header`` with a failure ``Response``
-    (``status_code`` None, ``error`` set, as for a failed connection), then
-    the error is raised. One instance follows one chain.
+    ``fetch(url, RedirectingConsumer(BytesConsumer()))`` follows the chain;
+    it is written only with the public consumer protocol, so it is also the
+    worked example of writing a wrapper of one's own. On 301, 302, 303, 307
+    or 308 with a ``Location``, ``http_header`` returns the next ``Request``
+    (the Location resolved against the current URL, RFC 3986) and the
+    requester sends it (same deadline, same consumer); any other response,
+    and a 3xx without a usable ``Location``, goes to the wrapped consumer.
+    The wrapped consumer sees only the final response: ``http_header`` once,
+    its body, ``close`` once (also when the chain fails).
 
-    Methods are ``async`` and await the wrapped consumer's methods when they
-    are ``async`` too, so plain and async consumers both work.
+    The next request: 303 turns any method but HEAD into GET without a
+    body, 301 and 302 turn POST into GET without a body, 307 and 308 keep
+    method and body. ``Authorization``, ``Cookie`` and
+    ``Proxy-Authorization`` are dropped once the origin (scheme, host,
+    port) changes, for the rest of the chain; ``Host`` is always
+    recomputed. The fragment is kept when the Location has none.
+
+    ``max_redirects`` (default ``10``): how many redirects are followed; one
+    more raises ``TooManyRedirects`` (so ``0`` raises on the first).
+    ``allow_downgrade`` (default ``False``): whether an https URL may
+    redirect to http. Raises ``RedirectError`` for a Location with control
+    characters or spaces, an unusable host or port, a scheme other than
+    http and https, several different ``Location`` fields, or an https to
+    http hop without ``allow_downgrade``. Before either error is raised the
+    wrapped consumer gets ``http_header`` with a failure ``Response``
+    (``status_code`` None, ``error`` set), as for a failed connection.
+    ``ValueError`` at construction for a negative ``max_redirects``.
+
+    ``.redirects`` counts the redirects followed so far; ``.consumer`` is
+    the wrapped consumer. One instance follows one chain. The methods are
+    ``async`` and await the wrapped consumer's methods when those are
+    ``async`` too, so plain and async consumers both work.
     """
 
     def __init__(
@@ -198,7 +217,15 @@ class RedirectingConsumer:
         self._closed = False
 
     async def http_header(self, response: Response) -> Request | None:
-        """Return the next ``Request`` for a redirect; hand anything else on."""
+        """Return the next ``Request`` for a redirect; hand any other response on.
+
+        For a response that is not a redirect to follow (or a failure
+        ``Response`` of a later hop), calls the wrapped consumer's
+        ``http_header`` (if it has one) and returns None, or the
+        ``Request`` that consumer returns, should it be a wrapper too.
+        Raises ``TooManyRedirects`` or ``RedirectError`` as the class says,
+        after telling the wrapped consumer.
+        """
         self._last = response
         if response.status_code is None:  # a later hop failed to connect
             return await self._deliver(response)
@@ -258,15 +285,23 @@ class RedirectingConsumer:
         await call_optional(self.consumer, "http_header", failure)
 
     async def feed(self, data: bytes) -> None:
-        """Body of the final response: straight to the wrapped consumer."""
+        """Pass a piece of the final response's body to the wrapped consumer.
+
+        Only the final response's body is ever fed (the requester drops
+        the body of a redirect). Awaits the wrapped ``feed`` if it is async;
+        its exceptions propagate unchanged.
+        """
         await _maybe_await(self.consumer.feed(data))
 
     async def http_error(self, exc: BaseException) -> None:
         """The exchange broke after a head: tell the wrapped consumer.
 
-        If the wrapped consumer has not seen a response yet (the break came
-        during a redirect hop), it gets the failure ``http_header`` instead,
-        so it always learns about the failure in the seed's way.
+        If the wrapped consumer has already had the final response, its
+        optional ``http_error(exc)`` is called. If it has not seen a
+        response yet (the break came during a redirect hop), it gets
+        ``http_header`` with a failure ``Response`` (``status_code`` None,
+        ``error`` set to ``exc``) instead, so it always learns of the
+        failure, the same way as of a failed connection.
         """
         if not self._delivered and self._last is not None:
             await self._fail(self._last, exc)
@@ -274,12 +309,20 @@ class RedirectingConsumer:
         await call_optional(self.consumer, "http_error", exc)
 
     async def http_complete(self) -> None:
-        """The final response's body ended complete: tell the wrapped consumer."""
+        """The final response's body ended complete: tell the wrapped consumer.
+
+        Calls the wrapped consumer's optional ``http_complete()``, only if
+        it has had the final response's head.
+        """
         if self._delivered:
             await call_optional(self.consumer, "http_complete")
 
     async def close(self) -> Any:
-        """Close the wrapped consumer (once); returns what its ``close`` returns."""
+        """Close the wrapped consumer, once; returns what its ``close`` returns.
+
+        A second call does nothing and returns None. Awaits the wrapped
+        ``close`` if it is async; its exceptions propagate unchanged.
+        """
         if self._closed:
             return None
         self._closed = True
@@ -305,9 +348,13 @@ def _content_length(response: Response) -> int | None:
 class BytesConsumer:
     """Collects the whole body in memory: ``.body`` (bytes), ``.response`` (the head).
 
-    ``max_size`` bounds the body: a larger one raises ``BodyTooLarge`` from
-    ``http_header`` when ``Content-Length`` announces it, else from ``feed``
-    as soon as the bound is crossed, so memory stays bounded either way.
+    ``max_size`` (default ``None``: no bound) bounds the body in bytes: a
+    larger one raises ``BodyTooLarge`` from ``http_header`` when
+    ``Content-Length`` announces it, else from ``feed`` as soon as the bound
+    is crossed, so memory stays bounded either way. ``ValueError`` at
+    construction for a negative ``max_size``. ``.closed`` turns true on
+    ``close()``. A second ``http_header`` (a retried request) starts the
+    body over. Holds no resources: nothing to close but itself.
     """
 
     def __init__(self, max_size: int | None = None) -> None:
@@ -320,7 +367,11 @@ class BytesConsumer:
         self._size = 0
 
     def http_header(self, response: Response) -> Request | None:
-        """Keep the head; refuse early a body announced as too large."""
+        """Keep the head as ``.response`` and start an empty body.
+
+        Raises ``BodyTooLarge`` when the response's ``Content-Length``
+        announces more than ``max_size`` bytes. Returns None (no redirect).
+        """
         self.response = response
         self._chunks, self._size = [], 0
         length = _content_length(response) if response.status_code is not None else None
@@ -332,7 +383,11 @@ class BytesConsumer:
         return None
 
     def feed(self, data: bytes) -> None:
-        """Append a chunk; ``BodyTooLarge`` once the total passes ``max_size``."""
+        """Append a piece of the body (copied to ``bytes``).
+
+        Raises ``BodyTooLarge`` as soon as the total passes ``max_size``;
+        the piece that crossed the bound is not kept.
+        """
         self._size += len(data)
         if self.max_size is not None and self._size > self.max_size:
             where = f"{self.response.url}: " if self.response is not None else ""
@@ -340,13 +395,19 @@ class BytesConsumer:
         self._chunks.append(bytes(data))
 
     def close(self) -> None:
-        """End of the body: join the chunks once."""
+        """End of the body: join the pieces once and set ``.closed``.
+
+        Never raises; ``.body`` afterwards is the whole body received.
+        """
         self.closed = True
         self._chunks = [self.body]
 
     @property
     def body(self) -> bytes:
-        """The body received so far (all of it after ``close``)."""
+        """The body received so far, as one ``bytes`` (all of it after ``close``).
+
+        ``b""`` before any body arrived; joining is done once and remembered.
+        """
         if len(self._chunks) != 1:
             self._chunks = [b"".join(self._chunks)]
         return self._chunks[0]
@@ -556,7 +617,13 @@ class TextConsumer:
             return self._decoder.decode(pending + bytes(data), final)
 
     async def http_header(self, response: Response) -> Request | None:
-        """Pick the charset for this response, then pass the head to the target."""
+        """Pick the charset for this response, then pass the head to the target.
+
+        The charset: the constructor's ``encoding``, else ``Content-Type``'s,
+        else UTF-8 (an unusable one falls back to UTF-8, never raises).
+        Calls the target's optional ``http_header`` and returns the
+        ``Request`` it returns, if any, else None.
+        """
         if self.requested_encoding is not None:
             self._start(_text_codec(self.requested_encoding))
         else:
@@ -569,19 +636,34 @@ class TextConsumer:
         return result if isinstance(result, Request) else None
 
     async def feed(self, data: bytes) -> None:
-        """Decode what can be decoded and feed it on (nothing if a character is split)."""
+        """Decode what can be decoded and feed it to the target as ``str``.
+
+        The bytes of a character split across pieces wait for the next
+        piece, so the target may get nothing for this one. Exceptions from
+        the target's ``feed`` propagate unchanged.
+        """
         text = self._decode(data)
         if text:
             await _maybe_await(self.target.feed(text))
 
     async def http_error(self, exc: BaseException) -> None:
-        """Pass a mid-body error to the target, if it wants to know."""
+        """Pass a mid-body error on to the target's ``http_error``, if it has one.
+
+        Does nothing when the target has no ``http_error``; never raises
+        on its own.
+        """
         http_error = getattr(self.target, "http_error", None)
         if http_error is not None:
             await _maybe_await(http_error(exc))
 
     async def close(self) -> Any:
-        """Flush the decoder (a truncated character becomes U+FFFD), close the target."""
+        """Flush the decoder, feed what is left, then close the target, once.
+
+        A character cut off at the end of the body becomes U+FFFD. Returns
+        what the target's ``close()`` returns (an ``html.parser`` returns
+        None; an ``XMLParser``-like target may return its result); a
+        second call does nothing and returns None.
+        """
         if self._closed:
             return None
         self._closed = True
@@ -673,7 +755,7 @@ class FileConsumer:
     body goes to ``<target>.part`` instead, which a failed transfer *keeps*;
     ``range_headers()`` gives the ``Range``/``If-Range`` fields that ask for
     the rest of it (pass them to ``fetch`` as ``headers``), and the answer
-    decides (``_resume``): a 206 from our offset is appended, a 200 starts
+    decides: a 206 from our offset is appended, a 200 starts
     over, a 416 for exactly our size means the ``.part`` is already whole;
     a 206 that would corrupt the file raises ``ProtocolError`` from
     ``http_header``. The ``.part`` becomes ``path`` only when complete (its
@@ -697,13 +779,19 @@ class FileConsumer:
         self._partial: PartialFile | None = None  # resume=True, on a regular target
         self._total: int | None = None  # the resource's size, for a resumed body
         self._dropping = False  # a 416 for a whole .part: its body is no file content
+        self._owed: int | None = None  # an appended 206: bytes its Content-Range still owes
 
     def _error(self, exc: OSError) -> OSError:
         """``exc`` again, naming the user's path (not a temporary file or a resolved link)."""
         return OSError(exc.errno, exc.strerror or str(exc), self.path)
 
     def open(self) -> None:
-        """Check the target and open it (idempotent); see the class docstring for errors."""
+        """Check the target and open it now (a second call does nothing).
+
+        Raises ``OSError`` naming ``path``: ``IsADirectoryError``,
+        ``FileNotFoundError`` (a missing directory) or ``PermissionError``;
+        see the class docstring. Without this call, the first response opens it.
+        """
         if self._file is not None or self._partial is not None:
             return
         try:
@@ -768,12 +856,24 @@ class FileConsumer:
             self._tmp_path = None
 
     def range_headers(self) -> list[tuple[str, str]]:
-        """With ``resume=True``: the fields asking for the rest of a ``.part`` (else ``[]``)."""
+        """The ``Range``/``If-Range`` fields asking for the rest of the ``.part``.
+
+        With ``resume=True`` and a ``.part`` left by an earlier transfer:
+        pass them to ``fetch`` as ``headers``. ``[]`` without ``resume`` or
+        without a ``.part``. Opens the target first (see ``open``).
+        """
         self.open()
         return [] if self._partial is None else range_headers(self._partial.state())
 
     def http_header(self, response: Response) -> Request | None:
-        """Open the target for a real response (starting over if written to); a failure ends it."""
+        """Open the target for a real response; a failure ``Response`` ends the transfer.
+
+        A second real response (a retried request) starts the body over.
+        With ``resume=True`` the status decides what happens to the
+        ``.part`` (see the class docstring); a 206 that would corrupt it
+        raises ``ProtocolError``. Raises ``OSError`` naming ``path`` when the
+        target cannot be opened. Returns None (no redirect).
+        """
         self.response = response
         self._ended = False
         if response.status_code is None:
@@ -804,6 +904,7 @@ class FileConsumer:
             self._failed = True  # appending would corrupt the file: leave the .part alone
             raise
         self._total = decision.total
+        self._owed = decision.length
         self._dropping = decision.action is Action.COMPLETE
         self.offset = state.offset if decision.action is not Action.RESTART else 0
         if decision.action is Action.KEEP:  # not the file's content: as without resume
@@ -816,9 +917,18 @@ class FileConsumer:
                 raise self._error(exc) from exc
 
     def feed(self, data: bytes) -> None:
-        """Append a chunk to the temporary file (or the written-through target)."""
+        """Write a piece of the body to the temporary file (or the written-through target).
+
+        Adds to ``.bytes_written``. A write error (a full disk, a closed
+        FIFO) raises ``OSError`` naming ``path`` and marks the transfer
+        failed, so ``close()`` will not put the file in place.
+        """
         if self._failed or self._dropping:
             return
+        if self._owed is not None:
+            if len(data) > self._owed:
+                self._reject_range(f"{self.bytes_written + len(data)} bytes or more")
+            self._owed -= len(data)
         try:
             if self._file is None:
                 self.open()
@@ -831,6 +941,19 @@ class FileConsumer:
             raise
         self.bytes_written += len(data)
 
+    def _reject_range(self, got: str) -> None:
+        """A 206 body that is not its Content-Range: cut the ``.part`` back, raise."""
+        assert self._partial is not None
+        assert self.response is not None
+        self._failed = True
+        self._discard()
+        self._partial.restore(self.offset)
+        promised = self.response.headers.get("content-range")
+        raise ProtocolError(
+            f"the 206 body for Content-Range {promised!r} held {got}, not"
+            f" {self.bytes_written + (self._owed or 0)}: {self._partial.part} is left as it was"
+        )
+
     def _close_partial(self) -> None:
         """Keep the ``.part`` (flushed) unless it is now whole: then put it in place."""
         assert self._partial is not None
@@ -842,17 +965,34 @@ class FileConsumer:
                 raise self._error(exc) from exc
 
     def http_error(self, exc: BaseException) -> None:
-        """The transfer broke: throw the partial body away."""
+        """The transfer broke: mark it failed, so nothing is put in place.
+
+        Closes the file; the temporary file is removed (a ``.part`` with
+        ``resume=True`` is kept, to be resumed). Never raises.
+        """
         self._failed = True
         self._discard()
 
     def http_complete(self) -> None:
-        """The requester's signal that the body ended complete; ``close()`` then keeps it."""
+        """The requester's word that the body ended complete; ``close()`` then keeps it.
+
+        Called by the requester just before ``close()``, only after a body
+        whose framing proved it complete. Raises ``ProtocolError`` (the
+        ``.part`` cut back to its size before the request) when a resumed 206
+        body is shorter than its Content-Range; otherwise never raises.
+        """
+        if self._owed and not self._failed:
+            self._reject_range(f"{self.bytes_written} bytes")
         if not self._failed and self.response is not None:
             self._ended = True
 
     def close(self) -> None:
-        """Put the file in place after ``http_complete()``, else remove the temporary file."""
+        """Put the file in place after ``http_complete()``, else remove the temporary file.
+
+        Runs once (a second call does nothing). On success ``.complete``
+        is true. An error renaming or closing raises ``OSError`` naming
+        ``path``, after the temporary file is removed.
+        """
         if self._closed:
             return
         self._closed = True

@@ -23,9 +23,17 @@ def _text(value: str | bytes) -> str:
 class Headers:
     """Case-insensitive header fields that keep repeats in order.
 
-    ``h["name"]`` joins repeated fields with ``", "`` (RFC 9110 section 5.3);
-    use ``get_list`` where that is wrong (``Set-Cookie``). Immutable: build a
-    new one with ``replace()``/``remove()``.
+    ``Headers(headers)`` takes ``None`` (default: empty), another
+    ``Headers``, a mapping, or an iterable of ``(name, value)`` pairs of
+    ``str`` or ``bytes`` (bytes are read as ISO-8859-1). Names are kept
+    lower-case; values are ``str``, as received.
+
+    ``h["name"]`` joins repeated fields with ``", "`` (RFC 9110 section 5.3)
+    and raises ``KeyError`` when there is none; use ``get_list`` where
+    joining is wrong (``Set-Cookie``). ``"name" in h`` ignores case;
+    ``len(h)`` counts fields (repeats included); iterating yields the
+    distinct names, like ``keys()``. Immutable and hashable: build a new
+    one with ``replace()`` / ``remove()``.
     """
 
     __slots__ = ("_fields",)
@@ -55,21 +63,36 @@ class Headers:
         return ", ".join(values)
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        """The joined value of ``name``, or ``default`` when absent."""
+        """The value of ``name`` (any case), repeats joined with ``", "``.
+
+        Returns ``default`` (default ``None``) when there is no such field;
+        never raises.
+        """
         values = self.get_list(name)
         return ", ".join(values) if values else default
 
     def get_list(self, name: str) -> list[str]:
-        """Every value of ``name``, in the order received."""
+        """Every value of ``name`` (any case), in the order received.
+
+        ``[]`` when there is no such field. Use it for fields that must not
+        be joined, such as ``Set-Cookie``.
+        """
         key = name.lower()
         return [v for k, v in self._fields if k == key]
 
     def items(self) -> list[tuple[str, str]]:
-        """All ``(name, value)`` fields, names lower-case, repeats kept in order."""
+        """All fields as ``(name, value)`` pairs, in the order received.
+
+        Names are lower-case; a repeated field appears once per occurrence.
+        Returns a new list (changing it does not change the ``Headers``).
+        """
         return list(self._fields)
 
     def keys(self) -> list[str]:
-        """Distinct names, lower-case, in order of first appearance."""
+        """The distinct field names, lower-case, in order of first appearance.
+
+        Returns a new list; a repeated field's name appears once.
+        """
         return list(dict.fromkeys(k for k, _ in self._fields))
 
     def __contains__(self, name: object) -> bool:
@@ -99,11 +122,18 @@ class Headers:
         return f"Headers({list(self._fields)!r})"
 
     def remove(self, *names: str) -> Headers:
-        """A copy without any field called one of ``names``."""
+        """A new ``Headers`` without any field called one of ``names`` (any case).
+
+        The order of the rest is kept; names that are absent are ignored.
+        """
         drop = {n.lower() for n in names}
         return Headers._from_lower((k, v) for k, v in self._fields if k not in drop)
 
     def replace(self, name: str, value: str) -> Headers:
-        """A copy where ``name`` has exactly one field, ``value`` (appended last)."""
+        """A new ``Headers`` where ``name`` has exactly one field, ``value``.
+
+        Every earlier field of that name (any case) is dropped and the new
+        one goes last; the other fields keep their order.
+        """
         key = name.lower()
         return Headers._from_lower([*((k, v) for k, v in self._fields if k != key), (key, value)])

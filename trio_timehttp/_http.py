@@ -75,7 +75,17 @@ _FIRST_HOP_ONLY: Final = frozenset({"authorization", "cookie", "proxy-authorizat
 # Routes cached per origin (cleared when full).
 _ROUTES: Final = 256
 
-_DEFAULT: Any = object()
+
+class _ClientSetting:
+    """The default of a per-request keyword that means "this Client's own setting"."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<the Client's setting>"
+
+
+_DEFAULT: Any = _ClientSetting()
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,32 +191,57 @@ class _Discard:
 class Client(trio.abc.AsyncResource):
     """A keep-alive HTTP/1.1 client: ``async with Client() as client: await client.fetch(...)``.
 
-    ``timeout``: default total deadline per fetch (seconds, ``None`` for none).
-    ``max_connections``: bound on all open connections, idle and busy.
-    ``keepalive_expiry``: seconds an idle connection may wait for reuse.
-    ``headers``: default request header fields (a request's own fields win;
-    they are part of the first hop's request, so a redirect policy treats
-    credentials among them as it treats the request's own).
-    ``ssl_context``: for https (default: ``ssl.create_default_context()``,
-    which verifies certificates against the system trust store).
-    ``max_header_fields`` / ``max_header_bytes`` / ``max_informational``: caps
-    on a response head's field count, its size, and the number of 1xx
-    responses before the final one; beyond them the response is a
+    Keeps idle connections per origin (scheme, host, port) and reuses them.
+    Leaving the ``async with`` (or ``await client.aclose()``) closes every
+    connection; a closed Client refuses new requests with ``HTTPError``.
+
+    ``timeout`` (default ``30.0`` seconds; ``None``: no deadline): the total
+    deadline of each request, unless the request gives its own.
+    ``max_connections`` (default ``100``): bound on all open connections,
+    idle and busy; at the bound an idle connection to another origin is
+    closed first, otherwise the request waits, within its deadline.
+    ``keepalive_expiry`` (default ``5.0`` seconds): how long an idle
+    connection is kept for reuse. ``headers`` (default ``None``): header
+    fields sent with every request (a request's own fields of the same name
+    win; they belong to the first request of a redirect chain, so a
+    redirect policy drops credentials among them as it drops the request's
+    own). ``ssl_context`` (default ``None``: ``ssl.create_default_context()``,
+    which verifies certificates against the system's trust store): for https.
+
+    ``max_header_fields`` (default ``100``), ``max_header_bytes`` (default
+    ``65536``), ``max_informational`` (default ``10``): caps on a response
+    head's number of fields, its size in bytes, and the number of 1xx
+    responses before the final one; a response beyond them is a
     ``ProtocolError`` (a proxy's answer to CONNECT gets the same caps).
-    ``proxy``: ``"http://[user:pass@]host:port"`` for every request (http
-    targets in absolute-form, https through a CONNECT tunnel); parsed here,
-    so an unusable one is an ``InvalidURL`` at once. ``trust_env`` (with no
-    ``proxy``): choose per origin from ``http_proxy``, ``https_proxy``/
-    ``HTTPS_PROXY``, ``all_proxy``/``ALL_PROXY`` and ``no_proxy``/``NO_PROXY``
-    as read now, as curl does (see ``_proxy``); loopback targets go direct.
-    Proxy failures are ``ProxyError``; the credentials go only to the proxy.
-    ``decode``: ask for and decode gzip, deflate, br, zstd (``_decoding``);
-    ``max_decoded_size`` (bytes, ``None``: no bound) and ``max_decode_ratio``
-    (decoded per encoded byte past 8 MiB, ``None``: no bound) stop a
+
+    ``proxy`` (default ``None``): ``"http://[user:pass@]host:port"``, used
+    for every request (http targets are sent to it in absolute form, https
+    ones through a CONNECT tunnel with TLS to the origin inside); an
+    unusable one raises ``InvalidURL`` here, at once. ``trust_env``
+    (default ``True``; only when ``proxy`` is ``None``): choose a proxy per
+    origin from the ``http_proxy``, ``https_proxy``/``HTTPS_PROXY``,
+    ``all_proxy``/``ALL_PROXY`` and ``no_proxy``/``NO_PROXY`` environment
+    variables as they are now, as curl does (``HTTP_PROXY`` in capitals is
+    ignored); loopback targets are never proxied from the environment.
+    Failures of the proxy itself raise ``ProxyError``; its credentials go
+    only to the proxy and never appear in messages, logs or reprs.
+
+    ``decode`` (default ``False``): ask for compressed bodies (gzip,
+    deflate, and br / zstd when those packages are installed) and decode
+    them before the consumer sees them; ``response.headers`` stay what the
+    server sent. ``max_decoded_size`` (default ``None``: no bound; bytes)
+    and ``max_decode_ratio`` (default ``200.0`` decoded bytes per encoded
+    byte, checked once 8 MiB have been decoded; ``None``: no bound) stop a
     decompression bomb with ``BodyTooLarge``.
-    ``retries``, ``backoff``: see ``_retry`` (connect failures, and 429/503
-    to idempotent methods, with jittered exponential backoff or
-    ``Retry-After``, inside the deadline; each retry is logged at INFO).
+
+    ``retries`` (default ``0``: none) and ``backoff`` (default ``0.5``
+    seconds): retry a connect failure (any method: nothing reached the
+    server), or a 429 or 503 answer to an idempotent method (GET, HEAD,
+    PUT, DELETE, OPTIONS, TRACE), after ``Retry-After`` when the answer has
+    one, else after a random wait of up to ``backoff * 2**attempt``; only
+    while the deadline leaves time for it. Each retry is logged at INFO.
+    Nothing else is retried (a failure after the request was sent could
+    have taken effect).
     """
 
     def __init__(
@@ -245,7 +280,13 @@ class Client(trio.abc.AsyncResource):
         self._closed = False
 
     async def aclose(self) -> None:
-        """Close every connection (idle now, busy ones when their fetch ends). Idempotent."""
+        """Close the Client: every idle connection now, each busy one when its request ends.
+
+        Requests made after this raise ``HTTPError`` (so does one still
+        waiting for a connection); one already talking to its server
+        finishes normally. Calling it again does nothing. ``async with
+        Client()`` calls it on leaving the block.
+        """
         self._closed = True
         self._pool.close_all()
         await trio.lowlevel.checkpoint()
@@ -268,19 +309,46 @@ class Client(trio.abc.AsyncResource):
     ) -> Response:
         """Send one request and stream the response body into ``consumer``.
 
-        See the contract (API.md, "HTTP requester"): ``http_header(response)``
-        (optional; may return the next ``Request``), ``feed(bytes)``,
-        ``http_complete()`` (optional, only after a body whose framing proved
-        it complete), ``close()`` exactly once; failures are reported to the
-        consumer, then raised as ``TimeHTTPError`` subclasses; the consumer's
-        own exceptions propagate unchanged. Returns the final ``Response``.
+        Calls, in order: ``consumer.http_header(response)`` once the status
+        line and headers are in (optional; if it returns a ``Request``, the
+        rest of this response is dropped and that request is sent instead,
+        the same consumer getting its response: that is how
+        ``RedirectingConsumer`` works), ``consumer.feed(chunk)`` for each
+        piece of the body (``bytes``), ``consumer.http_complete()``
+        (optional, only after a body whose framing proved it complete), then
+        ``consumer.close()``. Any of them may be ``async``; it is awaited
+        before more of the body is read. Returns the final ``Response``,
+        whatever its status code (a 404 or a 500 is data, not an error).
 
-        ``body``: ``bytes``, an (async) iterable of ``bytes`` or a binary file
-        (``_bodies``): Content-Length when its size is known, chunked
-        otherwise. ``expect_continue``: send ``Expect: 100-continue`` and hold
-        the body back until the server's 100 (or ``CONTINUE_WAIT`` seconds of
-        silence). ``decode``, ``max_decoded_size``, ``retries``: this request's
-        own values for the Client's settings (None / unset: the Client's).
+        ``method`` (default ``"GET"``); ``headers``: a mapping or a list of
+        ``(name, value)`` pairs, added to the Client's default fields (the
+        request's own win). ``body``: ``bytes``, an iterable or async
+        iterable of ``bytes``, or a binary file; sent with Content-Length when
+        its size is known, chunked otherwise. ``timeout`` (default: the
+        Client's ``timeout``; ``None``: no deadline) is one deadline over the
+        wait for a connection, connecting, sending and the whole response,
+        body included, across a whole redirect chain. ``expect_continue``
+        (default ``False``): send ``Expect: 100-continue`` and hold the body
+        back until the server answers 100 (or stays silent for a second).
+        ``decode``, ``max_decoded_size``, ``retries``: this request's own
+        values for the Client settings of those names (``None`` or left
+        out: the Client's).
+
+        Raises ``InvalidURL`` for an unusable URL, ``ConnectError`` (or
+        ``ProxyError``) when the server cannot be reached, ``Timeout`` when
+        the deadline passes, ``ProtocolError`` for a malformed, truncated or
+        oversized response, ``BodyTooLarge`` past a size bound,
+        ``TooManyRedirects``/``RedirectError`` from a redirect policy, and
+        ``HTTPError`` once the Client is closed. Before it raises, the
+        consumer is told: if no response had arrived, ``http_header`` gets
+        a ``Response`` with ``status_code`` None and ``error`` set to the
+        exception; if one had, ``http_error(exc)`` is called (optional).
+        An exception raised by the consumer itself propagates unchanged.
+
+        Closes: ``consumer.close()`` is called exactly once, whatever
+        happens (also past the deadline; at most once if an outer cancel
+        scope cancels the call), and no socket is left open; a connection
+        whose response ended cleanly goes back to the pool for reuse.
         """
         if timeout is _DEFAULT:
             timeout = self._timeout
@@ -363,16 +431,26 @@ class Client(trio.abc.AsyncResource):
     ) -> AsyncIterator[Response]:
         """Pull a response: ``async with client.stream(url) as response:``.
 
-        The ``Response`` is yielded once its head is in; read the body with
-        ``response.aiter_bytes()`` or ``await response.aread()``. Leaving the
-        block drains the rest (within a small bound, so the connection can be
-        reused) or closes the connection. ``timeout`` (default: the Client's)
-        is one deadline over connecting, the head, and the whole block, body
-        included; past it the block is cancelled and ``Timeout`` is raised.
-        Redirects are followed only with ``follow_redirects=True``, by the
-        policy of ``RedirectingConsumer``. Errors as ``fetch`` raises them.
-        ``body``, ``expect_continue``, ``decode``, ``max_decoded_size``,
-        ``retries``: as for ``fetch``.
+        The ``Response`` is yielded once its status line and headers are in;
+        read the body inside the block with ``async for chunk in
+        response.aiter_bytes()`` or ``await response.aread()`` (once).
+        ``timeout`` (default: the Client's ``timeout``; ``None``: no deadline)
+        is one deadline over connecting, the head and the whole block, body
+        included: past it the block is cancelled and ``Timeout`` is raised
+        from the ``async with``. ``follow_redirects`` (default ``False``):
+        follow redirects by ``RedirectingConsumer``'s policy (at most 10;
+        ``response.history`` holds the earlier hops). ``method``,
+        ``headers``, ``body``, ``expect_continue``, ``decode``,
+        ``max_decoded_size`` and ``retries``: as for ``fetch``.
+
+        Raises what ``fetch`` raises (``InvalidURL``, ``ConnectError``,
+        ``Timeout``, ``ProtocolError``, ...), from entering the block, from
+        reading the body, or, for the deadline, from leaving the block; a
+        response is returned whatever its status code. Closes: leaving the
+        block normally reads and discards what is left of the body if that
+        is small (so the connection can be reused), else closes the
+        connection; leaving it by an exception closes the connection. No
+        socket is left open.
         """
         if timeout is _DEFAULT:
             timeout = self._timeout
@@ -732,8 +810,20 @@ async def fetch(
     proxy: str | None = None,
     trust_env: bool = True,
 ) -> Response:
-    """One request through a short-lived ``Client`` (see ``Client.fetch``; ``decode``,
-    ``max_decoded_size``, ``retries``, ``proxy`` and ``trust_env`` as on ``Client``)."""
+    """Send one request through a short-lived ``Client`` and stream the body into ``consumer``.
+
+    ``await fetch(url, BytesConsumer())`` is ``Client.fetch`` on a
+    ``Client`` made for this one request and closed when it ends (no
+    connection is kept), so the consumer calls, the return value, the
+    errors raised and what is closed are exactly those of ``Client.fetch``.
+    Defaults: ``method="GET"``, ``headers=None``, ``body=None``,
+    ``timeout=30.0`` seconds over the whole exchange, redirects included
+    (``None``: no deadline), ``expect_continue=False``, ``decode=False``,
+    ``max_decoded_size=None`` (no bound), ``retries=0``, ``proxy=None``,
+    ``trust_env=True`` (proxy from the environment); each means what it
+    means on ``Client``. For many requests, use one ``Client``: it reuses
+    connections.
+    """
     async with Client(
         timeout=timeout,
         max_connections=1,

@@ -169,6 +169,10 @@ async def query_http_time(
 ) -> TimeSample:
     """Read a web server's clock from its ``Date`` header; offset = server - local.
 
+    Sends ``HEAD url`` (falling back to ``GET`` on 405 or 501, or when the
+    HEAD response has no ``Date``), follows no redirects (the first
+    response's ``Date`` is that server's clock, whatever its status), and
+    closes its connections before it returns or raises.
     ``timeout`` (default 10 s, 15 s if ``precise``) is one deadline over all
     of it. Raises ``InvalidURL``, ``ConnectError``, ``Timeout``, or
     ``ProtocolError`` when there is no usable ``Date`` (missing, unparsable,
@@ -176,11 +180,12 @@ async def query_http_time(
     ``Pragma: no-cache``, and a response with ``Age`` is skipped). The sample
     is the midpoint and half-width of the interval the Date proves. With
     ``precise=True`` further requests are timed so the server's second ticks
-    over during them (``_probing``): on at most 6 kept-alive connections to
+    over during them: on at most 6 kept-alive connections to
     the server, or on one through a proxy (one CONNECT tunnel for https, as
     htpdate keeps one connection; a proxy is a shared resource). If the
     deadline passes after the first reading, the estimate so far is
-    returned. ``proxy`` and ``trust_env`` as on ``Client``; the proxy hop is
+    returned. ``proxy`` (default ``None``) and ``trust_env`` (default
+    ``True``) as on ``Client``; the proxy hop is
     inside the measured round trip, so the uncertainty still holds.
     """
     target = parse_url(url)

@@ -18,13 +18,21 @@ Content: TypeAlias = bytes | Iterable[bytes] | AsyncIterable[bytes] | IO[bytes]
 class Request:
     """One HTTP request: method, absolute URL, extra header fields, optional body.
 
-    ``body``: ``bytes`` (a ``bytearray`` or ``memoryview`` is copied to
-    ``bytes``), an iterable or async iterable of ``bytes``, or a binary file;
-    anything else is kept as given and refused when the request is sent.
+    Frozen: build a new one to change it. A consumer's ``http_header`` returns
+    one to have the requester send it next (that is how redirects are
+    followed), and ``response.request`` is the one that produced a response.
 
-    ``headers`` is normalised to a ``Headers``; ``Host``, ``Content-Length``
-    and the defaults (``User-Agent``, ``Accept-Encoding``) are added on the
-    wire by the requester, so a redirect never carries a stale ``Host``.
+    ``method`` is upper-cased (``"get"`` becomes ``"GET"``). ``url``: an
+    absolute ``http://`` or ``https://`` URL, checked when the request is
+    sent (``InvalidURL`` then, not here). ``headers`` (default ``None``: no
+    extra fields): a mapping or a list of ``(name, value)`` pairs, kept as a
+    ``Headers``; ``Host``, ``Content-Length`` / ``Transfer-Encoding`` and the
+    defaults (``User-Agent``, and ``Accept-Encoding`` when decoding) are added
+    on the wire by the requester, so a redirect never carries a stale
+    ``Host``. ``body`` (default ``None``: no body): ``bytes`` (a
+    ``bytearray`` or ``memoryview`` is copied to ``bytes``), an iterable or
+    async iterable of ``bytes``, or a binary file; anything else is kept as
+    given and refused (``TypeError``) when the request is sent.
     """
 
     method: str
@@ -57,9 +65,21 @@ class _Body(Protocol):
 class Response:
     """The status line and headers of a response (the body goes to the consumer).
 
-    A connection that failed before any response arrived is reported as a
-    ``Response`` with ``status_code`` None and ``error`` set, as the seed's
-    requester reported a failed connection with ``status`` None.
+    ``url``: the URL this response came from (the final one after
+    redirects). ``request``: the ``Request`` that produced it.
+    ``status_code``: e.g. ``200``; ``None`` for a failure. ``reason``: the
+    reason phrase (``"OK"``; may be empty). ``http_version``: ``"1.1"`` or
+    ``"1.0"``. ``headers``: the fields as the server sent them (a
+    ``Headers``; with decoding on, still the encoded body's). ``history``:
+    earlier responses of a redirect chain, oldest first (``[]`` without
+    redirects). ``error``: the exception for a failure, else None.
+
+    A failure before any response arrived (refused, DNS, TLS, timeout, or a
+    redirect chain that could not go on) reaches the consumer's
+    ``http_header`` as a ``Response`` with ``status_code`` None and
+    ``error`` set, just before ``fetch`` raises that error. Nothing to close:
+    the connection belongs to the requester (for ``Client.stream``, to the
+    ``async with`` block).
     """
 
     url: str
@@ -87,7 +107,12 @@ class Response:
         return self._body.aiter_bytes()
 
     async def aread(self) -> bytes:
-        """The whole body (``Client.stream`` responses only; see ``aiter_bytes``)."""
+        """Read and return the whole body as ``bytes``.
+
+        ``Client.stream`` responses only, and once, inside the ``async with``
+        block; raises what ``aiter_bytes`` raises. Memory grows with the
+        body: for a large one, iterate with ``aiter_bytes`` instead.
+        """
         return b"".join([piece async for piece in self.aiter_bytes()])
 
     def __repr__(self) -> str:

@@ -37,7 +37,15 @@ _PACK = struct.Struct(">I")
 
 
 def encode_time(unix_time: float) -> bytes:
-    """Encode Unix seconds as RFC 868's 4 bytes (floored, modulo 2**32)."""
+    """Encode Unix seconds as the 4 bytes an RFC 868 server sends.
+
+    The result is the whole seconds since 1900-01-01 UTC (``unix_time`` is
+    floored, as real servers truncate, then ``TIME1970`` is added), modulo
+    2**32, big-endian: so it keeps working after the counter wraps on
+    2036-02-07 06:28:16 UTC (``decode_time`` picks the era back). Pure: no
+    clock, no I/O. Raises ``ValueError`` for a NaN and ``OverflowError`` for
+    an infinite ``unix_time`` (from ``math.floor``).
+    """
     seconds = math.floor(unix_time) + TIME1970
     return _PACK.pack(seconds % ERA_SECONDS)
 
@@ -45,8 +53,15 @@ def encode_time(unix_time: float) -> bytes:
 def decode_time(data: bytes, *, now: float | None = None) -> int:
     """Decode exactly 4 bytes into Unix seconds, in the era closest to ``now``.
 
-    ``now`` defaults to the local clock, but never earlier than ``MIN_NOW``.
-    Raises ``TimeProtocolError`` unless ``data`` is exactly 4 bytes long.
+    ``data`` is an RFC 868 reply: whole seconds since 1900-01-01 UTC,
+    32-bit big-endian. That counter wraps every 2**32 seconds (about 136
+    years), so the result is the candidate closest to ``now`` (Unix
+    seconds; ties go to the later era). ``now`` (default ``None``): the
+    local clock, but never earlier than 2026-01-01 UTC, so a machine whose
+    clock was reset to 1970 still decodes a reply from after 2036 right.
+    Returns whole Unix seconds (negative before 1970). Raises
+    ``TimeProtocolError`` unless ``data`` is exactly 4 bytes long (take the
+    first 4 of a longer reply yourself).
     """
     if len(data) != 4:
         raise TimeProtocolError(f"an RFC 868 time is 4 bytes, got {len(data)}")

@@ -52,6 +52,9 @@ class TimeSample:
     local_time + offset``. ``rtt``: the round trip of the reading (precise:
     of its fastest probe). ``probes``: readings combined (1 for a plain one).
     ``protocol``: ``"tcp"``, ``"udp"``, ``"http"`` or ``"https"``.
+    ``host``: the host name asked; ``port``: the port actually used. All
+    times are seconds (floats; ``local_time`` and ``server_time`` are Unix
+    times). Frozen: a value, compared field by field.
     """
 
     host: str

@@ -106,11 +106,13 @@ def totals_line(stats: ServerStats) -> str:
 async def log_summaries(stats: ServerStats, interval: float, logger: logging.Logger) -> NoReturn:
     """Every ``interval`` seconds, log at INFO what changed (nothing changed: no line).
 
-    Runs until cancelled. ``interval`` must be positive.
+    Runs until cancelled. ``interval`` must be positive. The first line counts
+    from zero, so what happened before this task first ran (a connection
+    answered the instant the sockets were up) is in it, not lost.
     """
     if not interval > 0:
         raise ValueError("the summary interval must be positive")
-    last = stats.snapshot()
+    last = dict.fromkeys(ServerStats.FIELDS, 0)
     while True:
         await trio.sleep(interval)
         now = stats.snapshot()

@@ -408,10 +408,12 @@ async def query_time(
     after ``max(3 x 0.25 s, 0.2 s)`` is sent once more.
 
     The sample is the midpoint and half-width of the interval the reading
-    proves. ``precise=True`` adds rounds of probes timed so that the server's
-    second ticks over during them (``_probing``), until the interval is
-    about as narrow as the fastest round trip allows; if the deadline passes
-    after the first reading, the estimate so far is returned.
+    proves. ``precise=True`` (default ``False``) adds rounds of probes timed
+    so that the server's second ticks over during them, until the interval
+    is about as narrow as the fastest round trip allows; if the deadline
+    passes after the first reading, the estimate so far is returned.
+    ``port`` defaults to ``37``, ``udp`` to ``False`` (TCP). Every socket it
+    opens is closed before it returns or raises.
     """
     name, port = _split_host(host, port)
     label = _label(name, port)
@@ -459,7 +461,10 @@ async def query_many(
     hosts (``port``/``udp`` apply; never proxied). A failed source yields its
     ``TimeHTTPError`` in its place (never an ``ExceptionGroup``: the other
     results survive); each has its own deadline, so a dead one never delays
-    the rest past it.
+    the rest past it. Defaults: ``port=37``, ``udp=False``, ``timeout=None``
+    (each source's own default, as for ``query_time`` / ``query_http_time``),
+    ``precise=False``, ``proxy=None``, ``trust_env=True``. Cancelling the
+    call cancels every query; no socket is left open.
     """
     from ._httptime import query_http_time
 

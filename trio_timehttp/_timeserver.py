@@ -158,9 +158,11 @@ async def serve_time_tcp(
     them and closes them when it stops. ``allow``: CIDR strings
     (``["127.0.0.0/8", "::1"]``); a connection from any other source is
     closed at once without an answer, counted and logged at a bounded rate
-    (default ``None``: everybody). ``stats``: a ``ServerStats`` the server
-    counts into (default: a private one). ``reuse_port=True`` sets
-    SO_REUSEPORT so several processes can serve one port.
+    (default ``None``: everybody). ``stats`` (default ``None``: counters of
+    its own): the counters the server adds to, which the command line's
+    metrics read (their type is internal: leave it out).
+    ``reuse_port=True`` (default ``False``) sets SO_REUSEPORT so several
+    processes can serve one port.
 
     Raises before binding: ``ValueError`` for ``max_connections`` below 1,
     an unparsable ``allow`` entry, or a ``sockets`` entry that is not a bound
