@@ -405,7 +405,7 @@ async def query_time(
     unencodable name, refused, unreachable, out of sockets, or an unusable
     host/port string), ``Timeout`` (no answer in time) or
     ``TimeProtocolError`` (fewer than 4 bytes). A UDP datagram unanswered
-    after ``max(3 x 0.25 s, 0.2 s)`` is sent once more.
+    after ``max(3 x 0.25 s, 0.2 s)`` is sent once more (precise: until the deadline).
 
     The sample is the midpoint and half-width of the interval the reading
     proves. ``precise=True`` (default ``False``) adds rounds of probes timed
