@@ -197,3 +197,10 @@ async def test_cached_answers_are_skipped_fresh_ones_count(nursery: trio.Nursery
     sample = await query_http_time(server.url("/"), precise=True)
     assert abs(sample.offset - 7.25) <= sample.uncertainty + 1e-6
     assert sample.probes < len(server.requests)
+
+
+@pytest.mark.parametrize("char", ["\u200d", "\u00ad", "\ufeff"])
+async def test_url_host_with_an_ignorable_character_is_invalid(char: str) -> None:
+    # The idna codec would map it away and query a host the caller never wrote.
+    with pytest.raises(InvalidURL, match=f"U\\+{ord(char):04X}"):
+        await query_http_time(f"http://ex{char}ample.com/", timeout=2)

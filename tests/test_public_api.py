@@ -57,6 +57,7 @@ PURE = [
     "_timing",
     "_headers",
     "_urls",
+    "_hostchars",
     "_models",
     "_combine",
     "_httpdate",
