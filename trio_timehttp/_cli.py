@@ -22,7 +22,16 @@ from typing import TextIO
 import trio
 
 from . import _cli_get, _cli_monitor, _cli_serve, _cli_time
-from ._cli_args import PROG, Parser, TopParser, UsageError, describe, single
+from ._cli_args import (
+    PROG,
+    CommandError,
+    Parser,
+    TopParser,
+    UsageError,
+    VersionAction,
+    describe,
+    single,
+)
 from ._demo import run_demo
 from ._errors import TimeHTTPError
 from ._version import __version__
@@ -37,12 +46,12 @@ def _build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="RFC 868 time service and client, and a streaming HTTP/1.1 requester.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=VersionAction, version=f"%(prog)s {__version__}")
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv for debug)"
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+        dest="command", required=False, metavar="COMMAND", parser_class=Parser
     )
 
     _cli_serve.add_parser(sub)
@@ -81,6 +90,9 @@ def _setup_logging(verbose: int, command: str) -> None:
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the command line; a mistake exits 2 via the parser it belongs to."""
     args, extra = parser.parse_known_args(argv)
+    if args.command is None:  # checked here, so ``-x`` is named rather than COMMAND missed
+        unknown = f"unrecognized arguments: {' '.join(extra)}"
+        parser.error(unknown if extra else "the following arguments are required: COMMAND")
     # Sources may come after options (``time --port 8037 a b``): argparse
     # leaves those positionals over; anything else left over is a mistake,
     # reported by the subcommand's parser (so it points to its --help).
@@ -166,9 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
-    args = _parse(_build_parser(), argv)
+    try:
+        args = _parse(_build_parser(), argv)
+    except OSError as exc:  # --help or --version could not be written
+        print(f"{PROG}: error: cannot write to stdout: {describe(exc)}", file=sys.stderr)
+        _quiet_broken_pipe()
+        return 1
     _setup_logging(args.verbose, args.command)
-    out = sys.stdout
+    # A closed stdout (``>&-``): what would go there is lost quietly, as with
+    # ``| head``; ``get -o -``, whose whole point is that output, says so.
+    out = sys.stdout if sys.stdout is not None else open(os.devnull, "w")  # noqa: SIM115
     try:
         try:
             status: int = args.func(args, out)
@@ -186,6 +205,9 @@ def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
         return 1
     except KeyboardInterrupt:
         return _interrupted(signals)
+    except CommandError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # a bug: still one line, the traceback only with -vv
         log.debug("internal error", exc_info=True)
         print(f"{PROG}: internal error: {describe(exc)} (-vv shows where)", file=sys.stderr)
@@ -203,6 +225,6 @@ def _quiet_broken_pipe() -> int:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except OSError:
+    except (OSError, AttributeError, ValueError):  # stdout None, or not a file
         pass
     return 0

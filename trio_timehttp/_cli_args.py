@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import re
 import socket
+import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 from ._errors import TimeHTTPError
 
@@ -19,8 +21,61 @@ class UsageError(Exception):
     """A mistake in the command line that argparse cannot see (one line to stderr)."""
 
 
+class CommandError(Exception):
+    """A runtime failure already put in words (a port in use): one line, exit 1, no --help."""
+
+
+def _write_stdout(text: str) -> None:
+    """``text`` to stdout, flushed; raises OSError if it cannot be written (``> /dev/full``)."""
+    stream = sys.stdout
+    if stream is None:
+        raise OSError(errno.EBADF, "stdout is closed")
+    stream.write(text)
+    stream.flush()
+
+
+class VersionAction(argparse.Action):
+    """``--version``: prints ``version`` and exits 0; a failed write raises OSError instead."""
+
+    def __init__(
+        self,
+        option_strings: list[str],
+        version: str,
+        dest: str = argparse.SUPPRESS,
+        default: str = argparse.SUPPRESS,
+        help: str = "show the version and exit",
+    ) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+        self.version = version
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        _write_stdout(self.version.replace("%(prog)s", parser.prog) + "\n")
+        parser.exit(0)
+
+
 class TopParser(argparse.ArgumentParser):
-    """argparse, but a mistake is one line on stderr (with a pointer to --help)."""
+    """argparse, but a mistake is one line on stderr (with a pointer to --help).
+
+    Abbreviated options are refused (``allow_abbrev=False``), so a flag added
+    later cannot change what an existing script's abbreviation meant; help
+    that cannot be written raises OSError rather than exiting 0.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def print_help(self, file: IO[str] | None = None) -> None:
+        if file is not None:
+            super().print_help(file)
+        else:
+            _write_stdout(self.format_help())
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -35,7 +35,16 @@ from typing import Any, BinaryIO, Protocol, TextIO
 
 import trio
 
-from ._cli_args import PROG, Parser, UsageError, describe, header_arg, int_in, timeout_arg
+from ._cli_args import (
+    PROG,
+    CommandError,
+    Parser,
+    UsageError,
+    describe,
+    header_arg,
+    int_in,
+    timeout_arg,
+)
 from ._cli_progress import Progress
 from ._consumers import FileConsumer, RedirectingConsumer
 from ._demo import print_head
@@ -217,7 +226,7 @@ def _data(value: str) -> bytes:
     name = value[1:]
     try:
         if name == "-":
-            data = sys.stdin.buffer.read()
+            data = _stdin(f"-d {value}").read()
         else:
             with open(name, "rb") as file:
                 data = file.read()
@@ -232,11 +241,18 @@ def _data_binary(value: str) -> Content:
         return value.encode()
     name = value[1:]
     if name == "-":
-        return sys.stdin.buffer
+        return _stdin(f"--data-binary {value}")
     try:
         return open(name, "rb")
     except OSError as exc:
         raise UsageError(f"--data-binary {value}: {exc.strerror or exc}") from exc
+
+
+def _stdin(option: str) -> BinaryIO:
+    """stdin's bytes for ``option``; a closed stdin (``<&-``) is a UsageError."""
+    if sys.stdin is None:
+        raise UsageError(f"{option}: stdin is closed")
+    return sys.stdin.buffer
 
 
 def _client_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -311,6 +327,8 @@ def remote_name(url: str) -> str:
 def _open_sink(args: argparse.Namespace) -> _Sink | None:
     """The body's destination, checked and opened now, before any request is made."""
     if args.output == "-":
+        if sys.stdout is None:  # ``>&-``: the body, the point of -o -, has nowhere to go
+            raise CommandError("-o -: stdout is closed, the body has nowhere to go")
         return _Stdout(sys.stdout.buffer)
     path = remote_name(args.url) if args.remote_name else args.output
     if path is None:
@@ -498,7 +516,7 @@ def cmd_get(args: argparse.Namespace, out: TextIO) -> int:
     try:
         return _get(args, out, plan)
     finally:
-        if plan.body is not None and plan.body is not sys.stdin.buffer:
+        if plan.body is not None and (sys.stdin is None or plan.body is not sys.stdin.buffer):
             close = getattr(plan.body, "close", None)
             if close is not None:
                 close()

@@ -1,0 +1,82 @@
+"""The command line with stdin or stdout closed or full, and argparse's own mistakes.
+
+Real subprocesses, their descriptors closed by a shell (``>&-``, ``<&-``) or
+stdout on ``/dev/full``: each ends with one line on stderr and the status the
+README's table gives, never an internal error.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import trio
+from test_cli import one_line_error, time_server
+
+CLI = [sys.executable, "-m", "trio_timehttp"]
+
+
+async def run_redirected(redirect: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run the command through ``sh`` with ``redirect`` (``>&-``, ``<&-``, ``>/dev/full``)."""
+    script = f'exec "$@" {redirect}'
+    with trio.fail_after(60):
+        return await trio.run_process(["sh", "-c", script, "sh", *CLI, *args],
+                                      capture_stdout=redirect.startswith("<"),
+                                      capture_stderr=True, check=False)  # fmt: skip
+
+
+async def test_time_with_stdout_closed_ends_quietly() -> None:
+    async with trio.open_nursery() as nursery:
+        tcp, _ = await time_server(nursery)
+        result = await run_redirected(">&-", "time", f"127.0.0.1:{tcp}")
+        nursery.cancel_scope.cancel()
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""
+
+
+async def test_get_to_stdout_with_stdout_closed_says_so() -> None:
+    result = await run_redirected(">&-", "get", "-o", "-", "http://127.0.0.1:9/")
+    err = one_line_error(result)
+    assert result.returncode == 1
+    assert "stdout is closed" in err
+    assert "internal error" not in err
+
+
+@pytest.mark.parametrize("option", ["-d", "--data-binary"])
+async def test_data_from_closed_stdin_is_a_usage_error(option: str) -> None:
+    result = await run_redirected("<&-", "get", option, "@-", "http://127.0.0.1:9/")
+    err = one_line_error(result)
+    assert result.returncode == 2
+    assert f"{option} @-: stdin is closed" in err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["get", "--help"]])
+async def test_help_and_version_to_a_full_stdout_fail(args: list[str]) -> None:
+    result = await run_redirected(">/dev/full", *args)
+    err = one_line_error(result)
+    assert result.returncode == 1
+    assert "cannot write to stdout" in err
+
+
+async def test_version_still_prints() -> None:
+    result = await trio.run_process([*CLI, "--version"], capture_stdout=True, check=True)
+    assert result.stdout.startswith(b"trio-timehttp ")
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["-x"], "unrecognized arguments: -x"),
+        (["time", "--pre", "h"], "unrecognized arguments: --pre"),
+    ],
+)
+async def test_unknown_options_are_named_and_never_abbreviations(
+    args: list[str], named: str
+) -> None:
+    result = await trio.run_process([*CLI, *args], capture_stderr=True, check=False)
+    err = one_line_error(result)
+    assert result.returncode == 2
+    assert named in err
