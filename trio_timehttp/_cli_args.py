@@ -10,9 +10,12 @@ import re
 import socket
 import sys
 from collections.abc import Callable
-from typing import IO, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._errors import TimeHTTPError
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 PROG = "trio-timehttp"
 
@@ -71,7 +74,7 @@ class TopParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
-    def print_help(self, file: IO[str] | None = None) -> None:
+    def print_help(self, file: SupportsWrite[str] | None = None) -> None:
         if file is not None:
             super().print_help(file)
         else:
