@@ -8,6 +8,7 @@ README's table gives, never an internal error.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -80,3 +81,41 @@ async def test_unknown_options_are_named_and_never_abbreviations(
     err = one_line_error(result)
     assert result.returncode == 2
     assert named in err
+
+
+# -- a failure to listen is a runtime failure, in words, exit 1 --------------------------------
+
+
+async def test_listen_failures_name_what_and_where_and_exit_1() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        commands = {
+            f"cannot listen for metrics on 127.0.0.1:{port}: address already in use": [
+                "monitor", "127.0.0.1:9", "--metrics-port", str(port)],
+            f"cannot bind port {port}: address already in use": [
+                "serve", "--host", "127.0.0.1", "--port", str(port), "--no-udp"],
+        }  # fmt: skip
+        for message, args in commands.items():
+            result = await trio.run_process([*CLI, *args], capture_stderr=True, check=False)
+            err = one_line_error(result)
+            assert result.returncode == 1, err
+            assert message in err
+            assert "--help" not in err
+
+
+async def test_monitor_metrics_host_that_does_not_resolve() -> None:
+    args = ["monitor", "127.0.0.1:9", "--metrics-port", "0", "--metrics-host", "999.0.0.1"]
+    result = await trio.run_process([*CLI, *args], capture_stderr=True, check=False)
+    err = one_line_error(result)
+    assert result.returncode == 1
+    assert "cannot listen for metrics on 999.0.0.1:0: no such address" in err
+
+
+async def test_hidden_worker_fds_that_are_not_numbers_is_a_usage_error() -> None:
+    result = await trio.run_process([*CLI, "serve", "--worker-fds", "abc"], capture_stderr=True,
+                                    check=False)  # fmt: skip
+    err = one_line_error(result)
+    assert result.returncode == 2
+    assert "--worker-fds: not descriptor numbers" in err

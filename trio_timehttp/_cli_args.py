@@ -109,6 +109,21 @@ class Parser(TopParser):
         )
 
 
+def listen_reason(exc: OSError, port: int) -> str:
+    """Why listening on ``port`` failed, in lower-case words (``address already in use``)."""
+    if isinstance(exc, PermissionError) and 0 < port < 1024:
+        return "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    if isinstance(exc, socket.gaierror):
+        return f"no such address ({(exc.strerror or str(exc)).lower()})"
+    return (_in_words(exc) or readable(str(exc))).lower()
+
+
+def cannot_listen(what: str, host: str, port: int, exc: OSError) -> CommandError:
+    """``cannot listen for metrics on 127.0.0.1:8081: address already in use``, exit 1."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return CommandError(f"cannot listen {what}on {where}: {listen_reason(exc, port)}")
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)

@@ -17,7 +17,15 @@ from typing import TextIO
 
 import trio
 
-from ._cli_args import PROG, Parser, UsageError, int_in, positive_float, single
+from ._cli_args import (
+    PROG,
+    Parser,
+    UsageError,
+    cannot_listen,
+    int_in,
+    positive_float,
+    single,
+)
 from ._monitor import MonitorConfig, Page, monitor
 from ._monitor_state import MonitorState
 
@@ -108,7 +116,11 @@ def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
 async def _run(config: MonitorConfig, state: MonitorState, page: Page) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(partial(monitor, config, state, page))
+            try:
+                listeners = await nursery.start(partial(monitor, config, state, page))
+            except OSError as exc:  # before any reading: only the metrics listener fails so
+                raise cannot_listen("for metrics ", config.metrics_host, config.metrics_port,
+                                    exc) from None  # fmt: skip
             address = listeners[0].socket.getsockname()
             where = f"[{address[0]}]" if ":" in address[0] else address[0]
             print(

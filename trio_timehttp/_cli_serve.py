@@ -29,7 +29,16 @@ import trio
 from . import _systemd, _workers
 from ._access import AllowList
 from ._binding import bind_sockets, format_address, split_by_kind
-from ._cli_args import Parser, UsageError, int_in, non_negative_float, single
+from ._cli_args import (
+    CommandError,
+    Parser,
+    UsageError,
+    cannot_listen,
+    int_in,
+    listen_reason,
+    non_negative_float,
+    single,
+)
 from ._privileges import Identity, PrivilegeError, drop_privileges, resolve_identity
 from ._serverstats import ServerStats, log_summaries, totals_line
 from ._timeserver import serve_time
@@ -143,8 +152,14 @@ def _inherited(args: argparse.Namespace) -> list[socket.socket] | None:
     """The sockets handed down (supervisor's ``--worker-fds``, or systemd's); None: bind."""
     if args.worker_fds:
         socks = []
-        for text in args.worker_fds.split(","):
-            sock = socket.socket(fileno=int(text))
+        try:
+            fds = [int(text) for text in args.worker_fds.split(",")]
+        except ValueError:
+            raise UsageError(
+                f"--worker-fds: not descriptor numbers: {args.worker_fds!r}"
+            ) from None
+        for fd in fds:
+            sock = socket.socket(fileno=fd)
             sock.set_inheritable(False)
             socks.append(sock)
         return socks
@@ -184,15 +199,14 @@ def _bind(args: argparse.Namespace, reuse_port: bool) -> list[socket.socket]:
 
 
 def _bind_error(args: argparse.Namespace, exc: OSError) -> Exception:
+    """A failed bind in words: a runtime failure (exit 1), not a usage mistake."""
     if isinstance(exc, PermissionError) and args.port < 1024:
-        return UsageError(
-            f"cannot bind port {args.port}: permission denied (ports below 1024 need "
-            "root or CAP_NET_BIND_SERVICE); try --port 8037"
-        )
+        return CommandError(f"cannot bind port {args.port}: {listen_reason(exc, args.port)}; "
+                            "try --port 8037")  # fmt: skip
     if exc.errno == errno.EADDRINUSE:
-        return UsageError(f"cannot bind port {args.port}: address already in use")
+        return CommandError(f"cannot bind port {args.port}: {listen_reason(exc, args.port)}")
     if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
-        return UsageError(f"cannot bind {args.host!r}: {exc.strerror or exc}")
+        return CommandError(f"cannot bind {args.host!r}: {listen_reason(exc, args.port)}")
     return exc
 
 
@@ -265,10 +279,7 @@ async def _start_metrics(
         await nursery.start(partial(serve_metrics, render, args.metrics_port,
                                     host=args.metrics_host))  # fmt: skip
     except OSError as exc:
-        raise UsageError(
-            f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: "
-            f"{exc.strerror or exc}"
-        ) from None
+        raise cannot_listen("for metrics ", args.metrics_host, args.metrics_port, exc) from None
 
 
 def _metrics_page(args: argparse.Namespace, stats: ServerStats) -> Callable[[], bytes] | None:
