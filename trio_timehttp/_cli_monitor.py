@@ -26,6 +26,7 @@ from ._cli_args import (
     positive_float,
     single,
 )
+from ._cli_sources import check_sources
 from ._monitor import MonitorConfig, Page, monitor
 from ._monitor_state import MonitorState
 
@@ -91,6 +92,7 @@ def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
     except ImportError:
         print(f"{PROG}: error: {_MISSING}", file=sys.stderr)
         return 1
+    check_sources(args.sources, args.port)
     try:
         state = MonitorState(args.sources, udp=args.udp)
     except ValueError as exc:
