@@ -8,13 +8,19 @@ README's table gives, never an internal error.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+from functools import partial
+from pathlib import Path
 
 import pytest
 import trio
 from test_cli import one_line_error, time_server
+
+from helpers import ServerRequest, serve_http
 
 CLI = [sys.executable, "-m", "trio_timehttp"]
 
@@ -119,3 +125,79 @@ async def test_hidden_worker_fds_that_are_not_numbers_is_a_usage_error() -> None
     err = one_line_error(result)
     assert result.returncode == 2
     assert "--worker-fds: not descriptor numbers" in err
+
+
+# -- -o FIFO: the deadline holds before a reader comes; a reader that goes is an error -------
+
+BIG = b"x" * (8 << 20)
+
+
+def big(request: ServerRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+    return 200, [], BIG
+
+
+async def test_a_fifo_without_a_reader_keeps_the_deadline(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with trio.fail_after(30):  # before: blocked in open() forever
+        result = await trio.run_process(
+            [*CLI, "get", "--timeout", "1", "-o", str(fifo), "http://127.0.0.1:9/"],
+            capture_stdout=True, capture_stderr=True, check=False,
+        )  # fmt: skip
+    err = one_line_error(result)
+    assert result.returncode == 1
+    assert f"cannot write {fifo}: no reader on the FIFO within 1 s" in err
+    assert os.listdir(tmp_path) == ["pipe"]
+
+
+async def test_a_fifo_whose_reader_goes_away_is_an_error_naming_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(partial(serve_http, big))
+        with trio.fail_after(60):
+            reader = await trio.lowlevel.open_process(["head", "-c", "1000", str(fifo)],
+                                                      stdout=subprocess.DEVNULL)  # fmt: skip
+            result = await trio.run_process(
+                [*CLI, "get", "-o", str(fifo), server.url("/")],
+                capture_stdout=True, capture_stderr=True, check=False,
+            )  # fmt: skip
+            assert await reader.wait() == 0
+        nursery.cancel_scope.cancel()
+    err = result.stderr.decode()
+    assert result.returncode == 1, err  # curl exits 23: never 0 for a cut body
+    assert f"{fifo}: Broken pipe" in err
+    assert "Traceback" not in err
+    assert b"bytes in body" not in result.stdout
+
+
+async def test_stdout_whose_reader_goes_away_stays_quiet() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(partial(serve_http, big))
+        with trio.fail_after(60):
+            result = await trio.run_process(
+                ["sh", "-c", '"$@" | head -c 10 >/dev/null; exit "${PIPESTATUS:-0}"', "sh",
+                 *CLI, "get", "-o", "-", server.url("/")],
+                capture_stderr=True, check=False,
+            )  # fmt: skip
+        nursery.cancel_scope.cancel()
+    assert result.stderr == b""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root and setpriv to run as nobody")  # fmt: skip
+async def test_output_in_a_read_only_directory_names_the_directory() -> None:
+    with tempfile.TemporaryDirectory() as top:
+        directory = Path(top) / "ro"
+        directory.mkdir()
+        (directory / "f").write_bytes(b"old")
+        os.chmod(top, 0o755)
+        os.chmod(directory, 0o555)
+        nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+        result = await trio.run_process(
+            [*nobody, *CLI, "get", "-o", str(directory / "f"), "http://127.0.0.1:9/"],
+            capture_stderr=True, check=False, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        )  # fmt: skip
+        err = one_line_error(result)
+        assert f"the directory {directory} is not writable" in err
+        assert (directory / "f").read_bytes() == b"old"

@@ -198,8 +198,11 @@ def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
         where = f"{PROG} {args.command}"
         print(f"{where}: error: {exc} (see {where} --help)", file=sys.stderr)
         return 2
-    except BrokenPipeError:
-        return _quiet_broken_pipe()
+    except BrokenPipeError as exc:
+        if exc.filename is None:  # stdout's reader went (``| head``): end quietly
+            return _quiet_broken_pipe()
+        print(f"{PROG}: error: {describe(exc)}", file=sys.stderr)  # -o FIFO's reader went
+        return 1
     except (TimeHTTPError, OSError) as exc:
         print(f"{PROG}: error: {describe(exc)}", file=sys.stderr)
         return 1

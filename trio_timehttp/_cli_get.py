@@ -24,10 +24,12 @@ printed for a complete body only.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import ssl
 import sys
+import time
 import urllib.parse
 from dataclasses import dataclass, replace
 from functools import partial
@@ -324,24 +326,53 @@ def remote_name(url: str) -> str:
     return name
 
 
-def _open_sink(args: argparse.Namespace) -> _Sink | None:
-    """The body's destination, checked and opened now, before any request is made."""
+def _open_sink(args: argparse.Namespace, timeout: float | None) -> tuple[_Sink | None, float]:
+    """The body's destination, checked and opened now, before any request is made.
+
+    A FIFO is waited on for a reader, at most ``timeout`` seconds (Ctrl-C
+    holds meanwhile); returns the destination and the seconds waited.
+    """
     if args.output == "-":
         if sys.stdout is None:  # ``>&-``: the body, the point of -o -, has nowhere to go
             raise CommandError("-o -: stdout is closed, the body has nowhere to go")
-        return _Stdout(sys.stdout.buffer)
+        return _Stdout(sys.stdout.buffer), 0.0
     path = remote_name(args.url) if args.remote_name else args.output
     if path is None:
-        return None
+        return None, 0.0
     sink = FileConsumer(path, resume=args.continue_at is not None)
     try:
-        sink.open()  # a directory, a missing or unwritable one: refused here
+        waited = _open_waiting(
+            sink, timeout
+        )  # a directory, a missing or unwritable one: refused here
     except FileNotFoundError as exc:
         directory = os.path.dirname(path) or "."
         raise UsageError(f"cannot write {path}: no such directory {directory}") from exc
     except OSError as exc:
         raise UsageError(f"cannot write {describe(exc)}") from exc
-    return sink
+    return sink, waited
+
+
+def _open_waiting(sink: FileConsumer, timeout: float | None) -> float:
+    """``sink.open()``, retried while a FIFO has no reader yet (ENXIO), within ``timeout``.
+
+    Returns the seconds waited (0.0 when it opened at once).
+    """
+    started = time.monotonic()
+    deadline = None if timeout is None else started + timeout
+    waited = False
+    while True:
+        try:
+            sink.open()
+            return time.monotonic() - started if waited else 0.0
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            waited = True
+            if deadline is not None and time.monotonic() >= deadline:
+                raise CommandError(
+                    f"cannot write {sink.path}: no reader on the FIFO within {timeout:g} s"
+                ) from None
+        time.sleep(0.05)  # a bounded poll: Linux has no event for "a reader opened it"
 
 
 # -- the consumers ---------------------------------------------------------------------------
@@ -524,7 +555,9 @@ def cmd_get(args: argparse.Namespace, out: TextIO) -> int:
 
 def _get(args: argparse.Namespace, out: TextIO, plan: _Plan) -> int:
     options = _client_options(args)
-    sink = _open_sink(args)
+    sink, waited = _open_sink(args, plan.timeout)
+    if plan.timeout is not None and waited:  # the wait for a FIFO's reader is inside the deadline
+        plan = replace(plan, timeout=max(plan.timeout - waited, 1e-3))
     if isinstance(sink, FileConsumer) and sink.resume:
         plan = replace(plan, headers=[*plan.headers, *sink.range_headers()])
     report_out = None if args.silent or args.output == "-" else out
