@@ -201,3 +201,41 @@ async def test_output_in_a_read_only_directory_names_the_directory() -> None:
         err = one_line_error(result)
         assert f"the directory {directory} is not writable" in err
         assert (directory / "f").read_bytes() == b"old"
+
+
+# -- the user's own bad URL is a usage mistake (exit 2); a redirect's is not --------------
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("htp://x/", "only http and https"),
+        ("ftp://127.0.0.1/", "only http and https"),
+        ("http://[::1", "malformed URL"),
+        ("http://user:pw@127.0.0.1:9/", "credentials in the URL"),
+    ],
+)
+async def test_a_bad_url_of_ones_own_is_a_usage_error(url: str, words: str) -> None:
+    result = await trio.run_process([*CLI, "get", url], capture_stdout=True,
+                                    capture_stderr=True, check=False)  # fmt: skip
+    err = one_line_error(result)
+    assert result.returncode == 2, err
+    assert words in err
+    assert "pw" not in err.replace(url, "")  # nothing beyond the URL as typed
+    assert result.stdout == b""
+
+
+def bad_location(request: ServerRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+    return 302, [("location", "htp://elsewhere/")], b""
+
+
+async def test_a_redirect_to_a_bad_url_is_a_runtime_failure() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(partial(serve_http, bad_location))
+        command = [*CLI, "get", server.url("/")]
+        result = await trio.run_process(command, capture_stdout=True, capture_stderr=True,
+                                        check=False)  # fmt: skip
+        nursery.cancel_scope.cancel()
+    err = result.stderr.decode()
+    assert result.returncode == 1, err
+    assert "cannot follow the 302" in err

@@ -50,8 +50,10 @@ from ._cli_args import (
 from ._cli_progress import Progress
 from ._consumers import FileConsumer, RedirectingConsumer
 from ._demo import print_head
+from ._errors import InvalidURL
 from ._http import Client
 from ._models import Content, Request, Response
+from ._urls import parse_url
 
 # RFC 9110 section 5.6.2: a method is a token.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -197,7 +199,11 @@ class _Plan:
 
 
 def _request(args: argparse.Namespace) -> _Plan:
-    """The request the flags describe; contradictions are usage errors."""
+    """The request the flags describe; contradictions and an unusable URL are usage errors."""
+    try:
+        parse_url(args.url)  # a redirect's bad Location stays a runtime InvalidURL (exit 1)
+    except InvalidURL as exc:
+        raise UsageError(f"InvalidURL: {exc}") from None
     if args.head and (args.method or args.data or args.data_binary is not None):
         raise UsageError("-I/--head sends HEAD: it cannot take -X, -d or --data-binary")
     if args.head and (args.output or args.remote_name):
