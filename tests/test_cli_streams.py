@@ -239,3 +239,24 @@ async def test_a_redirect_to_a_bad_url_is_a_runtime_failure() -> None:
     err = result.stderr.decode()
     assert result.returncode == 1, err
     assert "cannot follow the 302" in err
+
+
+async def test_monitor_counts_one_source_in_the_singular() -> None:
+    pytest.importorskip("prometheus_client")
+    proc = await trio.lowlevel.open_process(
+        [*CLI, "monitor", "127.0.0.1:9", "--metrics-port", "0", "--interval", "30"],
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    seen = b""
+    try:
+        with trio.fail_after(60):
+            while b"metrics at" not in seen:
+                chunk = await proc.stderr.receive_some()
+                assert chunk, seen
+                seen += chunk
+    finally:
+        proc.terminate()
+        with trio.fail_after(60):
+            await proc.wait()
+    assert b"monitor: 1 source every 30 s, metrics at http://127.0.0.1:" in seen

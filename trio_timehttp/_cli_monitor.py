@@ -126,7 +126,8 @@ async def _run(config: MonitorConfig, state: MonitorState, page: Page) -> None:
             address = listeners[0].socket.getsockname()
             where = f"[{address[0]}]" if ":" in address[0] else address[0]
             print(
-                f"{PROG} monitor: {len(config.sources)} sources every {config.interval:g} s, "
+                f"{PROG} monitor: {_count(len(config.sources), 'source')} every "
+                f"{config.interval:g} s, "
                 f"metrics at http://{where}:{address[1]}/metrics",
                 file=sys.stderr,
                 flush=True,
@@ -135,3 +136,8 @@ async def _run(config: MonitorConfig, state: MonitorState, page: Page) -> None:
                 log.info("received %s, stopping", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 source``, ``2 sources``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
