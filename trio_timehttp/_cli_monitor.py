@@ -83,6 +83,18 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         metavar="N",
         help="readings at most at once (default 64; raise it when many sources time out)",
     )
+    proxy = mon.add_mutually_exclusive_group()
+    proxy.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="send URL sources through this HTTP proxy (http://[user:pass@]host:port)",
+    )
+    proxy.add_argument(
+        "--no-proxy",
+        dest="trust_env",
+        action="store_false",
+        help="ignore http_proxy, https_proxy, all_proxy and no_proxy in the environment",
+    )
     mon.set_defaults(func=cmd_monitor)
 
 
@@ -107,6 +119,8 @@ def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
         concurrency=args.concurrency,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        proxy=args.proxy,
+        trust_env=args.trust_env,
     )
     try:
         trio.run(_run, config, state, MetricsPage(state))
