@@ -260,3 +260,28 @@ async def test_monitor_counts_one_source_in_the_singular() -> None:
         with trio.fail_after(60):
             await proc.wait()
     assert b"monitor: 1 source every 30 s, metrics at http://127.0.0.1:" in seen
+
+
+# -- a forward proxy's bad reply is the proxy's, not the origin's ------------------------------
+
+
+async def test_a_forward_proxys_junk_names_the_proxy_without_credentials() -> None:
+    async def junk(stream: trio.SocketStream) -> None:
+        await stream.receive_some()
+        await stream.send_all(b"HTTP/1.1 2x0 junk\r\n\r\n")
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, junk, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        command = [*CLI, "get", "--proxy", f"http://u:Zq-secret@127.0.0.1:{port}",
+                   "http://127.0.0.1:9/x"]  # fmt: skip
+        with trio.fail_after(60):
+            result = await trio.run_process(command, capture_stdout=True, capture_stderr=True,
+                                            check=False)  # fmt: skip
+        nursery.cancel_scope.cancel()
+    err = one_line_error(result)
+    assert result.returncode == 1
+    assert f"the proxy 127.0.0.1:{port} (for 127.0.0.1:9) sent a malformed response head" in err
+    assert "Zq-secret" not in err
+    assert err.count("(") == err.count(")"), err

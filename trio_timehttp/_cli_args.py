@@ -219,7 +219,7 @@ def describe(exc: BaseException) -> str:
 
 
 _ERRNO_PREFIX = re.compile(r"\[Errno -?\d+\] ")
-_BYTES_REPR = re.compile(r"""(?:bytearray\()?\bb(['"])(.*?)\1\)?""")
+_BYTES_REPR = re.compile(r"""bytearray\(b(['"])(.*?)\1\)|\bb(['"])(.*?)\3""")
 _ADDRESS_REPR = re.compile(r"\('([0-9A-Za-z.:%-]+)', (\d+)(?:, \d+, \d+)?\)")
 
 
@@ -232,7 +232,7 @@ def readable(message: str) -> str:
     them in the first place; this keeps the command line readable meanwhile.
     """
     message = _ERRNO_PREFIX.sub("", message)
-    message = _BYTES_REPR.sub(lambda m: f'"{m.group(2)}"', message)
+    message = _BYTES_REPR.sub(lambda m: f'"{m.group(2) if m.group(1) else m.group(4)}"', message)
     return _ADDRESS_REPR.sub(
         lambda m: (
             f"[{m.group(1)}]:{m.group(2)}" if ":" in m.group(1) else f"{m.group(1)}:{m.group(2)}"

@@ -129,6 +129,7 @@ class Exchange:
         "complete",
         "conn",
         "head",
+        "peer",
         "prepared",
         "reader",
         "received",
@@ -155,6 +156,7 @@ class Exchange:
         self._early_eof = False
         self._early_error: HeadError | None = None
         self.body_held = False  # the body was never sent (the answer came first)
+        self.peer: str | None = None  # who answers, when not the origin (a forward proxy)
 
     # ----------------------------------------------------------------- errors
 
@@ -170,7 +172,7 @@ class Exchange:
         """The server did something wrong: ``what`` says what."""
         p = self.prepared
         cls = StaleConnection if stale else ProtocolError
-        return cls(f"{p.url.authority} {what} ({p.request.url})")
+        return cls(f"{self.peer or p.url.authority} {what} ({p.request.url})")
 
     # ----------------------------------------------------------------- phases
 
