@@ -172,7 +172,7 @@ async def test_a_redirect_loop_is_named(nursery: trio.Nursery) -> None:
 
 async def test_a_bad_url_never_says_bytes_in_body() -> None:
     result = await run_cli("get", "htp://x/")
-    assert result.returncode == 1
+    assert result.returncode == 2  # the user's own URL: a usage mistake
     assert result.stdout == b""
     assert "InvalidURL: " in one_line(result)
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import re
 import socket
 import ssl
+import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._errors import TimeHTTPError
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 PROG = "trio-timehttp"
 
@@ -20,8 +25,61 @@ class UsageError(Exception):
     """A mistake in the command line that argparse cannot see (one line to stderr)."""
 
 
+class CommandError(Exception):
+    """A runtime failure already put in words (a port in use): one line, exit 1, no --help."""
+
+
+def _write_stdout(text: str) -> None:
+    """``text`` to stdout, flushed; raises OSError if it cannot be written (``> /dev/full``)."""
+    stream = sys.stdout
+    if stream is None:
+        raise OSError(errno.EBADF, "stdout is closed")
+    stream.write(text)
+    stream.flush()
+
+
+class VersionAction(argparse.Action):
+    """``--version``: prints ``version`` and exits 0; a failed write raises OSError instead."""
+
+    def __init__(
+        self,
+        option_strings: list[str],
+        version: str,
+        dest: str = argparse.SUPPRESS,
+        default: str = argparse.SUPPRESS,
+        help: str = "show the version and exit",
+    ) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+        self.version = version
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        _write_stdout(self.version.replace("%(prog)s", parser.prog) + "\n")
+        parser.exit(0)
+
+
 class TopParser(argparse.ArgumentParser):
-    """argparse, but a mistake is one line on stderr (with a pointer to --help)."""
+    """argparse, but a mistake is one line on stderr (with a pointer to --help).
+
+    Abbreviated options are refused (``allow_abbrev=False``), so a flag added
+    later cannot change what an existing script's abbreviation meant; help
+    that cannot be written raises OSError rather than exiting 0.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def print_help(self, file: SupportsWrite[str] | None = None) -> None:
+        if file is not None:
+            super().print_help(file)
+        else:
+            _write_stdout(self.format_help())
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -50,6 +108,21 @@ class Parser(TopParser):
             default=0,
             help="more logging on stderr (-vv for debug), here or before the subcommand",
         )
+
+
+def listen_reason(exc: OSError, port: int) -> str:
+    """Why listening on ``port`` failed, in lower-case words (``address already in use``)."""
+    if isinstance(exc, PermissionError) and 0 < port < 1024:
+        return "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    if isinstance(exc, socket.gaierror):
+        return f"no such address ({(exc.strerror or str(exc)).lower()})"
+    return (_in_words(exc) or readable(str(exc))).lower()
+
+
+def cannot_listen(what: str, host: str, port: int, exc: OSError) -> CommandError:
+    """``cannot listen for metrics on 127.0.0.1:8081: address already in use``, exit 1."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return CommandError(f"cannot listen {what}on {where}: {listen_reason(exc, port)}")
 
 
 def positive_float(text: str) -> float:
@@ -184,7 +257,7 @@ def _describe(exc: BaseException) -> str:
 
 _ERRNO_PREFIX = re.compile(r"\[Errno -?\d+\] ")
 _SSL_SOURCE = re.compile(r" ?\(_ssl\.c:\d+\)")  # CPython's source line: nothing for a user
-_BYTES_REPR = re.compile(r"""(?:bytearray\()?\bb(['"])(.*?)\1\)?""")
+_BYTES_REPR = re.compile(r"""bytearray\(b(['"])(.*?)\1\)|\bb(['"])(.*?)\3""")
 _ADDRESS_REPR = re.compile(r"\('([0-9A-Za-z.:%-]+)', (\d+)(?:, \d+, \d+)?\)")
 
 
@@ -198,7 +271,7 @@ def readable(message: str) -> str:
     command line readable meanwhile.
     """
     message = _ERRNO_PREFIX.sub("", _SSL_SOURCE.sub("", message))
-    message = _BYTES_REPR.sub(lambda m: f'"{m.group(2)}"', message)
+    message = _BYTES_REPR.sub(lambda m: f'"{m.group(2) if m.group(1) else m.group(4)}"', message)
     return _ADDRESS_REPR.sub(
         lambda m: (
             f"[{m.group(1)}]:{m.group(2)}" if ":" in m.group(1) else f"{m.group(1)}:{m.group(2)}"

@@ -30,7 +30,16 @@ import trio
 from . import _systemd, _workers
 from ._access import AllowList
 from ._binding import bind_sockets, format_address, split_by_kind
-from ._cli_args import Parser, UsageError, int_in, non_negative_float, single
+from ._cli_args import (
+    CommandError,
+    Parser,
+    UsageError,
+    cannot_listen,
+    int_in,
+    listen_reason,
+    non_negative_float,
+    single,
+)
 from ._metrics_server import serve_metrics_listeners
 from ._privileges import (
     Identity,
@@ -153,8 +162,14 @@ def _inherited(args: argparse.Namespace) -> list[socket.socket] | None:
     """The sockets handed down (supervisor's ``--worker-fds``, or systemd's); None: bind."""
     if args.worker_fds:
         socks = []
-        for text in args.worker_fds.split(","):
-            sock = socket.socket(fileno=int(text))
+        try:
+            fds = [int(text) for text in args.worker_fds.split(",")]
+        except ValueError:
+            raise UsageError(
+                f"--worker-fds: not descriptor numbers: {args.worker_fds!r}"
+            ) from None
+        for fd in fds:
+            sock = socket.socket(fileno=fd)
             sock.set_inheritable(False)
             socks.append(sock)
         return socks
@@ -194,15 +209,14 @@ def _bind(args: argparse.Namespace, reuse_port: bool) -> list[socket.socket]:
 
 
 def _bind_error(args: argparse.Namespace, exc: OSError) -> Exception:
+    """A failed bind in words: a runtime failure (exit 1), not a usage mistake."""
     if isinstance(exc, PermissionError) and args.port < 1024:
-        return UsageError(
-            f"cannot bind port {args.port}: permission denied (ports below 1024 need "
-            "root or CAP_NET_BIND_SERVICE); try --port 8037"
-        )
+        return CommandError(f"cannot bind port {args.port}: {listen_reason(exc, args.port)}; "
+                            "try --port 8037")  # fmt: skip
     if exc.errno == errno.EADDRINUSE:
-        return UsageError(f"cannot bind port {args.port}: address already in use")
+        return CommandError(f"cannot bind port {args.port}: {listen_reason(exc, args.port)}")
     if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
-        return UsageError(f"cannot bind {args.host!r}: {exc.strerror or exc}")
+        return CommandError(f"cannot bind {args.host!r}: {listen_reason(exc, args.port)}")
     return exc
 
 
@@ -305,10 +319,7 @@ def _bind_metrics(args: argparse.Namespace, render: Callable[[], bytes] | None) 
     try:
         socks = bind_sockets(args.metrics_host, args.metrics_port, socket.SOCK_STREAM)
     except OSError as exc:
-        raise UsageError(
-            f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: "
-            f"{exc.strerror or exc}"
-        ) from None
+        raise cannot_listen("for metrics ", args.metrics_host, args.metrics_port, exc) from None
     render()
     return _Metrics(render, socks)
 

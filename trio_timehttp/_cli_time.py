@@ -37,6 +37,7 @@ from ._cli_args import (
     printable,
     single,
 )
+from ._cli_sources import check_sources
 from ._readings import Reading, make_reading, protocol_of
 from ._time_report import (
     Thresholds,
@@ -154,6 +155,7 @@ def _options(args: argparse.Namespace) -> _Options:
         raise UsageError("--json and --warn/--crit (plugin mode) are two different outputs")
     if args.warn is not None and args.crit is not None and args.warn > args.crit:
         raise UsageError(f"--warn {args.warn:g} is above --crit {args.crit:g}")
+    check_sources(args.sources, args.port)
     interval = args.interval
     if interval is None and args.count is not None:
         interval = 1.0

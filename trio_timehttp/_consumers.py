@@ -709,6 +709,25 @@ def _open_descriptor(path: str) -> int | None:
     return None
 
 
+def _open_through(path: str, info: os.stat_result) -> int:
+    """Open a device or FIFO to write through; a FIFO without a reader is ENXIO, not a wait.
+
+    (A blocking open of a FIFO waits for a reader with no deadline, and no
+    Ctrl-C while it waits; a caller wanting to wait retries, as the CLI does.)
+    """
+    flags = os.O_WRONLY | os.O_NOCTTY
+    if stat.S_ISFIFO(info.st_mode):
+        flags |= os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO and stat.S_ISFIFO(info.st_mode):
+            raise OSError(errno.ENXIO, "no reader on the FIFO") from exc
+        raise
+    os.set_blocking(fd, True)  # the writes themselves wait for the reader, as usual
+    return fd
+
+
 class FileConsumer:
     """Writes the body to ``path``; a failed transfer never leaves a file that looks complete.
 
@@ -740,7 +759,7 @@ class FileConsumer:
     temporary file): ``IsADirectoryError`` for a directory,
     ``FileNotFoundError`` for a missing directory, ``PermissionError`` for a
     directory that cannot take the temporary file or a read-only file. A
-    FIFO's open waits for a reader, as a shell's ``>`` does.
+    FIFO without a reader is ``OSError(ENXIO)`` (retry to wait for one).
 
     Any complete response is written whatever its status (status codes are
     data): check ``.response.status_code``. ``.bytes_written`` counts the
@@ -815,10 +834,17 @@ class FileConsumer:
                 raise IsADirectoryError(errno.EISDIR, "Is a directory")
             if info is not None and not stat.S_ISREG(info.st_mode):
                 # O_NOCTTY: writing to a terminal must not make it ours.
-                fd = os.open(self.path, os.O_WRONLY | os.O_NOCTTY)
+                fd = _open_through(self.path, info)
                 self._file = os.fdopen(fd, "wb", buffering=1 << 16)
                 return
             real = os.path.realpath(self.path)  # the file to replace; the links stay
+            directory = os.path.dirname(real)
+            if os.path.isdir(directory) and not os.access(
+                directory, os.W_OK | os.X_OK, effective_ids=_EUID_ACCESS
+            ):  # the temporary file goes there
+                raise PermissionError(
+                    errno.EACCES, f"Permission denied (the directory {directory} is not writable)"
+                )
             if info is not None and not os.access(real, os.W_OK, effective_ids=_EUID_ACCESS):
                 raise PermissionError(errno.EACCES, "Permission denied (the file is not writable)")
             if self.resume:

@@ -135,6 +135,7 @@ class Exchange:
         "cut_short",
         "head",
         "listening",
+        "peer",
         "prepared",
         "reader",
         "received",
@@ -166,6 +167,7 @@ class Exchange:
         # 300 or more stops the upload (RFC 9112 section 9.5).
         self.listening = True
         self.cut_short = False  # the request was not sent whole: never reuse
+        self.peer: str | None = None  # who answers, when not the origin (a forward proxy)
 
     # ----------------------------------------------------------------- errors
 
@@ -181,7 +183,7 @@ class Exchange:
         """The server did something wrong: ``what`` says what."""
         p = self.prepared
         cls = StaleConnection if stale else ProtocolError
-        return cls(f"{p.url.authority} {what} ({p.request.url})")
+        return cls(f"{self.peer or p.url.authority} {what} ({p.request.url})")
 
     # ----------------------------------------------------------------- phases
 

@@ -652,6 +652,8 @@ class Client(trio.abc.AsyncResource):
                 attempt += 1
                 continue
             ex = Exchange(conn, prepared, self._memo, state.times)
+            if route.forward and route.proxy is not None:  # its faults are the proxy's
+                ex.peer = f"the proxy {route.proxy.authority} (for {prepared.url.authority})"
             try:
                 await ex.send_request()
                 await ex.receive_head()
