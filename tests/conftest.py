@@ -10,6 +10,18 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+
+import pytest
 
 # Let test modules in sub-folders (tests/peers/) import the shared helpers.
 sys.path.insert(0, os.path.dirname(__file__))
+
+from helpers import closed_port
+
+
+@pytest.fixture(name="refused_port")
+def _refused_port() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that refuses connections for the whole test (see closed_port)."""
+    with closed_port() as port:
+        yield port

@@ -30,7 +30,7 @@ import inspect
 import os
 import socket
 import struct
-from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -43,10 +43,37 @@ __all__ = [
     "HTTPServer",
     "ServerRequest",
     "Step",
+    "bound_socket",
+    "closed_port",
     "count_open_fds",
     "serve_evil",
     "serve_http",
 ]
+
+
+@contextlib.contextmanager
+def bound_socket(host: str = "127.0.0.1") -> Iterator[socket.socket]:
+    """A TCP socket bound to a fresh port on ``host`` and not listening, closed on exit.
+
+    A connection to that port is refused, and while the block runs no other
+    process can take the port (no ``SO_REUSEADDR``: any other bind to it fails
+    with ``EADDRINUSE``). Call ``listen()`` on it to serve there later.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        yield sock
+
+
+@contextlib.contextmanager
+def closed_port(host: str = "127.0.0.1") -> Iterator[int]:
+    """A TCP port on ``host`` where connections are refused for the block's life.
+
+    Use it wherever a test means "nothing listens there": a fixed port (1, 9)
+    is only refused until some other process on the machine listens on it.
+    """
+    with bound_socket(host) as sock:
+        yield int(sock.getsockname()[1])
 
 
 def count_open_fds() -> int:

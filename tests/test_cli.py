@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 from functools import partial
@@ -245,12 +246,12 @@ async def test_get_output_file_without_progress_when_piped(
 @pytest.mark.parametrize(
     ("url", "fragment"),
     [
-        ("ftp://127.0.0.1/", "only http and https"),
-        ("http://127.0.0.1:1/", "127.0.0.1:1"),
+        ("http://127.0.0.1:{refused}/", "127.0.0.1:{refused}"),
         ("http://nosuch.invalid/", "nosuch.invalid"),
     ],
 )
-async def test_get_failures_are_one_line(url: str, fragment: str) -> None:
+async def test_get_failures_are_one_line(url: str, fragment: str, refused_port: int) -> None:
+    url, fragment = url.format(refused=refused_port), fragment.format(refused=refused_port)
     result = await run_cli("get", url, "--timeout", "5")
     assert result.returncode == 1
     assert fragment in one_line_error(result)
@@ -321,8 +322,8 @@ async def test_get_output_file_shows_progress_on_a_terminal(
 # -- what every subcommand shares: -v anywhere, usage errors, Ctrl-C, SIGTERM, pipes -----------
 
 
-async def test_verbose_after_the_subcommand_counts_with_the_one_before() -> None:
-    url = "http://127.0.0.1:1/"  # refused at once; the requester logs "connecting" at DEBUG
+async def test_verbose_after_the_subcommand_counts_with_the_one_before(refused_port: int) -> None:
+    url = f"http://127.0.0.1:{refused_port}/"  # refused at once; "connecting" is logged at DEBUG
     quiet = await run_cli("get", url)
     assert b"DEBUG" not in quiet.stderr
     after = await run_cli("get", "-vv", url)
@@ -370,7 +371,7 @@ async def test_ctrl_c_at_a_terminal_during_time(nursery: trio.Nursery) -> None:
 
     port, accepted = await silent_listener(nursery)
     term = Terminal(columns=80)
-    proc = await term.start([*CLI, "time", f"127.0.0.1:{port}", f"127.0.0.1:{port}"])
+    proc = await term.start([*CLI, "time", f"127.0.0.1:{port}"])
     try:
         with trio.fail_after(30):
             await accepted.wait()
@@ -443,6 +444,41 @@ async def test_describe_names_causes_in_words() -> None:
     assert describe(PermissionError(13, "Permission denied", "out.bin")) == (
         "out.bin: Permission denied"
     )
+
+
+@pytest.mark.parametrize(
+    ("cause", "shown"),
+    [
+        (
+            ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] bad (_ssl.c:1006)"),
+            "[SSL: CERTIFICATE_VERIFY_FAILED] bad",
+        ),
+        (
+            ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"),
+            "[SSL: WRONG_VERSION_NUMBER] wrong version number",
+        ),
+        (
+            ssl.SSLZeroReturnError(6, "TLS/SSL connection has been closed (EOF) (_ssl.c:992)"),
+            "TLS/SSL connection has been closed (EOF)",
+        ),
+        (
+            ConnectionResetError(104, "Connection reset by peer"),
+            "Connection reset by peer",  # the words already there: not twice
+        ),
+        (ConnectionRefusedError(111, "refused at h"), "refused at h (connection refused)"),
+    ],
+)
+def test_describe_adds_the_system_words_only_for_system_errors(cause: OSError, shown: str) -> None:
+    """An SSLError's errno is OpenSSL's code, not the system's; "(_ssl.c:NNNN)" goes."""
+    from trio_timehttp import ConnectError
+    from trio_timehttp._cli_args import describe
+
+    try:
+        raise ConnectError(f"TLS handshake with h:443 failed: {cause.strerror}") from cause
+    except ConnectError as exc:
+        text = describe(exc)
+    assert text == f"ConnectError: TLS handshake with h:443 failed: {shown}"
+    assert describe(cause) == shown.partition(" (connection")[0]
 
 
 async def test_an_ignored_sigint_stays_ignored_and_sigterm_still_cleans_up(

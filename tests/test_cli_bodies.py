@@ -73,15 +73,12 @@ async def test_data_binary_stdin_pipe_goes_chunked(nursery: trio.Nursery) -> Non
     assert seen.header("transfer-encoding") == "chunked"
 
 
-async def test_data_binary_mistakes(tmp_path: pathlib.Path) -> None:
-    err = one_line_error(
-        await run_cli("get", "http://127.0.0.1:9/", "--data-binary", f"@{tmp_path}/missing")
-    )
+async def test_data_binary_mistakes(tmp_path: pathlib.Path, refused_port: int) -> None:
+    url = f"http://127.0.0.1:{refused_port}/"
+    err = one_line_error(await run_cli("get", url, "--data-binary", f"@{tmp_path}/missing"))
     assert "--data-binary" in err
     assert "No such file" in err
-    err = one_line_error(
-        await run_cli("get", "http://127.0.0.1:9/", "-d", "a", "--data-binary", "b")
-    )
+    err = one_line_error(await run_cli("get", url, "-d", "a", "--data-binary", "b"))
     assert "cannot be combined" in err
 
 
@@ -120,8 +117,53 @@ async def test_continue_at(nursery: trio.Nursery, tmp_path: pathlib.Path) -> Non
     assert sorted(os.listdir(tmp_path)) == ["file.bin"]
 
 
-async def test_continue_at_mistakes() -> None:
-    err = one_line_error(await run_cli("get", "http://127.0.0.1:9/", "-C", "-"))
+async def test_continue_at_mistakes(refused_port: int) -> None:
+    url = f"http://127.0.0.1:{refused_port}/"
+    err = one_line_error(await run_cli("get", url, "-C", "-"))
     assert "-o FILE" in err
-    err = one_line_error(await run_cli("get", "http://127.0.0.1:9/", "-C", "100", "-o", "x"))
+    err = one_line_error(await run_cli("get", url, "-C", "100", "-o", "x"))
     assert "'-' only" in err
+
+
+async def test_continue_at_with_a_206_that_is_not_its_range(
+    nursery: trio.Nursery, tmp_path: pathlib.Path
+) -> None:
+    """Exit 0 only with the file in place; a lying 206 leaves the .part as it was."""
+    replies = {
+        "/longer": b" world!!!",  # 9 bytes for the 6 of bytes 5-10
+        "/shorter": b" wo",
+        "/empty": b"",
+    }
+
+    def liar(request: ServerRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+        return 206, [("content-range", "bytes 5-10/11")], replies[request.target]
+
+    server = await nursery.start(serve_http, liar)
+    for target in replies:
+        out = tmp_path / target.strip("/")
+        part = tmp_path / f"{out.name}.part"
+        part.write_bytes(b"hello")
+        result = await run_cli("get", server.url(target), "-C", "-", "-o", str(out))
+        assert result.returncode == 1, result.stdout
+        assert "Content-Range 'bytes 5-10/11'" in one_line_error(result)
+        assert b"bytes in body" not in result.stdout
+        assert not out.exists()
+        assert part.read_bytes() == b"hello"
+
+
+async def test_continue_at_with_a_206_short_of_the_file_is_not_success(
+    nursery: trio.Nursery, tmp_path: pathlib.Path
+) -> None:
+    """A 206 for bytes 5-7 of 11 is honest but not the whole file: kept, and exit 1."""
+
+    def partial(request: ServerRequest) -> tuple[int, list[tuple[str, str]], bytes]:
+        return 206, [("content-range", "bytes 5-7/11")], b" wo"
+
+    server = await nursery.start(serve_http, partial)
+    out = tmp_path / "file"
+    (tmp_path / "file.part").write_bytes(b"hello")
+    result = await run_cli("get", server.url(), "-C", "-", "-o", str(out))
+    assert result.returncode == 1
+    assert "run again with -C -" in one_line_error(result)
+    assert not out.exists()
+    assert (tmp_path / "file.part").read_bytes() == b"hello wo"  # the honest bytes kept

@@ -112,8 +112,8 @@ async def test_default_output_is_the_seed_report(server: Any) -> None:
 # -- the truth on stdout, the error on stderr ------------------------------------------------
 
 
-async def test_refused_is_a_failed_connection_in_words() -> None:
-    result = await run_cli("get", "http://127.0.0.1:9/")
+async def test_refused_is_a_failed_connection_in_words(refused_port: int) -> None:
+    result = await run_cli("get", f"http://127.0.0.1:{refused_port}/")
     assert result.returncode == 1
     assert result.stdout == b"connection failed\n"  # the seed's line, and only that
     err = one_line(result)
@@ -172,7 +172,7 @@ async def test_a_redirect_loop_is_named(nursery: trio.Nursery) -> None:
 
 async def test_a_bad_url_never_says_bytes_in_body() -> None:
     result = await run_cli("get", "htp://x/")
-    assert result.returncode == 1
+    assert result.returncode == 2  # the user's own URL: a usage mistake
     assert result.stdout == b""
     assert "InvalidURL: " in one_line(result)
 
@@ -510,8 +510,10 @@ async def test_method_and_data(server: Any, tmp_path: Path) -> None:
         (["-o", "f", "-O"], "not allowed with argument"),
     ],
 )
-async def test_flag_mistakes_point_to_get_help(args: list[str], message: str) -> None:
-    result = await run_cli("get", "http://127.0.0.1:9/x", *args)
+async def test_flag_mistakes_point_to_get_help(
+    args: list[str], message: str, refused_port: int
+) -> None:
+    result = await run_cli("get", f"http://127.0.0.1:{refused_port}/x", *args)
     assert result.returncode == 2
     err = one_line(result)
     assert message in err
@@ -561,3 +563,29 @@ async def test_cacert(nursery: trio.Nursery, tls: tuple[ssl.SSLContext, Path]) -
     not_pem = await run_cli("get", "--cacert", "/etc/hostname", secure.url("/"))
     assert not_pem.returncode == 2
     assert "--cacert /etc/hostname: " in one_line(not_pem)
+
+
+@pytest.mark.parametrize("case", ["untrusted", "wrong-name", "not-tls"])
+async def test_tls_failures_are_the_tls_words_only(
+    nursery: trio.Nursery, tls: tuple[ssl.SSLContext, Path], case: str
+) -> None:
+    """An SSLError's errno is OpenSSL's, not the system's: no "(operation not permitted)";
+    and CPython's "(_ssl.c:1006)" is nothing for a user."""
+    server_ctx, pem = tls
+    if case == "not-tls":  # plain HTTP where TLS was expected
+        plain = [("send", b"HTTP/1.1 400 Bad Request\r\n\r\n"), ("close",)]
+        server: Any = await nursery.start(serve_evil, plain)
+    else:
+        server = await nursery.start(partial(serve_http, site, ssl_context=server_ctx))
+    url = f"https://127.0.0.1:{server.port}/"
+    args = {"untrusted": [url], "not-tls": ["--cacert", str(pem), url]}.get(
+        case, ["--cacert", str(pem), f"https://localhost:{server.port}/"]
+    )
+    result = await run_cli("get", "--timeout", "10", *args)
+    assert result.returncode == 1
+    err = one_line(result)
+    assert "TLS" in err
+    assert "(operation not permitted)" not in err
+    assert "_ssl.c" not in err
+    expected = {"untrusted": "certificate verify failed", "wrong-name": "localhost"}
+    assert expected.get(case, "") in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 
 import pytest
 from hypothesis import given
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from trio_timehttp._cli_progress import Progress, progress_line
 
 sizes = st.integers(min_value=0, max_value=1 << 50)
-rates = st.one_of(st.none(), st.floats(min_value=0, max_value=1e13, allow_nan=False))
+rates = st.one_of(st.none(), st.floats())  # inf, nan, negative, subnormal: all drawn
 
 
 @given(done=sizes, total=st.one_of(st.none(), sizes), rate=rates, width=st.integers(1, 400))
@@ -48,6 +49,55 @@ def test_unknown_size_shows_size_and_rate() -> None:
 
 def test_long_etas_have_hours() -> None:
     assert "ETA 2:46:40" in progress_line(0, 10_000, 1.0, 80)
+    assert "ETA 99:59:59" in progress_line(0, 359_999, 1.0, 80)
+
+
+@pytest.mark.parametrize(
+    ("done", "total", "rate"),
+    [
+        (0, 11, 5e-324),  # an ETA of inf seconds
+        (0, 1 << 50, 1e-300),  # finite but far beyond any int() the clock would need
+        (1, 1 << 62, 1.0),
+        (0, 360_000, 1.0),  # 100 hours: one second past the longest shown
+    ],
+)
+def test_etas_too_long_to_show_are_a_bound(done: int, total: int, rate: float) -> None:
+    for width in (20, 40, 80, 200):
+        line = progress_line(done, total, rate, width)
+        assert len(line) <= width - 1
+        if width >= 40:
+            assert "ETA >99:59:59" in line
+
+
+@pytest.mark.parametrize("rate", [float("inf"), float("nan"), -1.0, -float("inf")])
+def test_a_rate_that_measures_nothing_is_left_out(rate: float) -> None:
+    assert progress_line(10, None, rate, 80) == "10 B"
+    line = progress_line(10, 100, rate, 80)
+    assert "/s" not in line
+    assert "ETA" not in line
+    assert " 10%" in line
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.floats(min_value=0, max_value=1e9), st.integers(0, 1 << 40)), max_size=30
+    ),
+    total=st.one_of(st.none(), sizes),
+)
+def test_progress_draws_for_any_timing(steps: list[tuple[float, int]], total: int | None) -> None:
+    """Zero elapsed time, bursts, stalls of years, unknown totals: every draw fits."""
+    clock = Clock()
+    out = io.StringIO()
+    bar = Progress(out, clock=clock)
+    bar.start(total)
+    done = 0
+    for elapsed, more in steps:
+        clock.now += elapsed
+        done += more
+        bar.update(done)
+    bar.finish(True)
+    width = shutil.get_terminal_size().columns
+    assert all(len(d) <= width - 1 for d in out.getvalue().rstrip("\n").split("\r"))
 
 
 class Clock:

@@ -91,13 +91,16 @@ class Service:
 
 
 @asynccontextmanager
-async def service(*args: str, verbose: int = 0) -> AsyncIterator[Service]:
-    """Start ``serve ARGS`` with a notify socket; wait for READY=1; always stop it."""
+async def service(*args: str, verbose: int = 0, group: bool = False) -> AsyncIterator[Service]:
+    """Start ``serve ARGS`` with a notify socket; wait for READY=1; always stop it.
+
+    ``group``: in a process group of its own (as a shell's job is), to signal it whole.
+    """
     notes = Notifications()
     env = {**os.environ, "NOTIFY_SOCKET": notes.value}
     proc = await trio.lowlevel.open_process(
         [*CLI, *["-v"] * verbose, "serve", *args], env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE, process_group=0 if group else None,
     )  # fmt: skip
     svc = Service(proc, notes)
     try:
@@ -381,7 +384,7 @@ async def test_a_second_supervisor_on_the_port_fails_like_a_single_server() -> N
                     capture_stderr=True, check=False,
                 )  # fmt: skip
             err = result.stderr.decode()
-            assert result.returncode == 2, err
+            assert result.returncode == 1, err  # a runtime failure, not a usage mistake
             assert f"cannot bind port {port}: address already in use" in err
         assert len(await tcp_read(port)) == 4  # the first one is unharmed
         assert await svc.stop() == 0
@@ -402,7 +405,8 @@ async def test_workers_die_with_a_killed_supervisor_and_name_their_pid() -> None
             for pid in workers:
                 await exited(pid)
             await svc.eof.wait()  # every holder of the stderr pipe is gone
-    assert "supervisor (pid" in svc.log
+    # The supervisor's own pid, not init's (the workers' parent once it is gone).
+    assert f"supervisor (pid {svc.proc.pid}) is gone; stopping" in svc.log, svc.log
     # Every line names its process; the workers' lines their own PIDs.
     lines = [line for line in svc.log.splitlines() if line]
     pids = set()
@@ -432,6 +436,58 @@ async def test_workers_answer_udp_and_tcp() -> None:
             assert abs(decode_time(data) - time.time()) < 5
         assert await svc.stop() == 0
     assert svc.log.count("INFO stopped") == 2
+
+
+async def started_workers(svc: Service) -> list[int]:
+    await svc.wait_for_log("started 2 workers")  # READY=1 may overtake the log pipe
+    match = re.search(r"started 2 workers \(pids (\d+), (\d+)\)", svc.log)
+    assert match is not None, svc.log
+    return [int(pid) for pid in match.groups()]
+
+
+def lines_of(log: str, pid: int) -> list[str]:
+    return [line for line in log.splitlines() if f"[{pid}] " in line]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_a_signal_to_the_whole_group_stops_each_worker_once(signum: int) -> None:
+    # Ctrl-C in a terminal is SIGINT to the foreground process group;
+    # systemd's stop is SIGTERM to every process of the unit. Either way the
+    # supervisor sends each worker its own SIGTERM on top: each worker stops
+    # once, with its totals line, and nothing says "terminated".
+    port = free_port_pair()
+    async with service("--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+                       group=True) as svc:  # fmt: skip
+        workers = await started_workers(svc)
+        assert len(await tcp_read(port)) == 4
+        os.killpg(svc.proc.pid, signum)
+        with trio.fail_after(30):
+            assert await svc.proc.wait() == 0
+            await svc.eof.wait()
+    name = signal.Signals(signum).name
+    assert f"[{svc.proc.pid}] INFO received {name}, stopping the workers" in svc.log
+    for pid in workers:
+        mine = lines_of(svc.log, pid)
+        assert sum("INFO received SIGTERM, stopping" in line for line in mine) == 1, svc.log
+        assert sum("INFO stopped; in all answered" in line for line in mine) == 1, svc.log
+        assert not any("SIGINT" in line for line in mine), svc.log
+    assert "terminated" not in svc.log
+    assert "interrupted" not in svc.log
+    assert svc.log.count("stopped; in all answered tcp 1") == 1  # the one answer, counted once
+
+
+async def test_a_killed_worker_stops_the_others_and_the_status_names_its_signal() -> None:
+    port = free_port_pair()
+    async with service("--host", "127.0.0.1", "--port", str(port), "--workers", "2") as svc:
+        victim, other = await started_workers(svc)
+        os.kill(victim, signal.SIGKILL)
+        with trio.fail_after(30):
+            code = await svc.proc.wait()
+            await svc.eof.wait()
+    assert code == 128 + signal.SIGKILL, svc.log  # as a shell reports it, not -9 & 0xff
+    assert f"ERROR worker {victim} was killed by SIGKILL; stopping the others" in svc.log
+    assert sum("INFO stopped; in all" in line for line in lines_of(svc.log, other)) == 1
+    assert "terminated" not in svc.log
 
 
 # --------------------------------------------------------------------------- metrics
@@ -488,10 +544,137 @@ async def test_metrics_port_exposes_the_counters() -> None:
     assert after["timehttp_active_connections{}"] == 0
 
 
+def low_tcp_port(exclude: int) -> int:
+    """A TCP port below 1024 free on 127.0.0.1, other than ``exclude``."""
+    for port in range(990, 600, -1):
+        if port == exclude:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    pytest.skip("no free low port")
+
+
+@needs_root
+async def test_user_with_a_privileged_metrics_port_imports_nothing_after_the_drop() -> None:
+    # The interpreter's files may be unreadable to --user (a Python under
+    # /root): everything the serving path loads must be loaded before the
+    # drop. Every path is exercised once as nobody -- TCP and UDP answers, a
+    # denial, a rate limit, an ignored datagram, scrapes good and bad, a
+    # summary, the stop -- and the server's own account (at DEBUG) must be
+    # that it imported nothing after dropping. The metrics port is below
+    # 1024: it is bound before the drop, like the time port.
+    pytest.importorskip("prometheus_client")
+    port = free_port_pair(low=True)
+    metrics = low_tcp_port(exclude=port)
+    nobody = str(pwd.getpwnam("nobody").pw_uid)
+    args = ["--host", "127.0.0.1", "--port", str(port), "--user", "nobody",
+            "--metrics-port", str(metrics), "--allow", "127.0.0.0/30", "--udp-burst", "1",
+            "--stats-interval", "1"]  # fmt: skip
+    async with service(*args, verbose=2) as svc:
+        assert proc_status(svc.proc.pid)["Uid"].split() == [nobody] * 4
+        assert (await scrape(metrics))["timehttp_answers_total{protocol=tcp}"] == 0
+        for _ in range(3):
+            assert len(await tcp_read(port)) == 4
+        assert await tcp_read(port, source="127.0.0.4") == b""
+        with trio.socket.socket(type=socket.SOCK_DGRAM) as client:
+            await client.connect(("127.0.0.1", port))
+            for payload in (b"", b"", b"12345678"):  # answered, rate-limited, ignored
+                await client.send(payload)
+            with trio.fail_after(10):
+                assert len(await client.recv(100)) == 4
+        with trio.socket.socket() as bad:  # a malformed request: 400
+            await bad.connect(("127.0.0.1", metrics))
+            await bad.send(b"garbage\r\n\r\n")
+            with trio.fail_after(10):
+                assert (await bad.recv(100)).startswith(b"HTTP/1.1 400 ")
+        await svc.wait_for_log("last 1 s: answered tcp 3")
+        samples = await scrape(metrics)
+        assert samples["timehttp_answers_total{protocol=tcp}"] == 3
+        assert samples["timehttp_answers_total{protocol=udp}"] == 1
+        assert await svc.stop(signal.SIGINT) == 0
+    assert "imported after the privilege drop: nothing" in svc.log, svc.log
+    assert "internal error" not in svc.log
+
+
+def test_late_imports_names_what_was_imported_since() -> None:
+    from trio_timehttp._privileges import LateImports
+
+    sys.modules.pop("this_module_is_not_real_yet", None)
+    late = LateImports()
+    assert late.names() == []
+    sys.modules["this_module_is_not_real_yet"] = sys  # what an import leaves behind
+    try:
+        assert late.names() == ["this_module_is_not_real_yet"]
+    finally:
+        del sys.modules["this_module_is_not_real_yet"]
+
+
+async def scrape_until(port: int, *, tcp: int, udp: int) -> dict[str, float]:
+    """Scrape until the page counts ``tcp`` and ``udp`` answers (workers report every second)."""
+    for _ in range(100):  # a bounded retry: 20 s at most
+        samples = await scrape(port)
+        if (samples["timehttp_answers_total{protocol=tcp}"] >= tcp
+                and samples["timehttp_answers_total{protocol=udp}"] >= udp):  # fmt: skip
+            return samples
+        await trio.sleep(0.2)
+    raise AssertionError(f"never counted tcp {tcp}, udp {udp}: {samples}")
+
+
+async def test_workers_metrics_page_sums_every_workers_counts() -> None:
+    # The supervisor serves /metrics: the sum of what each worker reports
+    # every second over its lifeline. The kernel spreads the clients over
+    # the workers; the page must count every answer once, whoever gave it.
+    pytest.importorskip("prometheus_client")
+    port, metrics = free_port_pair(), free_port_pair()
+    async with service("--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+                       "--metrics-port", str(metrics), "--udp-rate", "0") as svc:  # fmt: skip
+        workers = await started_workers(svc)
+        assert (await scrape(metrics))["timehttp_answers_total{protocol=tcp}"] == 0
+        for _ in range(8):
+            assert len(await tcp_read(port)) == 4
+        with trio.socket.socket(type=socket.SOCK_DGRAM) as client:
+            await client.connect(("127.0.0.1", port))
+            for _ in range(3):
+                await client.send(b"")
+                with trio.fail_after(10):
+                    assert len(await client.recv(100)) == 4
+        samples = await scrape_until(metrics, tcp=8, udp=3)
+        assert samples["timehttp_answers_total{protocol=tcp}"] == 8
+        assert samples["timehttp_answers_total{protocol=udp}"] == 3
+        assert samples["timehttp_active_connections{}"] == 0
+        assert await svc.stop() == 0
+    # The workers' own totals add up to the page.
+    totals = [re.search(r"stopped; in all answered tcp (\d+), udp (\d+)",
+                        "\n".join(lines_of(svc.log, pid))) for pid in workers]  # fmt: skip
+    assert all(totals), svc.log
+    assert sum(int(m.group(1)) for m in totals if m) == 8
+    assert sum(int(m.group(2)) for m in totals if m) == 3
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--workers", "2", "--port", "8037", "--metrics-port", "9100"], "not supported with"),
+        (
+            ["--port", "8037", "--metrics-port", "9100", "--metrics-host", "999.0.0.1"],
+            "cannot serve metrics on 999.0.0.1:9100: ",
+        ),
+        (
+            [
+                "--workers",
+                "2",
+                "--port",
+                "8037",
+                "--metrics-port",
+                "9100",
+                "--metrics-host",
+                "999.0.0.1",
+            ],
+            "cannot serve metrics on 999.0.0.1:9100: ",
+        ),
     ],
 )
 async def test_metrics_usage_errors(args: list[str], message: str) -> None:
@@ -515,6 +698,6 @@ async def test_metrics_port_in_use_is_one_line() -> None:
                 capture_stderr=True, check=False,
             )  # fmt: skip
     err = result.stderr.decode()
-    assert result.returncode == 2, err
-    assert f"cannot serve metrics on 127.0.0.1:{metrics}: Address already in use" in err
+    assert result.returncode == 1, err
+    assert f"cannot listen for metrics on 127.0.0.1:{metrics}: address already in use" in err
     assert "Traceback" not in err

@@ -212,18 +212,25 @@ async def test_plugin_unknown_when_none_answered_or_no_majority(nursery: trio.Nu
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "status"),
     [
-        (["--json", "--warn", "1"], "two different outputs"),
-        (["--warn", "3", "--crit", "2"], "--warn 3 is above --crit 2"),
-        (["--count", "0"], "must be from 1"),
-        (["--interval", "0"], "positive number"),
+        # Plugin mode (--warn/--crit): a mistake is UNKNOWN (3); 2 would read as CRITICAL.
+        (["--json", "--warn", "1"], "two different outputs", 3),
+        (["--warn", "3", "--crit", "2"], "--warn 3 is above --crit 2", 3),
+        (["--warn", "abc"], "--warn", 3),
+        (["--crit=2", "--count", "0"], "must be from 1", 3),
+        (["--cr", "2", "--bogus"], "unrecognized arguments: --bogus", 3),
+        (["--warn"], "expected one argument", 3),
+        # Otherwise the usual 2.
+        (["--count", "0"], "must be from 1", 2),
+        (["--interval", "0"], "positive number", 2),
+        (["--bogus"], "unrecognized arguments: --bogus", 2),
     ],
 )
-async def test_usage_errors(args: list[str], message: str) -> None:
-    result = await run_cli("time", "127.0.0.1:1", *args)
+async def test_usage_errors(args: list[str], message: str, status: int, refused_port: int) -> None:
+    result = await run_cli("time", f"127.0.0.1:{refused_port}", *args)
     err = result.stderr.decode()
-    assert result.returncode == 2
+    assert result.returncode == status
     assert message in err
     assert len(err.strip().splitlines()) == 1
     assert "Traceback" not in err

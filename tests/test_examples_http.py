@@ -54,14 +54,6 @@ def lines(result: subprocess.CompletedProcess[bytes]) -> list[str]:
     return result.stdout.decode().splitlines()
 
 
-async def refused_url() -> str:
-    sock = trio.socket.socket()
-    await sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}/"
-
-
 async def test_http_get_prints_like_the_dummy_consumer() -> None:
     async with trio.open_nursery() as nursery:
         server = await nursery.start(serve_http, handler)
@@ -89,8 +81,8 @@ async def test_http_get_does_not_follow_redirects() -> None:
     assert out[-1] == "5 bytes in body"
 
 
-async def test_http_get_connection_failed() -> None:
-    result = await run_example("http_get.py", await refused_url())
+async def test_http_get_connection_failed(refused_port: int) -> None:
+    result = await run_example("http_get.py", f"http://127.0.0.1:{refused_port}/")
     assert result.returncode == 1
     assert lines(result) == ["connection failed", "0 bytes in body"]
     assert result.stderr.decode().startswith("error: ")
@@ -139,8 +131,8 @@ async def test_html_links_resolved_against_the_final_url() -> None:
     assert lines(based) == [server.url("/docs/guide.html")]
 
 
-async def test_html_links_error_is_one_line() -> None:
-    result = await run_example("html_links.py", await refused_url())
+async def test_html_links_error_is_one_line(refused_port: int) -> None:
+    result = await run_example("html_links.py", f"http://127.0.0.1:{refused_port}/")
     assert result.returncode == 1
     assert result.stdout == b""
     assert len(result.stderr.decode().splitlines()) == 1

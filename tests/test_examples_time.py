@@ -49,8 +49,8 @@ async def test_time_client_prints_the_difference(nursery: trio.Nursery, shift: f
     assert -shift - 1 <= int(words[3]) <= -shift + 1
 
 
-async def test_time_client_reports_a_dead_server() -> None:
-    result = await run_client("127.0.0.1", str(free_port()))
+async def test_time_client_reports_a_dead_server(refused_port: int) -> None:
+    result = await run_client("127.0.0.1", str(refused_port))
     assert result.returncode == 1
     assert b"refused" in result.stderr
     assert result.stdout == b""

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -297,7 +298,8 @@ def test_an_unwritable_directory_is_refused_naming_the_path(shared_dir: Path) ->
         locked.chmod(0o555)
     target = locked / "out"
     result = run_as_nobody(PROBE.format(path=str(target)))
-    assert result.stdout.split() == ["PermissionError", str(target), "Permission", "denied"]
+    assert result.stdout.startswith(f"PermissionError {target} Permission denied"), result
+    assert f"the directory {locked} is not writable" in result.stdout  # not "the file"
     assert "part" not in result.stdout
     assert leftovers(locked) == []
 
@@ -435,13 +437,32 @@ def test_a_fifo_is_written_through_to_its_reader(tmp_path: Path) -> None:
     out = tmp_path / "got"
     with subprocess.Popen(["sh", "-c", f"cat '{fifo}' > '{out}'"]) as reader:
         c = FileConsumer(fifo)
-        c.open()  # waits for the reader, as a shell's > does
+        for _ in range(600):  # a bounded wait for the reader process to open its end
+            try:
+                c.open()
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # no reader yet: never a blocking wait
+                    raise
+            time.sleep(0.05)
         download(c, b"through ", b"the pipe")
         assert reader.wait(timeout=30) == 0
     assert stat.S_ISFIFO(fifo.stat().st_mode)
     assert out.read_bytes() == b"through the pipe"
     assert c.complete
     assert sorted(leftovers(tmp_path)) == ["got", "pipe"]
+
+
+def test_a_fifo_without_a_reader_is_enxio_at_once_naming_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    c = FileConsumer(fifo)
+    with pytest.raises(OSError, match="no reader on the FIFO") as caught:
+        c.open()
+    assert caught.value.errno == errno.ENXIO
+    assert caught.value.filename == str(fifo)
+    c.close()
+    assert leftovers(tmp_path) == ["pipe"]
 
 
 # -- through fetch, against the local h11 test server ----------------------------------------
@@ -495,11 +516,8 @@ async def test_fetch_truncated_body_leaves_no_file(tmp_path: Path, reply: bytes)
     assert not consumer.complete
 
 
-async def test_fetch_connection_refused_leaves_no_file(tmp_path: Path) -> None:
-    listener = trio.socket.socket()
-    await listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    listener.close()  # nothing listens there now
+async def test_fetch_connection_refused_leaves_no_file(tmp_path: Path, refused_port: int) -> None:
+    port = refused_port
     consumer = FileConsumer(tmp_path / "out")
     with pytest.raises(ConnectError):
         await fetch(f"http://127.0.0.1:{port}/", consumer)

@@ -93,7 +93,7 @@ INVALID = [
     (b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n", "conflicting"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "only chunked"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-     "only chunked"),
+     "chunked twice"),
     (b"\r\nHTTP/1.1 200 OK\r\n\r\n", "malformed response head"),
 ]  # fmt: skip
 

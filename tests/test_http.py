@@ -424,16 +424,17 @@ async def test_redirect_chain_shares_one_deadline(
     assert c.closed == 1
 
 
-async def test_failure_before_response_reports_status_none() -> None:
+async def test_failure_before_response_reports_status_none(refused_port: int) -> None:
+    url = f"http://127.0.0.1:{refused_port}/"
     for async_ in (False, True):
         c = Recorder(async_=async_)
         with pytest.raises(t.ConnectError) as info:
-            await t.fetch("http://127.0.0.1:1/", c)
+            await t.fetch(url, c)
         assert isinstance(info.value, OSError)
         assert "127.0.0.1" in str(info.value)
         assert c.events == [("header", None), "close"]
         assert c.responses[0].error is info.value
-        assert c.responses[0].url == "http://127.0.0.1:1/"
+        assert c.responses[0].url == url
 
 
 async def test_dns_failure_is_connect_error() -> None:
@@ -616,10 +617,10 @@ if sys.platform != "linux":  # pragma: no cover
 
 
 async def test_a_failed_later_hop_reports_its_own_request_and_the_history(
-    nursery: trio.Nursery,
+    nursery: trio.Nursery, refused_port: int
 ) -> None:
     server = await nursery.start(serve_http, lambda r: (302, [("location", "/x")], b""))
-    dead = "http://127.0.0.1:1/gone"
+    dead = f"http://127.0.0.1:{refused_port}/gone"
     consumer = Recorder(follow={302: lambda response: t.Request("GET", dead)})
     with pytest.raises(t.ConnectError):
         await t.fetch(server.url("/start"), consumer, timeout=10)

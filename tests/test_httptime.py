@@ -158,11 +158,14 @@ async def test_bad_url_is_invalid() -> None:
         await query_http_time("ftp://127.0.0.1/")
 
 
-async def test_query_many_mixes_urls_and_rfc868_hosts(nursery: trio.Nursery) -> None:
+async def test_query_many_mixes_urls_and_rfc868_hosts(
+    nursery: trio.Nursery, refused_port: int
+) -> None:
     server = await nursery.start(serve_http, dated(0.0))
     listeners, _ = await nursery.start(partial(serve_time, 0, host="127.0.0.1", udp=False))
     port = listeners[0].socket.getsockname()[1]
-    results = await query_many([server.url("/"), f"127.0.0.1:{port}", "http://127.0.0.1:1/"])
+    dead = f"http://127.0.0.1:{refused_port}/"
+    results = await query_many([server.url("/"), f"127.0.0.1:{port}", dead])
     assert isinstance(results[0], TimeSample)
     assert results[0].port == server.port
     assert isinstance(results[1], TimeSample)
@@ -194,3 +197,10 @@ async def test_cached_answers_are_skipped_fresh_ones_count(nursery: trio.Nursery
     sample = await query_http_time(server.url("/"), precise=True)
     assert abs(sample.offset - 7.25) <= sample.uncertainty + 1e-6
     assert sample.probes < len(server.requests)
+
+
+@pytest.mark.parametrize("char", ["\u200d", "\u00ad", "\ufeff"])
+async def test_url_host_with_an_ignorable_character_is_invalid(char: str) -> None:
+    # The idna codec would map it away and query a host the caller never wrote.
+    with pytest.raises(InvalidURL, match=f"U\\+{ord(char):04X}"):
+        await query_http_time(f"http://ex{char}ample.com/", timeout=2)

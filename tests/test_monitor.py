@@ -240,12 +240,13 @@ async def test_rounds_repeat_every_interval_and_refresh_the_page(
     assert value(parse(page.render())["timehttp_readings"]) == 4
 
 
-async def test_the_metrics_port_is_bound_before_any_reading() -> None:
+async def test_the_metrics_port_is_bound_before_any_reading(refused_port: int) -> None:
+    source = f"127.0.0.1:{refused_port}"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        state = MonitorState(["127.0.0.1:1"])
-        config = MonitorConfig(("127.0.0.1:1",), metrics_port=taken.getsockname()[1])
+        state = MonitorState([source])
+        config = MonitorConfig((source,), metrics_port=taken.getsockname()[1])
         with pytest.raises(OSError, match="in use"):
             await monitor(config, state, MetricsPage(state))
         assert state.sources[0].readings == 0
@@ -332,13 +333,16 @@ def one_line_error(result: subprocess.CompletedProcess[bytes]) -> str:
     return err
 
 
-async def test_monitor_without_prometheus_client_says_what_to_install(tmp_path: Path) -> None:
+async def test_monitor_without_prometheus_client_says_what_to_install(
+    tmp_path: Path, refused_port: int
+) -> None:
     blocker = tmp_path / "prometheus_client"
     blocker.mkdir()
     (blocker / "__init__.py").write_text("raise ImportError('not installed (test)')\n")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
-    result = await run_cli("monitor", "127.0.0.1:1", "--metrics-port", "0", env=env)
+    source = f"127.0.0.1:{refused_port}"
+    result = await run_cli("monitor", source, "--metrics-port", "0", env=env)
     assert result.returncode == 1
     assert "pip install 'trio_timehttp[metrics]'" in one_line_error(result)
 
@@ -352,11 +356,11 @@ async def test_monitor_usage_errors() -> None:
     assert "--metrics-port" in one_line_error(result)
 
 
-async def test_monitor_metrics_port_in_use_is_one_line() -> None:
+async def test_monitor_metrics_port_in_use_is_one_line(refused_port: int) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        result = await run_cli("monitor", "127.0.0.1:1", "--metrics-port",
+        result = await run_cli("monitor", f"127.0.0.1:{refused_port}", "--metrics-port",
                                str(taken.getsockname()[1]))  # fmt: skip
     assert "address already in use" in one_line_error(result).lower()
 

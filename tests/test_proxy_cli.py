@@ -103,7 +103,31 @@ async def test_time_through_the_environment_proxy_and_no_proxy(nursery: trio.Nur
 
 
 async def test_proxy_and_no_proxy_exclude_each_other() -> None:
-    for command in ("get", "time"):
+    for command in ("get", "time", "monitor"):
         result = await run_cli(command, "--proxy", "http://p:1", "--no-proxy", "http://x/")
         assert result.returncode == 2
         assert b"not allowed with argument --proxy" in result.stderr
+
+
+async def test_monitor_reads_url_sources_through_its_proxy(nursery: trio.Nursery) -> None:
+    pytest.importorskip("prometheus_client")
+    asked = trio.Event()
+
+    def answer(head: bytes) -> bytes:
+        asked.set()
+        date = email.utils.formatdate(time.time(), usegmt=True).encode()
+        return b"HTTP/1.1 200 OK\r\nDate: " + date + b"\r\nContent-Length: 0\r\n\r\n"
+
+    proxy: TestProxy = await nursery.start(lambda **kw: serve_proxy(forward=answer, **kw))
+    command = [*CLI, "monitor", "--proxy", proxy.url_with("u", SECRET), "http://time.example/",
+               "--metrics-port", "0", "--interval", "30"]  # fmt: skip
+    proc = await trio.lowlevel.open_process(command, env=clean_env())
+    try:
+        with trio.fail_after(60):
+            await asked.wait()
+    finally:
+        proc.terminate()
+        with trio.fail_after(60):
+            assert await proc.wait() == 0
+    assert proxy.heads[0].startswith(b"HEAD http://time.example/ HTTP/1.1\r\n")
+    assert b"Proxy-Authorization: Basic" in proxy.heads[0]

@@ -117,13 +117,11 @@ async def test_forward_407_is_a_proxy_error(nursery: trio.Nursery) -> None:
     assert consumer.body == b"proxied GET http://time.example/ HTTP/1.1"
 
 
-async def test_unreachable_proxy_is_a_proxy_error() -> None:
-    with pytest.raises(
-        t.ProxyError, match=r"^cannot connect to proxy http://127\.0\.0\.1:1 \("
-    ) as info:
-        await t.fetch(
-            "https://origin.example/", t.BytesConsumer(), proxy=f"http://u:{SECRET}@127.0.0.1:1"
-        )
+async def test_unreachable_proxy_is_a_proxy_error(refused_port: int) -> None:
+    proxy = f"http://u:{SECRET}@127.0.0.1:{refused_port}"
+    message = rf"^cannot connect to proxy http://127\.0\.0\.1:{refused_port} \("
+    with pytest.raises(t.ProxyError, match=message) as info:
+        await t.fetch("https://origin.example/", t.BytesConsumer(), proxy=proxy)
     assert isinstance(info.value, t.ConnectError)
     assert SECRET not in str(info.value)
 

@@ -57,6 +57,7 @@ PURE = [
     "_timing",
     "_headers",
     "_urls",
+    "_hostchars",
     "_models",
     "_combine",
     "_httpdate",
@@ -73,6 +74,8 @@ PURE = [
     "_retry",
     "_resume",
     "_monitor_state",
+    "_shown",
+    "_checks",
 ]
 IO = {"trio", "h11", "socket", "select", "selectors", "asyncio", "logging"}
 

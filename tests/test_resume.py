@@ -69,10 +69,12 @@ def h(**fields: str) -> Headers:
 def test_206_from_our_offset_appends() -> None:
     state = ResumeState(100, ETAG)
     answer = h(content_range="bytes 100-199/200", etag=ETAG)
-    assert decide(state, 206, answer) == Decision(Action.APPEND, 200)
+    assert decide(state, 206, answer) == Decision(Action.APPEND, 200, length=100)
     assert decide(ResumeState(100), 206, h(content_range="bytes 100-149/*")) == Decision(
-        Action.APPEND, None
+        Action.APPEND, None, length=50
     )
+    one = h(content_range="bytes 100-100/101")
+    assert decide(ResumeState(100), 206, one) == Decision(Action.APPEND, 101, length=1)
 
 
 @pytest.mark.parametrize(

@@ -179,3 +179,88 @@ async def test_a_404_leaves_the_part_for_later(tmp_path: pathlib.Path) -> None:
     assert response.status_code == 404
     assert (tmp_path / "out.bin.part").read_bytes() == DATA[:5000]
     assert path.read_bytes() == b"not here"  # status codes are data, as without resume
+
+
+def tail(extra: int) -> tuple[list[tuple[str, str]], bytes]:
+    """A 206 for bytes 5000- whose body has ``extra`` bytes more (or fewer) than its range."""
+    rng = f"bytes 5000-{len(DATA) - 1}/{len(DATA)}"
+    body = DATA[5000:] + b"x" * extra if extra >= 0 else DATA[5000:extra]
+    return [("content-range", rng)], body
+
+
+@pytest.mark.parametrize(
+    ("extra", "framing"),
+    [
+        (1, "content-length"),
+        (1000, "content-length"),
+        (1, "chunked"),
+        (-1, "content-length"),
+        (-len(DATA) + 5000, "content-length"),  # an empty body for a 97400-byte range
+        (-1, "chunked"),
+    ],
+)
+async def test_a_206_body_that_is_not_its_range_leaves_the_part_as_it_was(
+    tmp_path: pathlib.Path, extra: int, framing: str
+) -> None:
+    headers, body = tail(extra)
+
+    def liar(request: ServerRequest) -> tuple[int, list[tuple[str, str]], object]:
+        if framing == "content-length":
+            return 206, headers, body
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(0, len(body), 4096):
+                yield body[i : i + 4096]
+
+        return 206, headers, chunks()
+
+    path = tmp_path / "out.bin"
+    (tmp_path / "out.bin.part").write_bytes(DATA[:5000])
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http, liar)
+        consumer = FileConsumer(path, resume=True)
+        with pytest.raises(ProtocolError, match=r"206 body for Content-Range .* left as it was"):
+            await fetch(server.url(), consumer, headers=consumer.range_headers())
+        nursery.cancel_scope.cancel()
+    assert (tmp_path / "out.bin.part").read_bytes() == DATA[:5000]
+    assert files(tmp_path) == ["out.bin.part"]
+    assert not consumer.complete
+
+
+async def test_a_206_body_beyond_its_range_is_refused_as_it_arrives(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The excess is seen at once: no waiting for a body that never ends."""
+    headers, body = tail(0)
+
+    def endless(request: ServerRequest) -> tuple[int, list[tuple[str, str]], object]:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield body
+            yield b"more than the range"
+            await trio.sleep_forever()
+
+        return 206, headers, chunks()
+
+    path = tmp_path / "out.bin"
+    (tmp_path / "out.bin.part").write_bytes(DATA[:5000])
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http, endless)
+        consumer = FileConsumer(path, resume=True)
+        with trio.fail_after(20), pytest.raises(ProtocolError, match="is left as it was"):
+            await fetch(server.url(), consumer, headers=consumer.range_headers())
+        nursery.cancel_scope.cancel()
+    assert (tmp_path / "out.bin.part").read_bytes() == DATA[:5000]
+
+
+async def test_a_206_body_exactly_its_range_is_appended(tmp_path: pathlib.Path) -> None:
+    headers, body = tail(0)
+    path = tmp_path / "out.bin"
+    (tmp_path / "out.bin.part").write_bytes(DATA[:5000])
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http, lambda request: (206, headers, body))
+        consumer = FileConsumer(path, resume=True)
+        await fetch(server.url(), consumer, headers=consumer.range_headers())
+        nursery.cancel_scope.cancel()
+    assert consumer.complete
+    assert path.read_bytes() == DATA
+    assert files(tmp_path) == ["out.bin"]

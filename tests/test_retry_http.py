@@ -13,7 +13,7 @@ import trio.testing
 
 from trio_timehttp import Client, ConnectError, fetch
 
-from helpers import Recorder, ServerRequest, serve_http
+from helpers import Recorder, ServerRequest, bound_socket, serve_http
 
 
 def answers(*replies: tuple[int, dict[str, str]]) -> object:
@@ -122,18 +122,12 @@ async def test_backoff_without_retry_after_stays_inside_the_deadline(
         nursery.cancel_scope.cancel()
 
 
-def refused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_connect_failures_are_retried_then_raised(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture, refused_port: int
 ) -> None:
     caplog.set_level(logging.INFO, "trio_timehttp")
     consumer = Recorder()
-    url = f"http://127.0.0.1:{refused_port()}/"
+    url = f"http://127.0.0.1:{refused_port}/"
     with pytest.raises(ConnectError):
         await fetch(url, consumer, method="POST", body=b"x", retries=2)
     assert len([r for r in caplog.records if "retrying POST" in r.getMessage()]) == 2
@@ -142,7 +136,12 @@ async def test_connect_failures_are_retried_then_raised(
 
 async def test_a_connect_failure_then_success(autojump_clock: trio.testing.MockClock) -> None:
     """The first attempt is refused; the server comes up during the backoff."""
-    port = refused_port()
+    with bound_socket() as reserved:
+        await connect_failure_then_success(reserved)
+
+
+async def connect_failure_then_success(reserved: socket.socket) -> None:
+    port = reserved.getsockname()[1]
     retried = trio.Event()
 
     class OnRetry(logging.Handler):
@@ -161,7 +160,8 @@ async def test_a_connect_failure_then_success(autojump_clock: trio.testing.MockC
 
             async def late_server() -> None:
                 await retried.wait()
-                listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
+                reserved.listen()  # the same socket: the port was never free for another
+                listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(reserved))]
 
                 async def answer(stream: trio.SocketStream) -> None:
                     await stream.receive_some(65536)

@@ -57,6 +57,24 @@ async def test_summary_every_interval_only_when_something_happened(
     ]
 
 
+async def test_a_count_made_once_started_is_in_the_first_summary(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # serve starts the summaries before serving: a denial right after READY=1
+    # (before the task would have been scheduled) must be in a summary.
+    caplog.set_level(logging.INFO, logger="test.serverstats")
+    stats = ServerStats()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(log_summaries, stats, 60.0, log)
+        stats.denied += 1  # no checkpoint since start() returned
+        await trio.sleep(61)
+        nursery.cancel_scope.cancel()
+    assert [r.getMessage() for r in caplog.records] == [
+        "last 60 s: answered tcp 0, udp 0; rate-limited 0, denied 1, ignored 0, errors 0; "
+        "0 connection(s) open",
+    ]
+
+
 async def test_summary_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         await log_summaries(ServerStats(), 0, log)

@@ -37,6 +37,34 @@ def test_readme_starts_with_two_venv_commands() -> None:
     assert second == "python3 -m venv .venv && .venv/bin/pip install nox && .venv/bin/nox -s tests"
 
 
+# A pip that installs outside .venv: bare ``pip``/``pip3``, ``python3 -m pip``, or an
+# install by a name PyPI does not have yet (the package is installed from a clone).
+_BARE_PIP = re.compile(
+    r"(?<![/\w.])(?:pip3?|python3? -m pip) install"
+    r"|pip install '?trio[-_]timehttp"
+)
+
+
+@pytest.mark.parametrize(
+    "page", ["README.md", *sorted(p.name for p in (ROOT / "docs").glob("*.rst"))]
+)
+def test_no_page_tells_a_pip_install_debian_refuses(page: str) -> None:
+    path = ROOT / page if page == "README.md" else ROOT / "docs" / page
+    lines = path.read_text().splitlines()
+    bare = [
+        f"{page}:{n}: {line.strip()}" for n, line in enumerate(lines, 1) if _BARE_PIP.search(line)
+    ]
+    assert bare == []
+
+
+def test_the_bare_pip_rule_sees_what_debian_refuses() -> None:
+    refused = ["python3 -m pip install .", "pip install trio-timehttp", "(pip3 install x)",
+               "``pip install 'trio_timehttp[metrics]'``"]  # fmt: skip
+    fine = [".venv/bin/pip install .", ".venv/bin/pip install '.[metrics]'",
+            "python3 -m venv .venv && .venv/bin/pip install nox"]  # fmt: skip
+    assert [bool(_BARE_PIP.search(t)) for t in refused + fine] == [True] * 4 + [False] * 3
+
+
 def test_ci_runs_exactly_the_readme_test_command() -> None:
     _, second = readme_commands()
     lines = (ROOT / ".ci" / "run").read_text().splitlines()

@@ -261,8 +261,10 @@ def test_watch_line_and_summary() -> None:
     stats.add(reading(sample(-0.25), sample(-0.25)))
     assert stats.summary() == (
         "--- 4 readings: combined offset min -0.250 s / mean +0.000 s / max +0.250 s; "
-        "1 with no answer, 1 with no majority, 1 source errors"
+        "1 with no answer, 1 with no majority, 1 source error"
     )
+    stats.add(reading(Timeout("t")))
+    assert stats.summary().endswith("2 with no answer, 1 with no majority, 2 source errors")
 
 
 def test_json_takes_protocol_and_probes_from_the_sample() -> None:

@@ -35,6 +35,7 @@ from trio_timehttp import (
     query_time,
     serve_time,
 )
+from trio_timehttp._hostchars import forbidden_char
 
 FIXED = 1_800_000_000
 
@@ -63,8 +64,9 @@ def sends(
     return handler
 
 
-def refused_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
+def unused_udp_port() -> int:
+    """A UDP port just freed: a bound UDP socket would queue datagrams, not refuse them."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -162,8 +164,8 @@ async def test_outer_cancel_scope_wins(
     assert scope.cancelled_caught
 
 
-async def test_refused_is_a_connect_error() -> None:
-    port = refused_port()
+async def test_refused_is_a_connect_error(refused_port: int) -> None:
+    port = refused_port
     with pytest.raises(ConnectError, match=f"127.0.0.1:{port}") as info:
         await query_time("127.0.0.1", port)
     assert isinstance(info.value.__cause__, OSError)
@@ -352,7 +354,7 @@ async def test_udp_reply_lengths(peer: UDPPeer, size: int, ok: bool) -> None:
 
 
 async def test_udp_refused_is_a_connect_error() -> None:
-    port = refused_port(socket.SOCK_DGRAM)
+    port = unused_udp_port()
     with pytest.raises(ConnectError, match=f"127.0.0.1:{port}"):
         await query_time("127.0.0.1", port, udp=True, timeout=3)
 
@@ -361,12 +363,12 @@ async def test_udp_refused_is_a_connect_error() -> None:
 
 
 async def test_query_many_order_and_dead_sources(
-    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, refused_port: int
 ) -> None:
     good = await start_tcp(nursery, sends(encode_time(FIXED)))
     other = await start_tcp(nursery, sends(encode_time(FIXED + 5)))
     silent = await start_tcp(nursery, sends(b"", then_close=False))
-    refused = refused_port()
+    refused = refused_port
     start = trio.current_time()
     results = await query_many(
         [f"127.0.0.1:{silent}", f"127.0.0.1:{good}", f"127.0.0.1:{refused}", f"127.0.0.1:{other}"],
@@ -487,7 +489,6 @@ UNENCODABLE = [
     "\u2603.example",
     "a" * 64 + ".example",
     "\u00e9" * 64 + ".example",
-    "a\u200db.example",
 ]
 
 
@@ -552,3 +553,182 @@ async def test_syn_rtt_is_the_kernels_and_never_more_than_connect_took(
         syn = _timeclient._syn_rtt(sock, took)
         assert 0 < syn <= took  # measured by the kernel on this handshake
         assert _timeclient._syn_rtt(sock, syn / 2) == 0.0  # implausible: refused, not trusted
+
+
+#: Default-ignorable characters that getaddrinfo's numeric parse and IDNA 2003
+#: drop silently: each would turn the host into one the caller never wrote.
+IGNORABLES = ["\u200d", "\u200c", "\u00ad", "\u200b", "\ufeff", "\ufe0f", "\u2060", "\U000e0041"]
+
+
+@pytest.mark.parametrize("udp", [False, True])
+@pytest.mark.parametrize("char", IGNORABLES)
+@pytest.mark.parametrize("host", ["127.0.0{}.1", "ex{}ample.com", "[::1{}]"])
+async def test_hosts_with_ignorable_characters_are_connect_errors(
+    nursery: trio.Nursery, host: str, char: str, udp: bool
+) -> None:
+    # A live server on 127.0.0.1: the numeric parse would have reached it.
+    tcp_port, udp_port = await start_shifted_server(nursery, 0.0)
+    name = host.format(char)
+    with pytest.raises(ConnectError, match=f"U\\+{ord(char):04X} is not allowed"):
+        await query_time(f"{name}:{udp_port if udp else tcp_port}", udp=udp, timeout=2)
+    [result] = await query_many([name], udp=udp, timeout=2)
+    assert isinstance(result, ConnectError)
+
+
+#: Text without marks (so never a virama before the inserted character).
+_NAME_TEXT = st.text(st.characters(categories=["L", "N", "P"]), max_size=8)
+
+
+@given(_NAME_TEXT, st.sampled_from(IGNORABLES), _NAME_TEXT)
+def test_an_ignorable_character_is_found_wherever_it_is(head: str, char: str, tail: str) -> None:
+    found = forbidden_char(head + char + tail)
+    # This one, or one the text already had before it (U+3164 is a letter).
+    assert found == f"U+{ord(char):04X}" or (found is not None and found == forbidden_char(head))
+
+
+ALLOWED = [
+    "example.com",
+    "\u00e9t\u00e9.example",
+    "\u0915\u094d\u200d\u0937.example",
+    "\u0915\u094d\u200c\u0937.example",
+]
+
+
+@pytest.mark.parametrize("name", ALLOWED)
+def test_names_without_forbidden_characters_pass(name: str) -> None:
+    # ZWJ/ZWNJ right after a virama (U+094D) is what IDNA 2008 allows.
+    assert forbidden_char(name) is None
+
+
+def test_joiners_after_a_virama_are_refused_for_an_idna_2003_encoder() -> None:
+    assert forbidden_char("\u0915\u094d\u200d\u0937.example", joiners=False) == "U+200D"
+
+
+# --------------------------------------------------------------------------- UDP: every address
+
+
+class BoundPeer(UDPPeer):
+    """A ``UDPPeer`` on a chosen loopback address and port."""
+
+    def __init__(self, nursery: trio.Nursery, host: str, port: int) -> None:
+        self.nursery = nursery
+        self.sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock._sock.bind((host, port))
+        self.port = int(self.sock.getsockname()[1])
+        self.requests = []
+
+
+def two_addresses(
+    monkeypatch: pytest.MonkeyPatch, port: int
+) -> list[tuple[int, tuple[object, ...]]]:
+    """``dual.test`` resolves to 127.0.0.2 first, then 127.0.0.1 (as a dual-stack name would)."""
+    addresses: list[tuple[int, tuple[object, ...]]] = [
+        (int(socket.AF_INET), ("127.0.0.2", port)),
+        (int(socket.AF_INET), ("127.0.0.1", port)),
+    ]
+
+    async def resolve(
+        name: str, port_: int, kind: int, label: str
+    ) -> list[tuple[int, tuple[object, ...]]]:
+        assert name == "dual.test"
+        return addresses
+
+    monkeypatch.setattr(_timeclient, "_resolve", resolve)
+    return addresses
+
+
+@pytest.mark.parametrize("precise", [False, True])
+async def test_udp_falls_back_to_the_next_address_when_one_refuses(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, precise: bool
+) -> None:
+    # The server listens on 127.0.0.1 only: 127.0.0.2 answers ICMP port unreachable.
+    _, udp_port = await start_shifted_server(nursery, 100.37)
+    two_addresses(monkeypatch, udp_port)
+    sample = await query_time(f"dual.test:{udp_port}", udp=True, precise=precise, timeout=10)
+    assert abs(sample.offset - 100.37) <= sample.uncertainty + 1e-6
+
+
+async def test_udp_falls_back_after_a_silent_window_and_starts_there(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, udp_port = await start_shifted_server(nursery, 100.37)
+    silent = BoundPeer(nursery, "127.0.0.2", udp_port)
+
+    async def ignore(source: tuple[str, int]) -> None:
+        pass
+
+    silent.start(ignore)
+    _, good = two_addresses(monkeypatch, udp_port)
+    with silent.sock:
+        before = time.time()
+        reading, used = await _timeclient._udp_reading(
+            "dual.test", udp_port, "dual.test", None, _timeclient._first_resend(False)
+        )
+    assert used == good
+    assert len(silent.requests) >= 1  # asked first, and waited its window
+    # The interval starts at the first datagram to the address that answered.
+    assert reading.start >= before + _timeclient._first_resend(False).after
+    assert reading.second - reading.end <= 100.37 < reading.second + 1 - reading.start
+
+
+async def test_udp_late_answer_from_an_earlier_address_keeps_its_own_start(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    # 127.0.0.2 answers only after 1 s (after the move to 127.0.0.1, which is
+    # silent): its answer is used, with its socket's first datagram as start.
+    late = BoundPeer(nursery, "127.0.0.2", 0)
+    port = late.port
+    silent = BoundPeer(nursery, "127.0.0.1", port)
+
+    async def after_a_second(source: tuple[str, int]) -> None:
+        if len(late.requests) == 1:
+            await trio.sleep(1.0)
+            await late.sock.sendto(encode_time(time.time()), source)
+
+    async def ignore(source: tuple[str, int]) -> None:
+        pass
+
+    late.start(after_a_second)
+    silent.start(ignore)
+    first, _ = two_addresses(monkeypatch, port)
+    with late.sock, silent.sock:
+        before = time.time()
+        reading, used = await _timeclient._udp_reading(
+            "dual.test", port, "dual.test", None, _timeclient._first_resend(False)
+        )
+    assert used == first
+    assert silent.requests  # it was tried meanwhile
+    assert before <= reading.start <= before + 0.1
+
+
+async def test_precise_udp_first_reading_retries_past_one_retransmit(
+    peer: UDPPeer, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The first three datagrams are lost; a plain reading (one retransmit)
+    # times out, a precise one keeps asking inside its deadline and answers.
+    async def fourth_on(source: tuple[str, int]) -> None:
+        if len(peer.requests) >= 4:
+            await peer.sock.sendto(encode_time(time.time()), source)
+
+    peer.start(fourth_on)
+    with pytest.raises(Timeout):
+        await query_time("127.0.0.1", peer.port, udp=True, timeout=4)
+    assert len(peer.requests) == 2
+    peer.requests.clear()
+    sample = await query_time("127.0.0.1", peer.port, udp=True, precise=True, timeout=15)
+    assert len({source for _, source in peer.requests[:4]}) == 1  # one socket: retransmits
+    assert abs(sample.offset) <= sample.uncertainty + 1e-6
+
+
+async def test_precise_udp_with_a_first_answer_never_times_out(
+    peer: UDPPeer, autojump_clock: trio.testing.MockClock
+) -> None:
+    # Only the first datagram is answered: every later probe is lost.
+    async def first_only(source: tuple[str, int]) -> None:
+        if len(peer.requests) == 1:
+            await peer.sock.sendto(encode_time(time.time()), source)
+
+    peer.start(first_only)
+    sample = await query_time("127.0.0.1", peer.port, udp=True, precise=True, timeout=6)
+    assert sample.probes == 1
+    assert abs(sample.offset) <= sample.uncertainty + 1e-6

@@ -90,10 +90,11 @@ async def test_files(tmp_path: pathlib.Path) -> None:
         assert await upload(pipe) == ("chunked=chunked", b"from a pipe")
 
 
-async def test_str_body_is_refused_before_any_io() -> None:
+async def test_str_body_is_refused_before_any_io(refused_port: int) -> None:
     consumer = Recorder()
+    url = f"http://127.0.0.1:{refused_port}/"
     with pytest.raises(TypeError, match="encode it first"):
-        await fetch("http://127.0.0.1:9/", consumer, method="POST", body="text")  # type: ignore[arg-type]
+        await fetch(url, consumer, method="POST", body="text")  # type: ignore[arg-type]
     assert consumer.events == ["close"]
 
 

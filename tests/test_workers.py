@@ -59,3 +59,20 @@ async def test_a_worker_that_exits_before_serving_stops_the_start(
     assert calls == ["spawned", "stopping"]  # never ready
     assert sock.fileno() == -1  # handed down, then closed here
     assert "exited with status 1; stopping the others" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("returncode", "text", "status"),
+    [
+        (3, "exited with status 3", 3),
+        (0, "exited with status 0", 1),  # a worker ending on its own is a failure
+        (-9, "was killed by SIGKILL", 137),
+        (-15, "was killed by SIGTERM", 143),
+        (-6, "was killed by SIGABRT", 134),
+    ],
+)
+def test_how_a_worker_ended_and_the_supervisors_status(
+    returncode: int, text: str, status: int
+) -> None:
+    assert _workers.how_it_ended(returncode) == text
+    assert _workers.exit_status(returncode) == status

@@ -22,7 +22,17 @@ from typing import TextIO
 import trio
 
 from . import _cli_get, _cli_monitor, _cli_serve, _cli_time
-from ._cli_args import PROG, Parser, TopParser, UsageError, describe, single
+from ._cli_args import (
+    PROG,
+    CommandError,
+    Parser,
+    TopParser,
+    UsageError,
+    VersionAction,
+    describe,
+    printable,
+    single,
+)
 from ._demo import run_demo
 from ._errors import TimeHTTPError
 from ._version import __version__
@@ -39,12 +49,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "time protocol, measure how far this machine's clock is from other servers "
         "(time servers, or web servers by their Date header), and fetch URLs over HTTP/1.1.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=VersionAction, version=f"%(prog)s {__version__}")
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv for debug)"
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+        dest="command", required=False, metavar="COMMAND", parser_class=Parser
     )
 
     _cli_serve.add_parser(sub)
@@ -72,20 +82,33 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with a ``printable`` message: a server's words logged cannot drive the terminal.
+
+    A traceback (``-vv``) is added after the message, keeping its own lines.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
 def _setup_logging(verbose: int, command: str) -> None:
     level = logging.WARNING
-    if command == "serve" or verbose == 1:
+    if command in ("serve", "monitor") or verbose == 1:  # the services say what they do
         level = logging.INFO
     if verbose >= 2:
         level = logging.DEBUG
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the command line; a mistake exits 2 via the parser it belongs to."""
     args, extra = parser.parse_known_args(argv)
+    if args.command is None:  # checked here, so ``-x`` is named rather than COMMAND missed
+        unknown = f"unrecognized arguments: {' '.join(extra)}"
+        parser.error(unknown if extra else "the following arguments are required: COMMAND")
     # Sources may come after options (``time --port 8037 a b``): argparse
     # leaves those positionals over; anything else left over is a mistake,
     # reported by the subcommand's parser (so it points to its --help).
@@ -170,10 +193,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _interrupted(signals)
 
 
+def _usage_status(argv: Sequence[str]) -> int:
+    """2 for a mistake in the command line; 3 (UNKNOWN) in plugin mode (``time --warn/--crit``).
+
+    A monitoring system reads 2 from a plugin as CRITICAL: a plugin's bad
+    arguments are UNKNOWN (monitoring-plugins guidelines). Abbreviations
+    argparse accepts (``--cr``) count.
+    """
+    command = next((a for a in argv if not a.startswith("-")), None)
+    names = {a.partition("=")[0] for a in argv if a.startswith("--") and len(a) > 3}
+    plugin = any(flag.startswith(n) for n in names for flag in ("--warn", "--crit"))
+    return 3 if command == "time" and plugin else 2
+
+
 def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
-    args = _parse(_build_parser(), argv)
+    usage_status = _usage_status(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parse(_build_parser(), argv)
+    except SystemExit as exc:  # argparse's usage error (its line is on stderr), or --help
+        if exc.code == 2:
+            return usage_status
+        raise
+    except OSError as exc:  # --help or --version could not be written
+        print(f"{PROG}: error: cannot write to stdout: {describe(exc)}", file=sys.stderr)
+        _quiet_broken_pipe()
+        return 1
     _setup_logging(args.verbose, args.command)
-    out = sys.stdout
+    # A closed stdout (``>&-``): what would go there is lost quietly, as with
+    # ``| head``; ``get -o -``, whose whole point is that output, says so.
+    out = sys.stdout if sys.stdout is not None else open(os.devnull, "w")  # noqa: SIM115
     try:
         try:
             status: int = args.func(args, out)
@@ -182,15 +230,21 @@ def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
             raise _leaf(group) from None
     except UsageError as exc:
         where = f"{PROG} {args.command}"
-        print(f"{where}: error: {exc} (see {where} --help)", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        return _quiet_broken_pipe()
+        print(f"{where}: error: {printable(str(exc))} (see {where} --help)", file=sys.stderr)
+        return usage_status
+    except BrokenPipeError as exc:
+        if exc.filename is None:  # stdout's reader went (``| head``): end quietly
+            return _quiet_broken_pipe()
+        print(f"{PROG}: error: {describe(exc)}", file=sys.stderr)  # -o FIFO's reader went
+        return 1
     except (TimeHTTPError, OSError) as exc:
         print(f"{PROG}: error: {describe(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return _interrupted(signals)
+    except CommandError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # a bug: still one line, the traceback only with -vv
         log.debug("internal error", exc_info=True)
         print(f"{PROG}: internal error: {describe(exc)} (-vv shows where)", file=sys.stderr)
@@ -208,6 +262,6 @@ def _quiet_broken_pipe() -> int:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except OSError:
+    except (OSError, AttributeError, ValueError):  # stdout None, or not a file
         pass
     return 0

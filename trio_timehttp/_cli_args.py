@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import re
 import socket
+import ssl
+import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._errors import TimeHTTPError
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 PROG = "trio-timehttp"
 
@@ -19,8 +25,61 @@ class UsageError(Exception):
     """A mistake in the command line that argparse cannot see (one line to stderr)."""
 
 
+class CommandError(Exception):
+    """A runtime failure already put in words (a port in use): one line, exit 1, no --help."""
+
+
+def _write_stdout(text: str) -> None:
+    """``text`` to stdout, flushed; raises OSError if it cannot be written (``> /dev/full``)."""
+    stream = sys.stdout
+    if stream is None:
+        raise OSError(errno.EBADF, "stdout is closed")
+    stream.write(text)
+    stream.flush()
+
+
+class VersionAction(argparse.Action):
+    """``--version``: prints ``version`` and exits 0; a failed write raises OSError instead."""
+
+    def __init__(
+        self,
+        option_strings: list[str],
+        version: str,
+        dest: str = argparse.SUPPRESS,
+        default: str = argparse.SUPPRESS,
+        help: str = "show the version and exit",
+    ) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+        self.version = version
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        _write_stdout(self.version.replace("%(prog)s", parser.prog) + "\n")
+        parser.exit(0)
+
+
 class TopParser(argparse.ArgumentParser):
-    """argparse, but a mistake is one line on stderr (with a pointer to --help)."""
+    """argparse, but a mistake is one line on stderr (with a pointer to --help).
+
+    Abbreviated options are refused (``allow_abbrev=False``), so a flag added
+    later cannot change what an existing script's abbreviation meant; help
+    that cannot be written raises OSError rather than exiting 0.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def print_help(self, file: SupportsWrite[str] | None = None) -> None:
+        if file is not None:
+            super().print_help(file)
+        else:
+            _write_stdout(self.format_help())
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -49,6 +108,21 @@ class Parser(TopParser):
             default=0,
             help="more logging on stderr (-vv for debug), here or before the subcommand",
         )
+
+
+def listen_reason(exc: OSError, port: int) -> str:
+    """Why listening on ``port`` failed, in lower-case words (``address already in use``)."""
+    if isinstance(exc, PermissionError) and 0 < port < 1024:
+        return "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+    if isinstance(exc, socket.gaierror):
+        return f"no such address ({(exc.strerror or str(exc)).lower()})"
+    return (_in_words(exc) or readable(str(exc))).lower()
+
+
+def cannot_listen(what: str, host: str, port: int, exc: OSError) -> CommandError:
+    """``cannot listen for metrics on 127.0.0.1:8081: address already in use``, exit 1."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return CommandError(f"cannot listen {what}on {where}: {listen_reason(exc, port)}")
 
 
 def positive_float(text: str) -> float:
@@ -97,6 +171,33 @@ def header_arg(text: str) -> tuple[str, str]:
     return name, value.strip()
 
 
+# C0 (tab and newline too), DEL, C1, the bidirectional overrides and isolates,
+# the line and paragraph separators, and lone surrogates (undecodable bytes).
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char in _NAMED:
+        return _NAMED[char]
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    r"""``text`` safe to show on a terminal: every control character written as an escape.
+
+    A server's words (status, reason, header names and values, error
+    messages) must not drive the user's terminal: ``\x1b]0;pwned\x07`` is
+    shown as those characters, a tab as ``\t``, a newline as ``\n``, a C1
+    control as ``\x9b``, a bidirectional override as ``\u202e``. All else
+    (printable ASCII, Latin-1, any other Unicode) is left as it is.
+    """
+    return _UNSAFE.sub(lambda m: _escape(m.group()), text)
+
+
 def single(exc: BaseException) -> BaseException:
     """The one exception inside nested single-member groups (a nursery's wrapping)."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -113,7 +214,12 @@ def _os_cause(exc: BaseException) -> OSError | None:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, OSError) and (current.strerror or current.errno):
+        # An SSLError's errno is OpenSSL's code (1: "operation not permitted" as an OS errno).
+        if (
+            isinstance(current, OSError)
+            and not isinstance(current, ssl.SSLError)
+            and (current.strerror or current.errno)
+        ):
             return current
         if isinstance(current, BaseExceptionGroup):
             todo.extend(current.exceptions)
@@ -131,11 +237,15 @@ def describe(exc: BaseException) -> str:
     (the operating system's description, found through ``__cause__``, also
     inside exception groups) is added only when the message lacks it.
     """
+    return printable(_describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and not isinstance(exc, TimeHTTPError):
         if exc.filename is not None and exc.strerror:
             return f"{exc.filename}: {exc.strerror}"
         if exc.strerror:
-            return exc.strerror
+            return readable(exc.strerror)
     message = readable(str(exc))
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     cause = _os_cause(exc) if exc.__cause__ is not None or exc.__context__ is not None else None
@@ -146,7 +256,8 @@ def describe(exc: BaseException) -> str:
 
 
 _ERRNO_PREFIX = re.compile(r"\[Errno -?\d+\] ")
-_BYTES_REPR = re.compile(r"""(?:bytearray\()?\bb(['"])(.*?)\1\)?""")
+_SSL_SOURCE = re.compile(r" ?\(_ssl\.c:\d+\)")  # CPython's source line: nothing for a user
+_BYTES_REPR = re.compile(r"""bytearray\(b(['"])(.*?)\1\)|\bb(['"])(.*?)\3""")
 _ADDRESS_REPR = re.compile(r"\('([0-9A-Za-z.:%-]+)', (\d+)(?:, \d+, \d+)?\)")
 
 
@@ -155,11 +266,12 @@ def readable(message: str) -> str:
 
     ``[Errno -2] `` goes; ``bytearray(b'HTTP/1.1 2x0')`` becomes
     ``"HTTP/1.1 2x0"``; an address tuple ``('127.0.0.1', 9)`` becomes
-    ``127.0.0.1:9`` (``[::1]:9`` for IPv6). The messages should not carry
-    them in the first place; this keeps the command line readable meanwhile.
+    ``127.0.0.1:9`` (``[::1]:9`` for IPv6); CPython's ``(_ssl.c:1006)`` goes.
+    The messages should not carry them in the first place; this keeps the
+    command line readable meanwhile.
     """
-    message = _ERRNO_PREFIX.sub("", message)
-    message = _BYTES_REPR.sub(lambda m: f'"{m.group(2)}"', message)
+    message = _ERRNO_PREFIX.sub("", _SSL_SOURCE.sub("", message))
+    message = _BYTES_REPR.sub(lambda m: f'"{m.group(2) if m.group(1) else m.group(4)}"', message)
     return _ADDRESS_REPR.sub(
         lambda m: (
             f"[{m.group(1)}]:{m.group(2)}" if ":" in m.group(1) else f"{m.group(1)}:{m.group(2)}"

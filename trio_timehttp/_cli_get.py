@@ -25,10 +25,12 @@ printed for a complete body only.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import ssl
 import sys
+import time
 import urllib.parse
 from dataclasses import dataclass, replace
 from functools import partial
@@ -36,12 +38,24 @@ from typing import Any, BinaryIO, Protocol, TextIO
 
 import trio
 
-from ._cli_args import PROG, Parser, UsageError, describe, header_arg, int_in, timeout_arg
+from ._cli_args import (
+    PROG,
+    CommandError,
+    Parser,
+    UsageError,
+    describe,
+    header_arg,
+    int_in,
+    printable,
+    timeout_arg,
+)
 from ._cli_progress import Progress
 from ._consumers import FileConsumer, RedirectingConsumer
 from ._demo import print_head
+from ._errors import InvalidURL, ProtocolError
 from ._http import Client
 from ._models import Content, Request, Response
+from ._urls import parse_url
 
 # RFC 9110 section 5.6.2: a method is a token.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -198,7 +212,11 @@ class _Plan:
 
 
 def _request(args: argparse.Namespace) -> _Plan:
-    """The request the flags describe; contradictions are usage errors."""
+    """The request the flags describe; contradictions and an unusable URL are usage errors."""
+    try:
+        parse_url(args.url)  # a redirect's bad Location stays a runtime InvalidURL (exit 1)
+    except InvalidURL as exc:
+        raise UsageError(f"InvalidURL: {exc}") from None
     if args.head and (args.method or args.data or args.data_binary is not None):
         raise UsageError("-I/--head sends HEAD: it cannot take -X, -d or --data-binary")
     if args.head and (args.output or args.remote_name):
@@ -229,7 +247,7 @@ def _data(value: str) -> bytes:
     name = value[1:]
     try:
         if name == "-":
-            data = sys.stdin.buffer.read()
+            data = _stdin(f"-d {value}").read()
         else:
             with open(name, "rb") as file:
                 data = file.read()
@@ -244,11 +262,18 @@ def _data_binary(value: str) -> Content:
         return value.encode()
     name = value[1:]
     if name == "-":
-        return sys.stdin.buffer
+        return _stdin(f"--data-binary {value}")
     try:
         return open(name, "rb")
     except OSError as exc:
         raise UsageError(f"--data-binary {value}: {exc.strerror or exc}") from exc
+
+
+def _stdin(option: str) -> BinaryIO:
+    """stdin's bytes for ``option``; a closed stdin (``<&-``) is a UsageError."""
+    if sys.stdin is None:
+        raise UsageError(f"{option}: stdin is closed")
+    return sys.stdin.buffer
 
 
 def _client_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -320,22 +345,53 @@ def remote_name(url: str) -> str:
     return name
 
 
-def _open_sink(args: argparse.Namespace) -> _Sink | None:
-    """The body's destination, checked and opened now, before any request is made."""
+def _open_sink(args: argparse.Namespace, timeout: float | None) -> tuple[_Sink | None, float]:
+    """The body's destination, checked and opened now, before any request is made.
+
+    A FIFO is waited on for a reader, at most ``timeout`` seconds (Ctrl-C
+    holds meanwhile); returns the destination and the seconds waited.
+    """
     if args.output == "-":
-        return _Stdout(sys.stdout.buffer)
+        if sys.stdout is None:  # ``>&-``: the body, the point of -o -, has nowhere to go
+            raise CommandError("-o -: stdout is closed, the body has nowhere to go")
+        return _Stdout(sys.stdout.buffer), 0.0
     path = remote_name(args.url) if args.remote_name else args.output
     if path is None:
-        return None
+        return None, 0.0
     sink = FileConsumer(path, resume=args.continue_at is not None)
     try:
-        sink.open()  # a directory, a missing or unwritable one: refused here
+        waited = _open_waiting(
+            sink, timeout
+        )  # a directory, a missing or unwritable one: refused here
     except FileNotFoundError as exc:
         directory = os.path.dirname(path) or "."
         raise UsageError(f"cannot write {path}: no such directory {directory}") from exc
     except OSError as exc:
         raise UsageError(f"cannot write {describe(exc)}") from exc
-    return sink
+    return sink, waited
+
+
+def _open_waiting(sink: FileConsumer, timeout: float | None) -> float:
+    """``sink.open()``, retried while a FIFO has no reader yet (ENXIO), within ``timeout``.
+
+    Returns the seconds waited (0.0 when it opened at once).
+    """
+    started = time.monotonic()
+    deadline = None if timeout is None else started + timeout
+    waited = False
+    while True:
+        try:
+            sink.open()
+            return time.monotonic() - started if waited else 0.0
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            waited = True
+            if deadline is not None and time.monotonic() >= deadline:
+                raise CommandError(
+                    f"cannot write {sink.path}: no reader on the FIFO within {timeout:g} s"
+                ) from None
+        time.sleep(0.05)  # a bounded poll: Linux has no event for "a reader opened it"
 
 
 # -- the consumers ---------------------------------------------------------------------------
@@ -391,9 +447,9 @@ class _Report:
             self.sink.http_error(exc)
 
     def http_complete(self) -> None:
-        self.complete = True
         if self.sink is not None:
-            self.sink.http_complete()
+            self.sink.http_complete()  # may refuse the body (a 206 short of its range)
+        self.complete = True
 
     def close(self) -> None:
         """Nothing to do: the report's last line and the sink's close are ``cmd_get``'s."""
@@ -452,7 +508,7 @@ class _HeadTrace:
         lines += [f"> {n}: {masked(n, v)}" for n, v in request.headers.items()]
         if isinstance(request.body, bytes):
             lines.append(f"> Content-Length: {len(request.body)}")
-        print("\n".join(lines) + "\n>", file=self.stream)
+        print("\n".join(map(printable, lines)) + "\n>", file=self.stream)
 
     async def http_header(self, response: Response) -> Any:
         self._print_request(response.request)
@@ -462,7 +518,7 @@ class _HeadTrace:
         else:
             lines = [f"< HTTP/{response.http_version} {response.status_code} {response.reason}"]
             lines += [f"< {n}: {masked(n, v)}" for n, v in response.headers.items()]
-            print("\n".join(lines) + "\n<", file=self.stream, flush=True)
+            print("\n".join(map(printable, lines)) + "\n<", file=self.stream, flush=True)
         return await _maybe_await(self.consumer.http_header(response))
 
     async def feed(self, data: bytes) -> None:
@@ -510,7 +566,7 @@ def cmd_get(args: argparse.Namespace, out: TextIO) -> int:
     try:
         return _get(args, out, plan)
     finally:
-        if plan.body is not None and plan.body is not sys.stdin.buffer:
+        if plan.body is not None and (sys.stdin is None or plan.body is not sys.stdin.buffer):
             close = getattr(plan.body, "close", None)
             if close is not None:
                 close()
@@ -518,7 +574,9 @@ def cmd_get(args: argparse.Namespace, out: TextIO) -> int:
 
 def _get(args: argparse.Namespace, out: TextIO, plan: _Plan) -> int:
     options = _client_options(args)
-    sink = _open_sink(args)
+    sink, waited = _open_sink(args, plan.timeout)
+    if plan.timeout is not None and waited:  # the wait for a FIFO's reader is inside the deadline
+        plan = replace(plan, timeout=max(plan.timeout - waited, 1e-3))
     if isinstance(sink, FileConsumer) and sink.resume:
         plan = replace(plan, headers=[*plan.headers, *sink.range_headers()])
     report_out = None if args.silent or args.output == "-" else out
@@ -534,13 +592,19 @@ def _get(args: argparse.Namespace, out: TextIO, plan: _Plan) -> int:
     except _HTTPFailure as failure:
         if report_out is not None:
             report_out.flush()
-        print(f"{PROG}: error: {failure}", file=sys.stderr)
+        print(f"{PROG}: error: {printable(str(failure))}", file=sys.stderr)
         return 22  # as curl --fail
     finally:
         if progress is not None:
             progress.finish(report.complete)
         if sink is not None:
             sink.close()  # puts the file in place only after http_complete()
+    if isinstance(sink, FileConsumer) and report.complete and not sink.complete:
+        # A 206 that ends before the file does: the .part grew, the file is not there.
+        raise ProtocolError(
+            f"the answer was only part of {args.output or sink.path}: the rest is"
+            " still to fetch (run again with -C -)"
+        )
     if report_out is not None and report.complete:
         print(f"{report.size} bytes in body", file=report_out)
     return 0

@@ -17,7 +17,16 @@ from typing import TextIO
 
 import trio
 
-from ._cli_args import PROG, Parser, UsageError, int_in, positive_float, single
+from ._cli_args import (
+    PROG,
+    Parser,
+    UsageError,
+    cannot_listen,
+    int_in,
+    positive_float,
+    single,
+)
+from ._cli_sources import check_sources
 from ._monitor import MonitorConfig, Page, monitor
 from ._monitor_state import MonitorState
 
@@ -78,6 +87,18 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         metavar="N",
         help="readings at most at once (default 64; raise it when many sources time out)",
     )
+    proxy = mon.add_mutually_exclusive_group()
+    proxy.add_argument(
+        "--proxy",
+        metavar="URL",
+        help="send URL sources through this HTTP proxy (http://[user:pass@]host:port)",
+    )
+    proxy.add_argument(
+        "--no-proxy",
+        dest="trust_env",
+        action="store_false",
+        help="ignore http_proxy, https_proxy, all_proxy and no_proxy in the environment",
+    )
     mon.set_defaults(func=cmd_monitor)
 
 
@@ -87,6 +108,7 @@ def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
     except ImportError:
         print(f"{PROG}: error: {_MISSING}", file=sys.stderr)
         return 1
+    check_sources(args.sources, args.port)
     try:
         state = MonitorState(args.sources, udp=args.udp)
     except ValueError as exc:
@@ -101,6 +123,8 @@ def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
         concurrency=args.concurrency,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        proxy=args.proxy,
+        trust_env=args.trust_env,
     )
     try:
         trio.run(_run, config, state, MetricsPage(state))
@@ -112,11 +136,16 @@ def cmd_monitor(args: argparse.Namespace, out: TextIO) -> int:
 async def _run(config: MonitorConfig, state: MonitorState, page: Page) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(partial(monitor, config, state, page))
+            try:
+                listeners = await nursery.start(partial(monitor, config, state, page))
+            except OSError as exc:  # before any reading: only the metrics listener fails so
+                raise cannot_listen("for metrics ", config.metrics_host, config.metrics_port,
+                                    exc) from None  # fmt: skip
             address = listeners[0].socket.getsockname()
             where = f"[{address[0]}]" if ":" in address[0] else address[0]
             print(
-                f"{PROG} monitor: {len(config.sources)} sources every {config.interval:g} s, "
+                f"{PROG} monitor: {_count(len(config.sources), 'source')} every "
+                f"{config.interval:g} s, "
                 f"metrics at http://{where}:{address[1]}/metrics",
                 file=sys.stderr,
                 flush=True,
@@ -125,3 +154,8 @@ async def _run(config: MonitorConfig, state: MonitorState, page: Page) -> None:
                 log.info("received %s, stopping", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 source``, ``2 sources``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -7,6 +7,7 @@ and the terminal's width, and draws at most ten times a second.
 from __future__ import annotations
 
 import collections
+import math
 import os
 import shutil
 import time
@@ -19,6 +20,7 @@ _REDRAW = 0.1  # seconds between redraws: smooth to the eye, nothing for the CPU
 _WINDOW = 5.0  # seconds of history the rate is measured over
 _WARMUP = 0.3  # seconds before a rate (and an ETA) is shown at all
 _BAR_MAX = 40  # the bar's inside never grows beyond this, however wide the terminal
+_ETA_MAX = 100 * 3600 - 1  # 99:59:59 in seconds: a longer (or infinite) ETA is ">99:59:59"
 
 
 def _size(n: float) -> str:
@@ -30,7 +32,9 @@ def _size(n: float) -> str:
 
 
 def _duration(seconds: float) -> str:
-    s = int(seconds + 0.5)
+    if not seconds < _ETA_MAX + 0.5:  # also inf and nan: no int() of those
+        return ">99:59:59"
+    s = int(max(seconds, 0.0) + 0.5)
     hours, rest = divmod(s, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
@@ -46,6 +50,8 @@ def progress_line(done: int, total: int | None, rate: float | None, width: int) 
     bar fits). A line that still does not fit is cut.
     """
     room = max(width - 1, 1)
+    if rate is not None and not (math.isfinite(rate) and rate >= 0):
+        rate = None  # a clock that stood still or went back measures nothing
     rate_text = f"{_size(rate)}/s" if rate is not None else ""
     if total is None:
         return " ".join(p for p in (_size(done), rate_text) if p)[:room]

@@ -20,7 +20,8 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import TextIO
 
@@ -29,8 +30,25 @@ import trio
 from . import _systemd, _workers
 from ._access import AllowList
 from ._binding import bind_sockets, format_address, split_by_kind
-from ._cli_args import Parser, UsageError, int_in, non_negative_float, single
-from ._privileges import Identity, PrivilegeError, drop_privileges, resolve_identity
+from ._cli_args import (
+    CommandError,
+    Parser,
+    UsageError,
+    cannot_listen,
+    int_in,
+    listen_reason,
+    non_negative_float,
+    single,
+)
+from ._metrics_server import serve_metrics_listeners
+from ._privileges import (
+    Identity,
+    LateImports,
+    PrivilegeError,
+    drop_privileges,
+    preload,
+    resolve_identity,
+)
 from ._serverstats import ServerStats, log_summaries, totals_line
 from ._timeserver import serve_time
 
@@ -97,7 +115,8 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         type=int_in(0, 65535),
         metavar="P",
         help="serve Prometheus metrics at http://HOST:P/metrics (needs prometheus_client; "
-        "bound after --user takes effect)",
+        "bound before --user takes effect, like the time port; with --workers the "
+        "supervisor's, summing the workers' counts)",
     )
     serve.add_argument(
         "--metrics-host",
@@ -143,8 +162,14 @@ def _inherited(args: argparse.Namespace) -> list[socket.socket] | None:
     """The sockets handed down (supervisor's ``--worker-fds``, or systemd's); None: bind."""
     if args.worker_fds:
         socks = []
-        for text in args.worker_fds.split(","):
-            sock = socket.socket(fileno=int(text))
+        try:
+            fds = [int(text) for text in args.worker_fds.split(",")]
+        except ValueError:
+            raise UsageError(
+                f"--worker-fds: not descriptor numbers: {args.worker_fds!r}"
+            ) from None
+        for fd in fds:
+            sock = socket.socket(fileno=fd)
             sock.set_inheritable(False)
             socks.append(sock)
         return socks
@@ -184,21 +209,21 @@ def _bind(args: argparse.Namespace, reuse_port: bool) -> list[socket.socket]:
 
 
 def _bind_error(args: argparse.Namespace, exc: OSError) -> Exception:
+    """A failed bind in words: a runtime failure (exit 1), not a usage mistake."""
     if isinstance(exc, PermissionError) and args.port < 1024:
-        return UsageError(
-            f"cannot bind port {args.port}: permission denied (ports below 1024 need "
-            "root or CAP_NET_BIND_SERVICE); try --port 8037"
-        )
+        return CommandError(f"cannot bind port {args.port}: {listen_reason(exc, args.port)}; "
+                            "try --port 8037")  # fmt: skip
     if exc.errno == errno.EADDRINUSE:
-        return UsageError(f"cannot bind port {args.port}: address already in use")
+        return CommandError(f"cannot bind port {args.port}: {listen_reason(exc, args.port)}")
     if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, socket.gaierror):
-        return UsageError(f"cannot bind {args.host!r}: {exc.strerror or exc}")
+        return CommandError(f"cannot bind {args.host!r}: {listen_reason(exc, args.port)}")
     return exc
 
 
 def _drop(identity: Identity | None) -> None:
     if identity is None:
         return
+    preload()  # what serving would load lazily, while the interpreter's files are readable
     try:
         drop_privileges(identity)
     except PrivilegeError as exc:
@@ -220,30 +245,36 @@ async def _serve(
     args: argparse.Namespace,
     socks: list[socket.socket],
     stats: ServerStats,
-    render: Callable[[], bytes] | None,
+    metrics: _Metrics | None,
 ) -> None:
     """Serve ``socks`` until a signal (or, in a worker, the supervisor's death).
 
-    With ``render`` (``--metrics-port``) the metrics page is served too,
+    With ``metrics`` (``--metrics-port``) the metrics page is served too,
     before readiness is announced: a service that says READY=1 answers both.
     """
     rate = None if args.udp_rate == 0 else (args.udp_rate, args.udp_burst)
     status = _status_line(socks)
     lifeline = None if args.lifeline is None else socket.socket(fileno=args.lifeline)
-    async with trio.open_nursery() as nursery:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    # The receiver outlives the nursery: a second signal during the stop is
+    # taken (and dropped) by it, not by the command line's "terminated".
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            if args.stats_interval > 0:  # before serving: every answer is in a summary
+                await nursery.start(log_summaries, stats, args.stats_interval, log)
             await nursery.start(
                 partial(serve_time, sockets=socks, tcp=args.tcp, udp=args.udp,
                         max_connections=args.max_connections, rate_limit=rate,
                         allow=args.allow, stats=stats)
             )  # fmt: skip
-            if args.stats_interval > 0:
-                nursery.start_soon(log_summaries, stats, args.stats_interval, log)
-            if render is not None:
-                await _start_metrics(nursery, args, render)
+            if metrics is not None:
+                listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s))
+                             for s in metrics.socks]  # fmt: skip
+                await nursery.start(partial(serve_metrics_listeners, metrics.render, listeners))
             if lifeline is not None:
                 lifeline.send(_workers.READY)
-                nursery.start_soon(_workers.watch_lifeline, lifeline, nursery.cancel_scope.cancel)
+                nursery.start_soon(_workers.watch_lifeline, lifeline, nursery.cancel_scope.cancel,
+                                   args.supervisor)  # fmt: skip
+                nursery.start_soon(_workers.report_stats, lifeline, stats)
             else:
                 _systemd.notify(f"READY=1\nSTATUS={status}", os.environ)
             async for signum in signals:
@@ -251,24 +282,46 @@ async def _serve(
                 break
             if lifeline is None:
                 _systemd.notify("STOPPING=1", os.environ)
+            else:
+                _block_stop_signals()
             nursery.cancel_scope.cancel()
     if lifeline is not None:
         lifeline.close()
 
 
-async def _start_metrics(
-    nursery: trio.Nursery, args: argparse.Namespace, render: Callable[[], bytes]
-) -> None:
-    from ._metrics_server import serve_metrics
+def _block_stop_signals() -> None:
+    """In a worker that is stopping: a further SIGTERM stays pending, and dies with the process.
 
+    systemd's SIGTERM to the whole cgroup and the supervisor's own may both
+    arrive; the worker stops once. (SIGINT is blocked from the worker's
+    start: Ctrl-C reaches the whole process group, and the supervisor alone
+    acts on it, with one SIGTERM per worker.)
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+@dataclass(frozen=True)
+class _Metrics:
+    """``--metrics-port``: the page's render function and its bound, listening sockets."""
+
+    render: Callable[[], bytes]
+    socks: list[socket.socket]
+
+
+def _bind_metrics(args: argparse.Namespace, render: Callable[[], bytes] | None) -> _Metrics | None:
+    """Bind the metrics port now, before any drop (it may be a privileged port, too).
+
+    Renders the page once as well: whatever the renderer loads on first use
+    is loaded while the interpreter's files are surely readable.
+    """
+    if render is None:
+        return None
     try:
-        await nursery.start(partial(serve_metrics, render, args.metrics_port,
-                                    host=args.metrics_host))  # fmt: skip
+        socks = bind_sockets(args.metrics_host, args.metrics_port, socket.SOCK_STREAM)
     except OSError as exc:
-        raise UsageError(
-            f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}: "
-            f"{exc.strerror or exc}"
-        ) from None
+        raise cannot_listen("for metrics ", args.metrics_host, args.metrics_port, exc) from None
+    render()
+    return _Metrics(render, socks)
 
 
 def _metrics_page(args: argparse.Namespace, stats: ServerStats) -> Callable[[], bytes] | None:
@@ -288,14 +341,14 @@ def _serve_sockets_checked(
     args: argparse.Namespace,
     socks: list[socket.socket],
     stats: ServerStats,
-    render: Callable[[], bytes] | None,
+    metrics: _Metrics | None,
 ) -> None:
     """Run `_serve`, turning a mismatch of sockets and flags into one clear error."""
     tcp, udp = split_by_kind(socks)
     if (tcp and not args.tcp) or (udp and not args.udp):
         raise UsageError("the inherited sockets include a kind switched off (--no-tcp/--no-udp)")
     try:
-        trio.run(_serve, args, socks, stats, render)
+        trio.run(_serve, args, socks, stats, metrics)
     except BaseExceptionGroup as group:
         leaf = single(group)
         if leaf is group:
@@ -325,7 +378,11 @@ def _worker_command(args: argparse.Namespace) -> list[str]:
 
 
 def _run_workers(
-    args: argparse.Namespace, inherited: list[socket.socket] | None, drop: Callable[[], None]
+    args: argparse.Namespace,
+    inherited: list[socket.socket] | None,
+    drop: Callable[[], None],
+    metrics: _Metrics | None,
+    stats: ServerStats,
 ) -> int:
     """The supervisor: lock the port, bind one SO_REUSEPORT set per worker, supervise.
 
@@ -359,9 +416,17 @@ def _run_workers(
     def stopping() -> None:
         _systemd.notify("STOPPING=1", os.environ)
 
+    serve = None
+    if metrics is not None:
+        # The supervisor serves the page: the sum of what the workers report each second.
+        def serve(task_status: trio.TaskStatus[object]) -> Awaitable[object]:
+            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s))
+                         for s in metrics.socks]  # fmt: skip
+            return serve_metrics_listeners(metrics.render, listeners, task_status=task_status)
+
     try:
-        hooks = _workers.Hooks(spawned=drop, ready=ready, stopping=stopping)
-        return trio.run(_workers.supervise, _worker_command(args), sets, hooks)
+        hooks = _workers.Hooks(spawned=drop, ready=ready, stopping=stopping, serve=serve)
+        return trio.run(_workers.supervise, _worker_command(args), sets, hooks, stats)
     finally:
         for lock in locks:
             lock.close()
@@ -381,9 +446,6 @@ def _check(args: argparse.Namespace) -> Identity | None:
             raise UsageError(f"--{exc}") from None
     if args.group is not None and args.user is None:
         raise UsageError("--group needs --user")
-    if args.metrics_port is not None and args.workers > 1:
-        # Each worker counts only its own share; one page would show a part.
-        raise UsageError("--metrics-port is not supported with --workers (yet)")
     if args.user is None:
         return None
     try:
@@ -398,19 +460,40 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     stats = ServerStats()
     render = _metrics_page(args, stats)
     worker = args.worker_fds is not None
+    if worker:
+        args.supervisor = os.getppid()  # remembered now: once it is gone, this is init's
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # the supervisor's to handle
     _configure_logging(with_pid=worker or args.workers > 1)
     inherited = _inherited(args)
     if args.workers > 1 and not worker:
         if args.port == 0 and inherited is None:
             raise UsageError("--workers needs a fixed --port (each worker would get its own)")
-        return _run_workers(args, inherited, partial(_drop, identity))
+        metrics = _bind_metrics(args, render)
+        try:
+            return _run_workers(args, inherited, partial(_drop, identity), metrics, stats)
+        finally:
+            for sock in metrics.socks if metrics is not None else ():
+                sock.close()
     socks = inherited if inherited is not None else _bind(args, reuse_port=args.reuse_port)
     try:
-        _drop(identity)
+        metrics = _bind_metrics(args, render)
+        try:
+            _drop(identity)
+        except BaseException:
+            for sock in metrics.socks if metrics is not None else ():
+                sock.close()
+            raise
     except BaseException:
         for sock in socks:
             sock.close()
         raise
-    _serve_sockets_checked(args, socks, stats, render)
+    late = LateImports()
+    try:
+        _serve_sockets_checked(args, socks, stats, metrics)
+    finally:
+        if identity is not None:
+            # Each would have been read from disk as the unprivileged user.
+            loaded = ", ".join(late.names()) or "nothing"
+            log.debug("imported after the privilege drop: %s", loaded)
     log.info("stopped; in all %s", totals_line(stats))
     return 0

@@ -28,7 +28,16 @@ from typing import TextIO
 
 import trio
 
-from ._cli_args import Parser, UsageError, int_in, non_negative_float, positive_float, single
+from ._cli_args import (
+    Parser,
+    UsageError,
+    int_in,
+    non_negative_float,
+    positive_float,
+    printable,
+    single,
+)
+from ._cli_sources import check_sources
 from ._readings import Reading, make_reading, protocol_of
 from ._time_report import (
     Thresholds,
@@ -146,6 +155,7 @@ def _options(args: argparse.Namespace) -> _Options:
         raise UsageError("--json and --warn/--crit (plugin mode) are two different outputs")
     if args.warn is not None and args.crit is not None and args.warn > args.crit:
         raise UsageError(f"--warn {args.warn:g} is above --crit {args.crit:g}")
+    check_sources(args.sources, args.port)
     interval = args.interval
     if interval is None and args.count is not None:
         interval = 1.0
@@ -196,15 +206,15 @@ def _write(reading: Reading, options: _Options, out: TextIO, *, when: float | No
     """
     if options.thresholds is not None:
         state, line = plugin_line(reading, options.thresholds)
-        print(line, file=out)
+        print(printable(line), file=out)
         return state
     if options.json:
         for obj in json_objects(reading):
             print(json.dumps(obj), file=out)
     elif when is not None:
-        print(watch_line(reading, when), file=out)
+        print(printable(watch_line(reading, when)), file=out)
     else:
-        print("\n".join(text_lines(reading)), file=out)
+        print("\n".join(map(printable, text_lines(reading))), file=out)
     return 0 if reading.answered else 1
 
 

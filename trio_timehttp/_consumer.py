@@ -28,10 +28,17 @@ class Consumer(Protocol):
     exactly once. Optional (looked up by name, skipped when absent):
     ``http_header(response)`` once the head is parsed (it may return the next
     ``Request`` to follow instead), ``http_error(exc)`` when the exchange broke
-    after a head, and ``http_complete()`` just before ``close()`` when the
-    body's framing proved it complete. Each may be a plain method or an
-    ``async def``; an awaitable it returns is awaited before more of the
-    body is read (that is the backpressure). Whatever a consumer method
+    after a head, and ``http_complete()`` just before ``close()``, only after
+    a body whose framing proved it complete: its Content-Length reached, the
+    last chunk of a chunked body, no body by definition (HEAD, 204, 304), or
+    -- for a body read until the close -- the close itself, which over TLS
+    must be a close_notify (a bare TCP FIN there is a ``ProtocolError``, RFC
+    9112 section 9.8). Over plain TCP such a close *is* that framing's end
+    (as curl takes it): it cannot tell a complete body from one cut by a
+    dropped connection, so a caller that must know should want a
+    Content-Length or chunked response (or TLS). Each may be a plain method
+    or an ``async def``; an awaitable it returns is awaited before more of
+    the body is read (that is the backpressure). Whatever a consumer method
     raises propagates out of ``fetch`` unchanged (``close()`` is still
     called once). Parsers with ``feed(bytes)`` and ``close()``, such as
     ``xml.etree.ElementTree.XMLParser``, are consumers as they are.

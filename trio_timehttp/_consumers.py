@@ -37,7 +37,7 @@ from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
 from ._consumer import call_optional
-from ._errors import BodyTooLarge, InvalidURL, RedirectError, TooManyRedirects
+from ._errors import BodyTooLarge, InvalidURL, ProtocolError, RedirectError, TooManyRedirects
 from ._models import Request, Response
 from ._partial import PartialFile
 from ._resume import Action, decide, range_headers
@@ -709,6 +709,25 @@ def _open_descriptor(path: str) -> int | None:
     return None
 
 
+def _open_through(path: str, info: os.stat_result) -> int:
+    """Open a device or FIFO to write through; a FIFO without a reader is ENXIO, not a wait.
+
+    (A blocking open of a FIFO waits for a reader with no deadline, and no
+    Ctrl-C while it waits; a caller wanting to wait retries, as the CLI does.)
+    """
+    flags = os.O_WRONLY | os.O_NOCTTY
+    if stat.S_ISFIFO(info.st_mode):
+        flags |= os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO and stat.S_ISFIFO(info.st_mode):
+            raise OSError(errno.ENXIO, "no reader on the FIFO") from exc
+        raise
+    os.set_blocking(fd, True)  # the writes themselves wait for the reader, as usual
+    return fd
+
+
 class FileConsumer:
     """Writes the body to ``path``; a failed transfer never leaves a file that looks complete.
 
@@ -717,11 +736,14 @@ class FileConsumer:
     directory, so the final ``os.replace`` is an atomic rename on one file
     system) and ``close()`` renames it into place only after
     ``http_complete()`` — the requester's word that the body's framing proved
-    it complete. Anything else — a failure ``Response``, ``http_error``, a
-    write error, a cancelled or interrupted fetch, ``close()`` without
-    ``http_complete()`` — removes the temporary file and leaves whatever was
-    at ``path`` untouched. A replaced file keeps its permission bits (a new
-    one gets ``0o666`` less the umask).
+    it complete: Content-Length reached, the last chunk, or, for a body read
+    until the close, the close itself, which over TLS must be a close_notify
+    (over plain TCP a dropped connection looks the same as that close: such
+    a body is kept as complete, as curl keeps it). Anything else — a
+    failure ``Response``, ``http_error``, a write error, a cancelled or
+    interrupted fetch, ``close()`` without ``http_complete()`` — removes the
+    temporary file and leaves whatever was at ``path`` untouched. A replaced
+    file keeps its permission bits (a new one gets ``0o666`` less the umask).
 
     What is at ``path`` is never destroyed: a symlink stays a symlink (the
     file it points to is the one replaced, by a temporary file beside *it*);
@@ -737,7 +759,7 @@ class FileConsumer:
     temporary file): ``IsADirectoryError`` for a directory,
     ``FileNotFoundError`` for a missing directory, ``PermissionError`` for a
     directory that cannot take the temporary file or a read-only file. A
-    FIFO's open waits for a reader, as a shell's ``>`` does.
+    FIFO without a reader is ``OSError(ENXIO)`` (retry to wait for one).
 
     Any complete response is written whatever its status (status codes are
     data): check ``.response.status_code``. ``.bytes_written`` counts the
@@ -779,6 +801,7 @@ class FileConsumer:
         self._partial: PartialFile | None = None  # resume=True, on a regular target
         self._total: int | None = None  # the resource's size, for a resumed body
         self._dropping = False  # a 416 for a whole .part: its body is no file content
+        self._owed: int | None = None  # an appended 206: bytes its Content-Range still owes
 
     def _error(self, exc: OSError) -> OSError:
         """``exc`` again, naming the user's path (not a temporary file or a resolved link)."""
@@ -811,10 +834,17 @@ class FileConsumer:
                 raise IsADirectoryError(errno.EISDIR, "Is a directory")
             if info is not None and not stat.S_ISREG(info.st_mode):
                 # O_NOCTTY: writing to a terminal must not make it ours.
-                fd = os.open(self.path, os.O_WRONLY | os.O_NOCTTY)
+                fd = _open_through(self.path, info)
                 self._file = os.fdopen(fd, "wb", buffering=1 << 16)
                 return
             real = os.path.realpath(self.path)  # the file to replace; the links stay
+            directory = os.path.dirname(real)
+            if os.path.isdir(directory) and not os.access(
+                directory, os.W_OK | os.X_OK, effective_ids=_EUID_ACCESS
+            ):  # the temporary file goes there
+                raise PermissionError(
+                    errno.EACCES, f"Permission denied (the directory {directory} is not writable)"
+                )
             if info is not None and not os.access(real, os.W_OK, effective_ids=_EUID_ACCESS):
                 raise PermissionError(errno.EACCES, "Permission denied (the file is not writable)")
             if self.resume:
@@ -903,6 +933,7 @@ class FileConsumer:
             self._failed = True  # appending would corrupt the file: leave the .part alone
             raise
         self._total = decision.total
+        self._owed = decision.length
         self._dropping = decision.action is Action.COMPLETE
         self.offset = state.offset if decision.action is not Action.RESTART else 0
         if decision.action is Action.KEEP:  # not the file's content: as without resume
@@ -923,6 +954,10 @@ class FileConsumer:
         """
         if self._failed or self._dropping:
             return
+        if self._owed is not None:
+            if len(data) > self._owed:
+                self._reject_range(f"{self.bytes_written + len(data)} bytes or more")
+            self._owed -= len(data)
         try:
             if self._file is None:
                 self.open()
@@ -934,6 +969,19 @@ class FileConsumer:
             self._failed = True  # a bad chunk, or an interruption: incomplete
             raise
         self.bytes_written += len(data)
+
+    def _reject_range(self, got: str) -> None:
+        """A 206 body that is not its Content-Range: cut the ``.part`` back, raise."""
+        assert self._partial is not None
+        assert self.response is not None
+        self._failed = True
+        self._discard()
+        self._partial.restore(self.offset)
+        promised = self.response.headers.get("content-range")
+        raise ProtocolError(
+            f"the 206 body for Content-Range {promised!r} held {got}, not"
+            f" {self.bytes_written + (self._owed or 0)}: {self._partial.part} is left as it was"
+        )
 
     def _close_partial(self) -> None:
         """Keep the ``.part`` (flushed) unless it is now whole: then put it in place."""
@@ -958,8 +1006,12 @@ class FileConsumer:
         """The requester's word that the body ended complete; ``close()`` then keeps it.
 
         Called by the requester just before ``close()``, only after a body
-        whose framing proved it complete. Never raises.
+        whose framing proved it complete. Raises ``ProtocolError`` (the
+        ``.part`` cut back to its size before the request) when a resumed 206
+        body is shorter than its Content-Range; otherwise never raises.
         """
+        if self._owed and not self._failed:
+            self._reject_range(f"{self.bytes_written} bytes")
         if not self._failed and self.response is not None:
             self._ended = True
 

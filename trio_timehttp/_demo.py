@@ -16,6 +16,7 @@ from typing import TextIO
 import h11
 import trio
 
+from ._cli_args import printable
 from ._consumers import RedirectingConsumer
 from ._errors import ConnectError
 from ._http import fetch
@@ -51,13 +52,11 @@ def print_head(response: Response, out: TextIO) -> None:
     # Each earlier hop was a redirect to the URL of the hop after it.
     if response.history:
         for hop in [*response.history[1:], response]:
-            print(f"redirecting to {hop.url} ...", file=out)
-    print(
-        f"status => HTTP/{response.http_version} {response.status_code} {response.reason}",
-        file=out,
-    )
+            print(printable(f"redirecting to {hop.url} ..."), file=out)
+    status = f"HTTP/{response.http_version} {response.status_code} {response.reason}"
+    print(printable(f"status => {status}"), file=out)
     for name, value in response.headers.items():
-        print(f"{name} = {value}", file=out)
+        print(printable(f"{name} = {value}"), file=out)
 
 
 class DummyConsumer:

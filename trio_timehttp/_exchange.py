@@ -65,6 +65,10 @@ class _SendFailed(Exception):
     """The socket failed while the body was sent (the cause is the transport's error)."""
 
 
+class _Answered(Exception):
+    """The server answered while the body was sent and does not want the rest."""
+
+
 class StaleConnection(ProtocolError):
     """A reused connection broke before any byte of the response: safe to retry once."""
 
@@ -128,7 +132,10 @@ class Exchange:
         "body_held",
         "complete",
         "conn",
+        "cut_short",
         "head",
+        "listening",
+        "peer",
         "prepared",
         "reader",
         "received",
@@ -155,6 +162,12 @@ class Exchange:
         self._early_eof = False
         self._early_error: HeadError | None = None
         self.body_held = False  # the body was never sent (the answer came first)
+        # The Listener side (see _transport.Listener): while the request is
+        # sent, a blocked send reads what the server says; a final answer of
+        # 300 or more stops the upload (RFC 9112 section 9.5).
+        self.listening = True
+        self.cut_short = False  # the request was not sent whole: never reuse
+        self.peer: str | None = None  # who answers, when not the origin (a forward proxy)
 
     # ----------------------------------------------------------------- errors
 
@@ -170,7 +183,7 @@ class Exchange:
         """The server did something wrong: ``what`` says what."""
         p = self.prepared
         cls = StaleConnection if stale else ProtocolError
-        return cls(f"{p.url.authority} {what} ({p.request.url})")
+        return cls(f"{self.peer or p.url.authority} {what} ({p.request.url})")
 
     # ----------------------------------------------------------------- phases
 
@@ -187,7 +200,9 @@ class Exchange:
                 times.start = time.time()
         body = self.prepared.body
         try:
-            await transport.send_all(self.prepared.head)
+            if not await transport.send_all(self.prepared.head, self):
+                self._answered_early()
+                return
             held = body is not None and self._expects_continue(body)
             if held and not await self._await_continue():
                 log.debug("%s answered before 100 Continue: body not sent", self.prepared.url)
@@ -204,8 +219,40 @@ class Exchange:
             except _SendFailed as exc:
                 self._sending_failed(exc.__cause__)
                 return
+            except _Answered:
+                self._answered_early()
+                return
         if times is not None:
             times.sent = time.time()
+
+    def heard(self, data: bytes) -> bool:
+        """Bytes the server sent while a send was blocked (``b""``: it closed).
+
+        Fed to the head reader ``receive_head`` will continue. True (stop
+        sending) for the close, a malformed head, or a final status of 300
+        or more: the server does not want the rest. A 2xx: keep sending and
+        stop listening (its body is read once the request is sent).
+        """
+        self.received += len(data)
+        reader = self._heads
+        if reader is None:
+            reader = self._heads = HeadReader(self._memo)
+        if not data:
+            self._early_eof = True
+            return True
+        try:
+            self._early = reader.feed(data)
+        except HeadError as exc:
+            self._early_error = exc
+            return True
+        if self._early is None:
+            return False
+        self.listening = False
+        return self._early.status >= 300
+
+    def _answered_early(self) -> None:
+        log.debug("%s answered while the request was sent: sending stopped", self.prepared.url)
+        self.cut_short = True
 
     def _sending_failed(self, exc: BaseException | None) -> None:
         log.debug("sending to %s failed (%s); reading any response", self.prepared.url, exc)
@@ -219,9 +266,11 @@ class Exchange:
         failures mean "the server may have answered: read it".
         """
         try:
-            await self.conn.transport.send_all(data)
+            sent = await self.conn.transport.send_all(data, self if self.listening else None)
         except TRANSPORT_ERRORS as exc:
             raise _SendFailed from exc
+        if not sent:
+            raise _Answered
 
     def _expects_continue(self, body: BodySource) -> bool:
         expect = self.prepared.request.headers.get("expect") or ""
@@ -235,7 +284,7 @@ class Exchange:
         10.1.1: the server may still be waiting for a body we did not send).
         What was read stays in the head reader for ``receive_head``.
         """
-        reader = self._heads = HeadReader(self._memo)
+        reader = self._heads = self._heads or HeadReader(self._memo)
         with trio.move_on_after(CONTINUE_WAIT):
             while reader.informational == 0:
                 data = await self.conn.transport.recv(HEAD_READ)
@@ -288,6 +337,7 @@ class Exchange:
             and not self.prepared.closes
             and self._send_error is None
             and not self.body_held
+            and not self.cut_short
         )
         return head
 

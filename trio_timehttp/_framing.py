@@ -21,6 +21,7 @@ import re
 from collections.abc import Sequence
 
 from ._errors import ProtocolError
+from ._shown import shown
 
 __all__ = [
     "MAX_CHUNK_LINE",
@@ -234,7 +235,7 @@ class ChunkedReader(BodyReader):
                 got = self._buf + data[pos : pos + need]
                 pos += len(got) - len(self._buf)
                 if got != b"\r\n"[: len(got)]:
-                    raise FramingError(f"chunk data not followed by CRLF (got {got!r})")
+                    raise FramingError(f"chunk data not followed by CRLF (got {shown(got)})")
                 if len(got) < 2:
                     self._buf = got
                     break
@@ -254,7 +255,7 @@ class ChunkedReader(BodyReader):
                 if len(line) > limit:
                     raise FramingError(self._too_long(state))
                 if not line.endswith(b"\r\n"):
-                    raise FramingError(f"bare LF in chunked framing: {line[:40]!r}")
+                    raise FramingError(f"bare LF in chunked framing: {shown(line)}")
                 if state == _SIZE:
                     self._size_line(line[:-2])
                 elif self._trailer_line(line):
@@ -273,7 +274,7 @@ class ChunkedReader(BodyReader):
         m = _CHUNK_SIZE.match(line)
         if m is None or _CHUNK_EXT.fullmatch(line, m.end()) is None:
             raise FramingError(
-                f"bad chunk size line {line[:40]!r} "
+                f"bad chunk size line {shown(line)} "
                 f"(expected 1 to {MAX_CHUNK_SIZE_DIGITS} hex digits)"
             )
         size = int(m.group(), 16)
@@ -298,16 +299,16 @@ class ChunkedReader(BodyReader):
             # received obs-fold with one or more SP octets" before using the value.
             if not self.trailers:
                 raise FramingError(
-                    f"trailer section starts with a continuation line {field[:40]!r}"
+                    f"trailer section starts with a continuation line {shown(field)}"
                 )
             if _FOLD_LINE.fullmatch(field) is None:
-                raise FramingError(f"malformed trailer continuation line {field[:40]!r}")
+                raise FramingError(f"malformed trailer continuation line {shown(field)}")
             name, value = self.trailers[-1]
             more = field.strip(b" \t")
             self.trailers[-1] = (name, value + b" " + more if value and more else value + more)
             return False
         if _TRAILER_FIELD.fullmatch(field) is None:
-            raise FramingError(f"malformed trailer field {field[:40]!r}")
+            raise FramingError(f"malformed trailer field {shown(field)}")
         name, _, value = field.partition(b":")
         self.trailers.append((name.lower(), value.strip(b" \t")))
         return False
@@ -320,21 +321,28 @@ def parse_content_length(values: Sequence[bytes]) -> int:
     """The single Content-Length of a response, validated (RFC 9110 section 8.6).
 
     Several fields or a list are allowed only when every value is the same
-    (RFC 9112 section 6.3, rule 5); anything but plain decimal digits — a
-    sign, spaces, hex — is an error.
+    number (RFC 9112 section 6.3, rule 5; ``6, 06`` is one value, as curl
+    takes it); anything but plain decimal digits — a sign, spaces, hex — is
+    an error.
     """
-    seen: set[bytes] = set()
+    seen: set[int] = set()
     for value in values:
         for part in value.split(b","):
-            seen.add(part.strip(b" \t"))
+            text = part.strip(b" \t")
+            if _DIGITS.fullmatch(text) is None:
+                raise FramingError(f"bad Content-Length {shown(value)} (not a number)")
+            digits = text.lstrip(b"0") or b"0"
+            if len(digits) > MAX_CONTENT_LENGTH_DIGITS:
+                raise FramingError(
+                    f"Content-Length with more than {MAX_CONTENT_LENGTH_DIGITS} digits"
+                )
+            seen.add(int(digits))
     if len(seen) != 1:
-        raise FramingError(f"conflicting Content-Length values {sorted(seen)!r}")
-    (text,) = seen
-    if _DIGITS.fullmatch(text) is None:
-        raise FramingError(f"bad Content-Length {text[:40]!r}")
-    if len(text) > MAX_CONTENT_LENGTH_DIGITS:
-        raise FramingError(f"Content-Length with more than {MAX_CONTENT_LENGTH_DIGITS} digits")
-    return int(text)
+        # Empty ``values`` (never from body_reader) lands here too.
+        raise FramingError(
+            "conflicting Content-Length values (" + ", ".join(map(str, sorted(seen))) + ")"
+        )
+    return seen.pop()
 
 
 def body_reader(method: str, status: int, headers: Sequence[tuple[bytes, bytes]]) -> BodyReader:
@@ -364,9 +372,14 @@ def body_reader(method: str, status: int, headers: Sequence[tuple[bytes, bytes]]
                 "response has both Content-Length and Transfer-Encoding "
                 "(a request-smuggling pattern, RFC 9112 section 6.3)"
             )
-        coding = b",".join(codings).strip(b" \t").lower()
-        if coding != b"chunked":
-            raise FramingError(f"unsupported Transfer-Encoding {coding[:40]!r}")
+        coding = [c.strip(b" \t").lower() for c in b",".join(codings).split(b",")]
+        if coding.count(b"chunked") > 1:
+            raise FramingError("Transfer-Encoding: chunked applied twice (RFC 9112 section 7)")
+        if coding != [b"chunked"]:
+            raise FramingError(
+                f"unsupported Transfer-Encoding {shown(b', '.join(coding))} "
+                "(only chunked is decoded)"
+            )
         return ChunkedReader()
     if lengths:
         return ContentLengthReader(parse_content_length(lengths))

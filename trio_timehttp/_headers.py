@@ -16,8 +16,31 @@ HeadersLike: TypeAlias = Union[
 ]
 
 
-def _text(value: str | bytes) -> str:
-    return value.decode("latin-1") if isinstance(value, bytes | bytearray) else value
+def _text(value: object, what: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return value.decode("latin-1")
+    raise TypeError(f"headers: {what} must be str or bytes, not {type(value).__name__}")
+
+
+def _fields(headers: object) -> tuple[tuple[str, str], ...]:
+    """The caller's fields, names lower-case; ``TypeError`` for anything but text pairs."""
+    source = headers.items() if isinstance(headers, Mapping) else headers
+    if isinstance(source, Iterable) and not isinstance(source, str | bytes | bytearray):
+        pairs: Iterator[object] = iter(source)
+    else:
+        raise TypeError(
+            "headers must be a mapping or an iterable of (name, value) pairs, "
+            f"not {type(headers).__name__}"
+        )
+    fields = []
+    for pair in pairs:
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise TypeError(f"headers: each field must be a (name, value) pair, not {pair!r}")
+        name = _text(pair[0], "a field name")
+        fields.append((name.lower(), _text(pair[1], f"the value of {name!r}")))
+    return tuple(fields)
 
 
 class Headers:
@@ -26,7 +49,9 @@ class Headers:
     ``Headers(headers)`` takes ``None`` (default: empty), another
     ``Headers``, a mapping, or an iterable of ``(name, value)`` pairs of
     ``str`` or ``bytes`` (bytes are read as ISO-8859-1). Names are kept
-    lower-case; values are ``str``, as received.
+    lower-case; values are ``str``, as received. Anything else (a value
+    that is not ``str``/``bytes``, a name with CR, LF or NUL) raises
+    ``TypeError``/``ValueError`` naming the field.
 
     ``h["name"]`` joins repeated fields with ``", "`` (RFC 9110 section 5.3)
     and raises ``KeyError`` when there is none; use ``get_list`` where
@@ -46,8 +71,7 @@ class Headers:
         elif isinstance(headers, Headers):
             self._fields = headers._fields
         else:
-            pairs = headers.items() if isinstance(headers, Mapping) else headers
-            self._fields = tuple((_text(k).lower(), _text(v)) for k, v in pairs)
+            self._fields = _fields(headers)
 
     @classmethod
     def _from_lower(cls, fields: Iterable[tuple[str, str]]) -> Headers:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from ._errors import ProtocolError
 from ._framing import ContentLengthReader, FramingError, body_reader
 from ._headers import Headers
+from ._shown import shown
 
 __all__ = [
     "HEAD_MEMO_BYTES",
@@ -247,7 +248,7 @@ class HeadReader:
             _status_line(line.removesuffix(b"\r"))
         elif not _could_start_status_line(line):
             raise HeadError(
-                f"sent a malformed response head (not an HTTP/1.x status line: {line[:40]!r})"
+                f"sent a malformed response head: not an HTTP/1.x status line {shown(line)}"
             )
 
     def _parse(self, block: bytes) -> Head | None:
@@ -288,7 +289,9 @@ def _could_start_status_line(prefix: bytes) -> bool:
 def _status_line(line: bytes) -> tuple[bytes, int, bytes]:
     m = _STATUS_LINE.fullmatch(line)
     if m is None:
-        raise HeadError(f"sent a malformed response head (status line {line[:60]!r})")
+        raise HeadError(
+            f"sent a malformed response head: not an HTTP/1.x status line {shown(line)}"
+        )
     version = m["version"]
     if version not in (b"1.1", b"1.0"):
         raise HeadError(f"answered with unsupported HTTP version {version.decode()}")
@@ -315,7 +318,7 @@ def _fields(lines: list[bytes], max_fields: int) -> list[tuple[bytes, bytes]]:
             continue
         m = _FIELD.fullmatch(line)
         if m is None:
-            raise HeadError(f"sent a malformed response head (field {line[:60]!r})")
+            raise HeadError(f"sent a malformed response head: bad header field {shown(line)}")
         raw.append((m["name"].lower(), m["value"] or b""))
         if len(raw) > max_fields:
             raise HeadError(f"sent a response with more than {max_fields} header fields")
@@ -324,26 +327,43 @@ def _fields(lines: list[bytes], max_fields: int) -> list[tuple[bytes, bytes]]:
 
 
 def _check_framing_fields(raw: list[tuple[bytes, bytes]]) -> None:
-    """Content-Length digits and consistent; Transfer-Encoding only ``chunked`` (as h11)."""
+    """Content-Length digits and one value; Transfer-Encoding exactly ``chunked`` once.
+
+    Content-Length values that are the same number (``6, 06``) count as
+    one (RFC 9110 section 8.6 lets a recipient use the single value).
+    """
     seen: set[bytes] = set()
-    codings = 0
+    codings: list[bytes] = []
     for name, value in raw:
         if name == b"content-length":
             for part in value.split(b","):
                 part = part.strip(b" \t")
                 if _DIGITS.fullmatch(part) is None:
                     raise HeadError(
-                        f"sent a malformed response head (Content-Length {value[:40]!r})"
+                        f"sent a malformed response head: bad Content-Length {shown(value)} "
+                        "(not a number)"
                     )
                 seen.add(part.lstrip(b"0") or b"0")
             if len(seen) > 1:
+                values = ", ".join(sorted(v.decode("ascii") for v in seen))
                 raise HeadError(
-                    "sent a malformed response head (conflicting Content-Length values)"
+                    f"sent a malformed response head: conflicting Content-Length values ({values})"
                 )
         elif name == b"transfer-encoding":
-            codings += 1
-            if codings > 1 or value.lower() != b"chunked":
-                raise HeadError(
-                    f"sent a malformed response head (Transfer-Encoding {value[:40]!r}: "
-                    "only chunked is understood)"
-                )
+            codings += [c.strip(b" \t").lower() for c in value.split(b",")]
+    if codings and codings != [b"chunked"]:
+        raise HeadError(_coding_problem(codings))
+
+
+def _coding_problem(codings: list[bytes]) -> str:
+    """Why a Transfer-Encoding other than a single ``chunked`` is refused, in words."""
+    if codings.count(b"chunked") > 1:
+        return (
+            "sent a malformed response head: Transfer-Encoding chunked twice "
+            "(chunked may be applied only once, RFC 9112 section 7)"
+        )
+    others = ", ".join(c.decode("latin-1") for c in codings if c != b"chunked")
+    return (
+        f"sent a malformed response head: Transfer-Encoding {shown(others)} "
+        "(only chunked is understood)"
+    )

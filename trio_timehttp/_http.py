@@ -32,6 +32,7 @@ from typing import Any, Final
 import trio
 
 from ._bodies import RequestBody, request_body
+from ._checks import check_count, check_seconds
 from ._consumer import Consumer
 from ._consumers import RedirectingConsumer
 from ._decoding import BodyDecoder, DecodeLimits, accept_encoding, parse_codings
@@ -263,13 +264,15 @@ class Client(trio.abc.AsyncResource):
         proxy: str | None = None,
         trust_env: bool = True,
     ) -> None:
-        self._timeout = timeout
+        self._timeout = check_seconds("timeout", timeout)
+        max_connections = check_count("max_connections", max_connections, minimum=1)
+        expiry = check_seconds("keepalive_expiry", keepalive_expiry, none_ok=False) or 0.0
         self._proxies = ProxyPolicy.from_settings(proxy, trust_env, os.environ)
         self._decode_limits = DecodeLimits(max_decoded_size, max_decode_ratio)
         self._options = _Options(
             self._decode_limits if decode else None, RetryPolicy(retries, backoff)
         )
-        self._pool = Pool(max_connections, keepalive_expiry)
+        self._pool = Pool(max_connections, expiry)
         self._headers = Headers(headers)
         self._ssl_context = ssl_context
         limits = HeadLimits(max_header_fields, max_header_bytes, max_informational)
@@ -350,11 +353,10 @@ class Client(trio.abc.AsyncResource):
         scope cancels the call), and no socket is left open; a connection
         whose response ended cleanly goes back to the pool for reuse.
         """
-        if timeout is _DEFAULT:
-            timeout = self._timeout
         hooks = Hooks(consumer)
-        state = _State(url, None, self._request_options(decode, max_decoded_size, retries))
         try:
+            timeout = self._timeout if timeout is _DEFAULT else check_seconds("timeout", timeout)
+            state = _State(url, None, self._request_options(decode, max_decoded_size, retries))
             request = self._first_request(
                 self._new_request(method, url, headers, body, state, expect_continue), state
             )
@@ -452,8 +454,7 @@ class Client(trio.abc.AsyncResource):
         connection; leaving it by an exception closes the connection. No
         socket is left open.
         """
-        if timeout is _DEFAULT:
-            timeout = self._timeout
+        timeout = self._timeout if timeout is _DEFAULT else check_seconds("timeout", timeout)
         state = _State(url, None, self._request_options(decode, max_decoded_size, retries))
         request = self._first_request(
             self._new_request(method, url, headers, body, state, expect_continue), state
@@ -651,6 +652,8 @@ class Client(trio.abc.AsyncResource):
                 attempt += 1
                 continue
             ex = Exchange(conn, prepared, self._memo, state.times)
+            if route.forward and route.proxy is not None:  # its faults are the proxy's
+                ex.peer = f"the proxy {route.proxy.authority} (for {prepared.url.authority})"
             try:
                 await ex.send_request()
                 await ex.receive_head()
@@ -824,15 +827,21 @@ async def fetch(
     means on ``Client``. For many requests, use one ``Client``: it reuses
     connections.
     """
-    async with Client(
-        timeout=timeout,
-        max_connections=1,
-        decode=decode,
-        max_decoded_size=max_decoded_size,
-        retries=retries,
-        proxy=proxy,
-        trust_env=trust_env,
-    ) as client:
+    try:
+        client = Client(
+            timeout=timeout,
+            max_connections=1,
+            decode=decode,
+            max_decoded_size=max_decoded_size,
+            retries=retries,
+            proxy=proxy,
+            trust_env=trust_env,
+        )
+    except BaseException:  # a bad argument: the consumer is still closed, once
+        hooks = Hooks(consumer)
+        await hooks.call(hooks.close)
+        raise
+    async with client:
         return await client.fetch(
             url,
             consumer,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import calendar
 import re
 
+from ._shown import shown
+
 __all__ = ["parse_http_date"]
 
 _MONTHS = {
@@ -42,7 +44,7 @@ def parse_http_date(value: str, *, now: float) -> int:
         if match:
             break
     else:
-        raise ValueError(f"not an HTTP date: {value!r}")
+        raise ValueError(f"not an HTTP date: {shown(value)}")
     year = int(match["y"])
     if pattern is _RFC850:
         this_year = int(now // 31556952) + 1970  # close enough to pick a century
@@ -53,7 +55,7 @@ def parse_http_date(value: str, *, now: float) -> int:
     month = _MONTHS[match["mon"]]
     days_in_month = calendar.monthrange(year, month)[1]
     if not (1 <= day <= days_in_month and hour < 24 and minute < 60 and second <= 60):
-        raise ValueError(f"impossible HTTP date: {value!r}")
+        raise ValueError(f"impossible HTTP date: {shown(value)}")
     # A leap second (":60") is read as the next second's start, as most clocks do.
     return calendar.timegm((year, month, day, hour, minute, min(second, 59), 0, 0, 0)) + (
         1 if second == 60 else 0

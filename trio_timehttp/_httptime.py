@@ -22,6 +22,7 @@ from ._models import Response
 from ._probing import refine
 from ._proxy import ProxyPolicy
 from ._sample import OffsetEstimator, Reading, TimeSample, plain_sample
+from ._shown import shown
 from ._timing import ExchangeTimes
 from ._urls import parse_url
 
@@ -111,7 +112,7 @@ def _date_of(response: Response, url: str) -> int:
     try:
         return parse_http_date(value, now=time.time())
     except ValueError as exc:
-        raise ProtocolError(f"{url}: unparsable Date header {value!r}") from exc
+        raise ProtocolError(f"{url}: unparsable Date header {shown(value)}") from exc
 
 
 async def _first_reading(client: Client, url: str) -> tuple[str, Reading]:

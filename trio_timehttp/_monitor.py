@@ -60,6 +60,8 @@ class MonitorConfig:
     concurrency: int = 64
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
+    proxy: str | None = None  # URL sources only, as query_http_time's proxy=/trust_env=
+    trust_env: bool = True
 
 
 class Page(Protocol):
@@ -150,7 +152,13 @@ async def read_round(
 async def _read(config: MonitorConfig, source: str) -> TimeSample | TimeHTTPError:
     try:
         if source.lower().startswith(("http://", "https://")):
-            return await query_http_time(source, timeout=config.timeout, precise=config.precise)
+            return await query_http_time(
+                source,
+                timeout=config.timeout,
+                precise=config.precise,
+                proxy=config.proxy,
+                trust_env=config.trust_env,
+            )
         return await query_time(
             source, config.port, udp=config.udp, timeout=config.timeout, precise=config.precise
         )

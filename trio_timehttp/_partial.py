@@ -61,6 +61,11 @@ class PartialFile:
             f.write(validator + "\n")
         os.replace(tmp, self.meta)
 
+    def restore(self, size: int) -> None:
+        """Cut the ``.part`` back to ``size`` bytes: a rejected answer's data goes, all of it."""
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(self.part, size)
+
     def finish(self, total: int | None) -> bool:
         """Put the data in place if it is the whole resource (``total`` bytes, when known)."""
         if total is not None and os.path.getsize(self.part) != total:

@@ -1,8 +1,14 @@
 """The connection pool: idle connections per key, the bound on open ones, expiry.
 
 No background task: idle connections are expired lazily when the pool is
-used. A ``trio.Semaphore`` holds one token per open connection (idle or
-busy); closing a ``Connection`` gives its token back. The pool knows nothing
+used. The pool counts open connections (idle and busy); closing a
+``Connection`` frees its slot. Tasks that find the pool at its bound wait in
+one FIFO queue, and whatever becomes free goes straight to a waiter: a clean
+connection to the first waiter for its key (it is reused, not closed), a
+freed slot to the first waiter of any key. A clean connection is closed to
+make room only when every waiter wants another key, or when the first
+waiter (for another key) has been passed over ``PASS_LIMIT`` times: a busy
+origin cannot starve a quiet one. The pool knows nothing
 of requests or clients: a key is any hashable (the client uses the origin,
 and whatever else makes two connections interchangeable, such as a proxy).
 """
@@ -10,14 +16,19 @@ and whatever else makes two connections interchangeable, such as a proxy).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import trio
 
 from ._transport import Transport
 
-__all__ = ["Connection", "Pool", "PoolStats"]
+__all__ = ["PASS_LIMIT", "Connection", "Pool", "PoolStats"]
+
+# How many times a connection may go to a later waiter for its own key while
+# the first waiter, for another key, keeps waiting.
+PASS_LIMIT: Final = 8
 
 log = logging.getLogger("trio_timehttp.http")
 
@@ -39,7 +50,7 @@ class Connection:
         self.key = key
         self.transport = transport
         self.idle_since = 0.0
-        self.reused = False  # taken from the idle list (it served an exchange before)
+        self.reused = False  # it served an exchange before this one
 
     @property
     def closed(self) -> bool:
@@ -49,7 +60,24 @@ class Connection:
         """Close now (synchronous: no cancellation can skip it) and free the slot."""
         if not self.transport.closed:
             self.transport.close()
-            self._pool._slots.release()
+            self._pool._free_slot()
+
+
+class _Waiter:
+    """A task blocked at the bound: it is handed a connection or a slot."""
+
+    __slots__ = ("conn", "event", "key", "passed", "slot")
+
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+        self.event = trio.Event()
+        self.conn: Connection | None = None  # a clean connection for our key
+        self.slot = False  # or the right to open a new one
+        self.passed = 0  # connections handed to later waiters meanwhile
+
+    @property
+    def served(self) -> bool:
+        return self.conn is not None or self.slot
 
 
 class Pool:
@@ -63,55 +91,109 @@ class Pool:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self._idle: dict[Hashable, list[Connection]] = {}
-        self._slots = trio.Semaphore(max_connections)
+        self._open = 0
         self._max = max_connections
+        self._waiters: deque[_Waiter] = deque()
         self.keepalive_expiry = keepalive_expiry
         self.closed = False
-        self._waiting = 0  # tasks blocked in acquire(): cheaper than statistics()
 
     def stats(self) -> PoolStats:
         idle = sum(len(v) for v in self._idle.values())
-        return PoolStats(open=self._max - self._slots.value, idle=idle)
+        return PoolStats(open=self._open, idle=idle)
 
     async def checkout(
         self, key: Hashable, connect: Callable[[], Awaitable[Transport]], *, fresh: bool = False
     ) -> Connection:
         """An idle connection for ``key`` fit for reuse, or a new one from ``connect()``.
 
-        Waits for a slot at the bound (after closing the oldest idle
-        connection of another key). ``fresh``: never an idle one.
+        At the bound: closes the oldest idle connection of another key to
+        make room, else waits (FIFO) for a connection of ``key`` to come back
+        clean or for a slot. ``fresh``: never an idle or handed-over one.
+        Raises ``trio.ClosedResourceError`` if the pool is closed meanwhile.
         """
         if not fresh:
             conn = self._take_idle(key)
             if conn is not None:
                 return conn
         self._expire()
-        if self._slots.value == 0:
-            self._evict_other(key)
-        self._waiting += 1
+        if self._open >= self._max:
+            self._evict_other(None if fresh else key)  # fresh: its own key's idle ones too
+        if self._open < self._max and not self._waiters:
+            self._open += 1
+        else:
+            conn = await self._wait(key, fresh)
+            if conn is not None:
+                return conn
+        return await self._open_new(key, connect)
+
+    async def _wait(self, key: Hashable, fresh: bool) -> Connection | None:
+        """Queue until served: a handed-over connection, or None for a slot."""
+        waiter = _Waiter(None if fresh else key)
+        self._waiters.append(waiter)
         try:
-            await self._slots.acquire()
-        finally:
-            self._waiting -= 1
+            await waiter.event.wait()
+        except BaseException:
+            if waiter.served:  # served and cancelled in the same tick: pass it on
+                if waiter.conn is not None:
+                    self.put(waiter.conn)
+                else:
+                    self._free_slot()
+            else:
+                self._waiters.remove(waiter)
+            raise
+        if waiter.conn is not None:
+            waiter.conn.reused = True
+        return waiter.conn
+
+    async def _open_new(
+        self, key: Hashable, connect: Callable[[], Awaitable[Transport]]
+    ) -> Connection:
+        """Connect within a slot already counted as ours; give the slot back on failure."""
         try:
+            self._check_open()
             transport = await connect()
         except BaseException:
-            self._slots.release()
+            self._free_slot()
             raise
         conn = Connection(self, key, transport)
-        if self.closed:
+        try:
+            self._check_open()  # closed while we connected
+        except trio.ClosedResourceError:
             conn.close()
-            raise trio.ClosedResourceError("the pool was closed while connecting")
+            raise
         return conn
 
+    def _check_open(self) -> None:
+        if self.closed:
+            raise trio.ClosedResourceError("the pool was closed")
+
     def put(self, conn: Connection) -> None:
-        """Keep a connection whose exchange ended clean (or close it if nobody may keep it)."""
-        if self.closed or conn.closed or self._waiting or not conn.transport.poolable:
-            # Someone waits for a slot: give them ours rather than park it idle.
+        """Keep a connection whose exchange ended clean (or close it if nobody may keep it).
+
+        It goes to the first waiter for its key if there is one (unless the
+        first waiter, for another key, was passed over ``PASS_LIMIT`` times);
+        it is closed (its slot going to the first waiter) if others wait for
+        another key; else it is parked idle.
+        """
+        if self.closed or conn.closed or not conn.transport.poolable:
             conn.close()
             return
         conn.transport.ready_for_pool()
         conn.reused = False
+        first = self._waiters[0] if self._waiters else None
+        for waiter in self._waiters:
+            if waiter.key == conn.key:
+                if first is not None and first is not waiter:
+                    if first.passed >= PASS_LIMIT:
+                        break  # the first waiter's turn: close this one for its slot
+                    first.passed += 1
+                self._waiters.remove(waiter)
+                waiter.conn = conn
+                waiter.event.set()
+                return
+        if self._waiters:
+            conn.close()  # someone at the bound wants another key: make room
+            return
         conn.idle_since = trio.current_time()
         self._idle.setdefault(conn.key, []).append(conn)
 
@@ -122,6 +204,15 @@ class Pool:
             for conn in conns:
                 conn.close()
         self._idle.clear()
+
+    def _free_slot(self) -> None:
+        """One connection fewer: its slot goes to the first waiter, if any."""
+        if self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.slot = True
+            waiter.event.set()
+        else:
+            self._open -= 1
 
     def _take_idle(self, key: Hashable) -> Connection | None:
         conns = self._idle.get(key)

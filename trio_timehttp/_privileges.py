@@ -10,13 +10,22 @@ root never keeps running as root.
 
 from __future__ import annotations
 
+import codecs
 import grp
 import logging
 import os
 import pwd
+import sys
 from dataclasses import dataclass
 
-__all__ = ["Identity", "PrivilegeError", "drop_privileges", "resolve_identity"]
+__all__ = [
+    "Identity",
+    "LateImports",
+    "PrivilegeError",
+    "drop_privileges",
+    "preload",
+    "resolve_identity",
+]
 
 logger = logging.getLogger("trio_timehttp.server")
 
@@ -98,3 +107,27 @@ def drop_privileges(identity: Identity) -> None:
         else:
             raise PrivilegeError(f"switched to {identity}, but root could be regained")
     logger.info("dropped privileges: now %s, no supplementary groups", identity)
+
+
+def preload() -> None:
+    """Load now what serving would otherwise load from disk on first use.
+
+    After the drop the interpreter's own files may be unreadable (a Python
+    under ``/root``): the codecs ``getaddrinfo`` and ``str.encode`` look up
+    lazily (``idna`` and its ``stringprep``/``unicodedata``) must be in
+    memory before it. Call before `drop_privileges`.
+    """
+    "x".encode("idna")
+    for name in ("idna", "ascii", "utf-8", "latin-1"):
+        codecs.lookup(name)
+
+
+class LateImports:
+    """The modules imported since it was made: made right after the drop, none should be."""
+
+    def __init__(self) -> None:
+        self._before = frozenset(sys.modules)
+
+    def names(self) -> list[str]:
+        """Sorted names of the modules imported since; ``[]`` when there are none."""
+        return sorted(set(sys.modules) - self._before)

@@ -48,6 +48,30 @@ SPIN = 0.0015
 #: times this, and never under MIN_BUSY.
 BUSY_MARGIN = 1.5
 MIN_BUSY = 0.0005
+#: How many probes may be in flight at once in one Trio run, over every
+#: precise reading in it: readings of one server all aim at the same tick, and
+#: hundreds of them at once would saturate the loop (every probe late, every
+#: deadline overrun). A probe that cannot get a slot by the time it would be
+#: late is not sent.
+PROBE_BUDGET = 48
+#: A round is not started, and a probe not sent, unless its answer is due
+#: this long before the deadline (seconds) besides the fastest round trip:
+#: what a loaded loop needs to unwind and return in time.
+DEADLINE_MARGIN = 0.1
+
+_budget: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar(
+    "trio_timehttp.probe_budget"
+)
+
+
+def probe_budget() -> trio.CapacityLimiter:
+    """The current Trio run's shared probe budget (``PROBE_BUDGET`` slots), made on first use."""
+    try:
+        return _budget.get()
+    except LookupError:
+        limiter = trio.CapacityLimiter(PROBE_BUDGET)
+        _budget.set(limiter)
+        return limiter
 
 
 class Prober(Protocol):
@@ -73,6 +97,9 @@ async def refine(prober: Prober, est: OffsetEstimator, rule: StopRule | None = N
     rounds = 0
     before: float | None = None
     while not rule.done(est, rounds, before):
+        if _left(est) <= PLAN_AHEAD:  # no probe could answer in time
+            log.debug("round %d skipped: %.3f s left before the deadline", rounds + 1, _left(est))
+            return
         before = est.interval.width
         rounds += 1
         answered = await _round(prober, est, rule, rounds)
@@ -85,6 +112,12 @@ async def refine(prober: Prober, est: OffsetEstimator, rule: StopRule | None = N
         )
         if not answered:
             return
+
+
+def _left(est: OffsetEstimator) -> float:
+    """Seconds before the caller's deadline, less the fastest round trip and the margin."""
+    rtt = min(r.rtt for r in est.readings)
+    return trio.current_effective_deadline() - trio.current_time() - rtt - DEADLINE_MARGIN
 
 
 def _plan(prober: Prober, est: OffsetEstimator, rule: StopRule) -> tuple[list[float], int]:
@@ -130,16 +163,26 @@ async def _round(prober: Prober, est: OffsetEstimator, rule: StopRule, round_num
     pad = est.floor / 4
     answered = 0
 
+    budget = probe_budget()
+
     async def lane(steps: list[tuple[float, float]]) -> None:
         nonlocal answered
         for at, cut in steps:
             send_at = at - lead
+            if send_at - time.time() > _left(est):
+                return  # this and every later step would answer after the deadline
             if time.time() - send_at > late:
                 continue
-            await _sleep_until(send_at)
-            if not est.interval.lo + pad < cut < est.interval.hi - pad:
+            await _sleep_until(send_at - SPIN, spin=False)
+            if not await _acquire(budget, send_at + late):
+                log.debug("probe at %.6f not sent: no slot in time", send_at)
                 continue
             try:
+                await _sleep_until(send_at)
+                if time.time() - send_at > late:
+                    continue  # the loop woke us too late: it would cut elsewhere
+                if not est.interval.lo + pad < cut < est.interval.hi - pad:
+                    continue
                 with trio.move_on_after(wait):
                     reading = await prober.probe()
                     est.add(reading)
@@ -147,6 +190,8 @@ async def _round(prober: Prober, est: OffsetEstimator, rule: StopRule, round_num
                     _note(est, reading, round_number)
             except TimeHTTPError as exc:
                 log.debug("probe failed: %s", exc)
+            finally:
+                budget.release()
 
     async with trio.open_nursery() as nursery:
         for k in range(channels):
@@ -169,10 +214,21 @@ def _note(est: OffsetEstimator, reading: Reading, round_number: int) -> None:
     )
 
 
-async def _sleep_until(when: float) -> None:
-    """Wait until wall-clock ``when``: sleep, then yield until it is reached (see ``SPIN``)."""
-    ahead = when - time.time() - SPIN
+async def _acquire(budget: trio.CapacityLimiter, by: float) -> bool:
+    """Take one slot of ``budget``, waiting no later than wall-clock ``by``; False if none came."""
+    with trio.move_on_after(max(by - time.time(), 0.0)):
+        await budget.acquire()
+        return True
+    return False
+
+
+async def _sleep_until(when: float, *, spin: bool = True) -> None:
+    """Wait until wall-clock ``when``: sleep, then yield until it is reached (see ``SPIN``).
+
+    ``spin=False``: sleep only (it may wake up to a millisecond late).
+    """
+    ahead = when - time.time() - (SPIN if spin else 0.0)
     if ahead > 0:
         await trio.sleep(ahead)
-    while time.time() < when:  # a deadline on the wall clock, not an event
+    while spin and time.time() < when:  # a deadline on the wall clock, not an event
         await trio.lowlevel.checkpoint()

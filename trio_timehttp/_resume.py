@@ -27,6 +27,8 @@ Without a saved validator (a ``.part`` from elsewhere) we do as curl does.
 
 ``Decision.total`` is the full size when the answer says it (Content-Range
 total, or a 200's Content-Length): the file is complete only at that size.
+``Decision.length`` is what an appended 206 body must hold (``E - N + 1``):
+a body longer or shorter than its Content-Range is a ``ProtocolError``.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class ResumeState:
 class Decision:
     action: Action
     total: int | None = None  # the resource's full size, when the answer tells it
+    length: int | None = None  # APPEND: the body's size its Content-Range promises
 
 
 def range_headers(state: ResumeState) -> list[tuple[str, str]]:
@@ -135,7 +138,7 @@ def decide(state: ResumeState, status: int, headers: Headers) -> Decision:
     if status == 206:
         if state.offset <= 0:
             raise ProtocolError("206 Partial Content to a request without Range")
-        first, _last, total = parse_content_range(headers.get("content-range") or "")
+        first, last, total = parse_content_range(headers.get("content-range") or "")
         if first != state.offset:
             raise ProtocolError(
                 f"asked for bytes from {state.offset}, the server sent from {first}"
@@ -144,7 +147,7 @@ def decide(state: ResumeState, status: int, headers: Headers) -> Decision:
         sent = state.validator
         if sent and sent.startswith('"') and etag and etag != sent:
             raise ProtocolError(f"206 for ETag {etag} but If-Range asked for {sent}")
-        return Decision(Action.APPEND, total)
+        return Decision(Action.APPEND, total, last - first + 1)
     if 200 <= status < 300:
         return Decision(Action.RESTART, _content_length(headers))
     if status == 416 and state.offset > 0:

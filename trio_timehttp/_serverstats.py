@@ -103,16 +103,23 @@ def totals_line(stats: ServerStats) -> str:
     return _counts(stats.snapshot())
 
 
-async def log_summaries(stats: ServerStats, interval: float, logger: logging.Logger) -> NoReturn:
+async def log_summaries(
+    stats: ServerStats,
+    interval: float,
+    logger: logging.Logger,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
     """Every ``interval`` seconds, log at INFO what changed (nothing changed: no line).
 
-    Runs until cancelled. ``interval`` must be positive. The first line counts
-    from zero, so what happened before this task first ran (a connection
-    answered the instant the sockets were up) is in it, not lost.
+    Runs until cancelled. ``interval`` must be positive. The first interval
+    counts from ``task_status.started()`` (use ``nursery.start``, or a count
+    made before the task first runs is in no summary).
     """
     if not interval > 0:
         raise ValueError("the summary interval must be positive")
-    last = dict.fromkeys(ServerStats.FIELDS, 0)
+    last = stats.snapshot()
+    task_status.started()
     while True:
         await trio.sleep(interval)
         now = stats.snapshot()

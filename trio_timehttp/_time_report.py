@@ -262,5 +262,6 @@ class WatchStats:
                 f" / max {_s(max(self.offsets))}"
             )
         text += f"; {self.readings - self.answered} with no answer"
-        text += f", {self.no_majority} with no majority, {self.errors} source errors"
+        errors = f"{self.errors} source error{'s' if self.errors != 1 else ''}"
+        text += f", {self.no_majority} with no majority, {errors}"
         return text

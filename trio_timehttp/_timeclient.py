@@ -16,10 +16,12 @@ import socket
 import struct
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import trio
 
 from ._errors import ConnectError, InvalidURL, TimeHTTPError, Timeout, TimeProtocolError
+from ._hostchars import forbidden_char
 from ._probing import refine
 from ._rfc868 import MIN_NOW, decode_time
 from ._sample import OffsetEstimator, Reading, TimeSample, plain_sample
@@ -78,6 +80,9 @@ def _split_host(host: str, port: int) -> tuple[str, int]:
             raise ConnectError(f"malformed host {host!r}: empty port")
     if not name:
         raise ConnectError(f"malformed host {host!r}: empty name")
+    bad = forbidden_char(name)  # getaddrinfo's numeric parse would drop it silently
+    if bad is not None:
+        raise ConnectError(f"malformed host {host!r}: {bad} is not allowed in a host name")
     if port_text:
         if not (port_text.isascii() and port_text.isdigit()):
             raise ConnectError(f"malformed port {port_text!r} in {host!r}")
@@ -232,46 +237,127 @@ def _same_address(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
     return a[:2] == b[:2]
 
 
-async def _udp_reading(
-    name: str, port: int, label: str, address: _Address | None, retransmit: float | None
-) -> tuple[Reading, _Address]:
-    """One reading: an empty datagram, retransmitted once ``retransmit`` s after the first.
+@dataclass(frozen=True, slots=True)
+class _Resend:
+    """When an unanswered datagram is sent again: ``after`` s, then ``backoff`` times longer
+    each time (at most ``cap`` s apart), ``times`` times in all on one address.
 
-    ``retransmit=None``: never (a precise probe is rather abandoned: a late
-    answer would only widen it). The socket is connected, so the kernel drops
-    datagrams from any other address and reports ICMP "port unreachable" as
-    ECONNREFUSED; we still check the source of what arrives. The interval
-    and ``rtt`` start at the first datagram: a late answer to it may arrive
-    after the retransmit.
+    The first window without an answer also moves on to the next address.
+    """
+
+    after: float
+    times: float = 1
+    backoff: float = 2.0
+    cap: float = 2.0
+
+
+@dataclass(slots=True)
+class _Answer:
+    data: bytes
+    first: float  # the first datagram sent from the socket that got the answer
+    end: float
+    address: _Address
+
+
+class _UDPRace:
+    """The addresses of one reading, tried in turn; the first answer from the right source wins.
+
+    Each address has its own connected socket, so an answer on it can only be
+    to a datagram sent from it: the interval starts at that socket's first
+    datagram (never another address's, nor a retransmit).
+    """
+
+    def __init__(self, resend: _Resend | None) -> None:
+        self.resend = resend
+        self.answer: _Answer | None = None
+        self.errors: list[tuple[str, OSError]] = []
+
+    async def run(self, addresses: list[_Address]) -> None:
+        async with trio.open_nursery() as nursery:
+            for address in addresses:
+                moved_on = trio.Event()
+                nursery.start_soon(self._attempt, address, moved_on, nursery.cancel_scope)
+                await moved_on.wait()
+
+    async def _attempt(
+        self, address: _Address, moved_on: trio.Event, won: trio.CancelScope
+    ) -> None:
+        """Ask one address; sets ``moved_on`` when the next address should be tried."""
+        family, sockaddr = address
+        try:
+            # Inside the try: running out of descriptors (EMFILE) is a ConnectError too.
+            sock = trio.socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as exc:
+            self.errors.append((f"no socket: {_words(exc)}", exc))
+            moved_on.set()
+            return
+        with sock:
+            try:
+                await sock.connect(sockaddr)
+                first = time.time()
+                await sock.send(b"")
+                data, end = await self._listen(sock, sockaddr, moved_on)
+            except OSError as exc:
+                self.errors.append((_words(exc), exc))
+                moved_on.set()
+                return
+        if self.answer is None:  # two answers in one scheduling batch: the first wins
+            self.answer = _Answer(data, first, end, address)
+        won.cancel()
+
+    async def _listen(
+        self, sock: trio.socket.SocketType, sockaddr: tuple[object, ...], moved_on: trio.Event
+    ) -> tuple[bytes, float]:
+        """Until an answer from ``sockaddr`` arrives, resending as ``resend`` says."""
+        resend, sent = self.resend, 1
+        wait = math.inf if resend is None else resend.after
+        while True:
+            with trio.move_on_at(trio.current_time() + wait):
+                while True:
+                    data, source = await sock.recvfrom(_RECV_SIZE)
+                    if _same_address(tuple(source), sockaddr):
+                        return data, time.time()
+            # Lost, ours or its answer: try the next address, and ask again.
+            moved_on.set()
+            assert resend is not None  # an infinite wait never ends here
+            if sent > resend.times:
+                wait = math.inf
+                continue
+            await sock.send(b"")
+            sent += 1
+            wait = min(wait * resend.backoff, resend.cap)
+
+
+async def _udp_reading(
+    name: str, port: int, label: str, address: _Address | None, resend: _Resend | None
+) -> tuple[Reading, _Address]:
+    """One reading: an empty datagram to each address in turn, resent as ``resend`` says.
+
+    ``address=None``: every address the name resolves to, one after another
+    (a refusal, or no answer within the first window, moves on; the earlier
+    ones keep listening). ``resend=None``: never resend (a precise probe is
+    rather abandoned: a late answer would only widen it). Each socket is
+    connected, so the kernel drops datagrams from any other address and
+    reports ICMP "port unreachable" as ECONNREFUSED; we still check the
+    source of what arrives. The interval and ``rtt`` start at the first
+    datagram sent to the address that answered: a late answer to it may
+    arrive after a retransmit.
     """
     if address is None:
-        address = (await _resolve(name, port, socket.SOCK_DGRAM, label))[0]
-    family, sockaddr = address
-    try:
-        # Inside the try: running out of descriptors (EMFILE) is a ConnectError too.
-        sock = trio.socket.socket(family, socket.SOCK_DGRAM)
-    except OSError as exc:
-        raise ConnectError(f"no socket for {label} (udp): {_words(exc)}") from exc
-    with sock:
-        try:
-            await sock.connect(sockaddr)
-            first = time.time()
-            await sock.send(b"")
-            again = math.inf if retransmit is None else trio.current_time() + retransmit
-            while True:
-                with trio.move_on_at(again):
-                    data, source = await sock.recvfrom(_RECV_SIZE)
-                    end = time.time()
-                    if _same_address(tuple(source), sockaddr):
-                        break
-                    continue
-                # Lost, ours or its answer: ask once more.
-                again = math.inf
-                await sock.send(b"")
-        except OSError as exc:
-            raise ConnectError(f"no time service at {label} (udp): {_words(exc)}") from exc
-    second = _decode(data, label)
-    return Reading(second, issued=first, start=first, end=end, rtt=end - first), address
+        resolved = await _resolve(name, port, socket.SOCK_DGRAM, label)
+        addresses = list(dict.fromkeys(resolved))  # in order, once each
+    else:
+        addresses = [address]
+    race = _UDPRace(resend)
+    await race.run(addresses)
+    answer = race.answer
+    if answer is None:
+        reasons = "; ".join(dict.fromkeys(reason for reason, _ in race.errors))
+        cause = race.errors[-1][1] if race.errors else None
+        raise ConnectError(f"no time service at {label} (udp): {reasons}") from cause
+    second = _decode(answer.data, label)
+    first, end = answer.first, answer.end
+    return Reading(second, issued=first, start=first, end=end, rtt=end - first), answer.address
 
 
 # --------------------------------------------------------------------------
@@ -295,9 +381,12 @@ class _RFC868Prober:
         return reading
 
 
-def _retransmit_after(rtt: float | None) -> float:
-    """A few round trips (assumed, before any answer), never under ``MIN_RETRANSMIT``."""
-    return max(RETRANSMIT_RTTS * (ASSUMED_RTT if rtt is None else rtt), MIN_RETRANSMIT)
+def _first_resend(precise: bool) -> _Resend:
+    """After a few assumed round trips, never under ``MIN_RETRANSMIT``: once for a plain reading;
+    for a precise one's first reading, again and again (backing off) until the deadline.
+    """
+    after = max(RETRANSMIT_RTTS * ASSUMED_RTT, MIN_RETRANSMIT)
+    return _Resend(after, times=math.inf if precise else 1)
 
 
 async def query_time(
@@ -316,7 +405,7 @@ async def query_time(
     unencodable name, refused, unreachable, out of sockets, or an unusable
     host/port string), ``Timeout`` (no answer in time) or
     ``TimeProtocolError`` (fewer than 4 bytes). A UDP datagram unanswered
-    after ``max(3 x 0.25 s, 0.2 s)`` is sent once more.
+    after ``max(3 x 0.25 s, 0.2 s)`` is sent once more (precise: until the deadline).
 
     The sample is the midpoint and half-width of the interval the reading
     proves. ``precise=True`` (default ``False``) adds rounds of probes timed
@@ -334,7 +423,7 @@ async def query_time(
     est = OffsetEstimator()
     with trio.move_on_after(timeout):
         if udp:
-            first, address = await _udp_reading(name, port, label, None, _retransmit_after(None))
+            first, address = await _udp_reading(name, port, label, None, _first_resend(precise))
         else:
             first, address = await _tcp_reading(name, port, label, None)
         if not precise:

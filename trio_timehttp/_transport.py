@@ -33,7 +33,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 import trio
 
@@ -42,6 +42,7 @@ __all__ = [
     "RCVLOWAT",
     "TRANSPORT_ERRORS",
     "HandshakeError",
+    "Listener",
     "SocketTransport",
     "StreamTransport",
     "TLSPlan",
@@ -67,6 +68,14 @@ BODY_CHECKPOINT: Final = 1 << 20
 # bench/README.md for the measurements behind 64 KiB).
 RCVLOWAT: Final = 65536
 RCVLOWAT_BURST: Final = 65536
+# A send blocked on a peer that stops reading: how often (seconds) the wait
+# for writability pauses to look for an answer the peer sent meanwhile
+# (RFC 9112 section 9.5: "A client sending a message body SHOULD monitor
+# the network connection for an error response"). Bounded waits, not a
+# second task: one waiter per fd and direction, and no nursery per send.
+SEND_WATCH: Final = 0.02
+# How much one look at such an answer reads.
+_WATCH_READ: Final = 65536
 # The most one TLS record can hold: 16 KiB of data plus header, padding and tag.
 _TLS_DATA: Final = 16384
 _TLS_RECORD: Final = _TLS_DATA + 256
@@ -99,6 +108,18 @@ class TransportPlan:
     port: int
     tls: TLSPlan | None = None
     tunnel: Callable[[Transport], Awaitable[None]] | None = None
+
+
+class Listener(Protocol):
+    """Who hears what the peer sends while a send is blocked (see ``Transport.send_all``).
+
+    ``listening``: still wants those bytes. ``heard(data)`` gets them
+    (``b""``: the peer closed) and returns True to stop sending.
+    """
+
+    listening: bool
+
+    def heard(self, data: bytes) -> bool: ...
 
 
 def _readable_now(fd: int) -> bool:
@@ -140,8 +161,38 @@ class Transport:
         if not self._waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def send_all(self, data: bytes) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    async def send_all(self, data: bytes, listener: Listener | None = None) -> bool:
+        """Send all of ``data``; True once sent.
+
+        With a ``listener``: whenever the send would block, bytes the peer
+        sent meanwhile are read and given to ``listener.heard``; if it
+        returns True the send stops there and this returns False (the
+        rest of ``data`` unsent: the connection must not be reused).
+        """
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def recv_nowait(self, max_bytes: int) -> bytes | None:
+        """What can be read without waiting: bytes, ``b""`` at the end, None if nothing."""
+        return None  # pragma: no cover - only socket transports watch
+
+    async def _answered(self, waitable: socket.socket, listener: Listener) -> bool:
+        """Wait until ``waitable`` is writable (False) or ``listener`` says stop (True).
+
+        Looks for the peer's bytes before each wait and every ``SEND_WATCH``
+        seconds of it (a peer that stops reading may have answered).
+        """
+        fd = waitable.fileno()
+        while listener.listening:
+            data = self.recv_nowait(_WATCH_READ) if _readable_now(fd) else None
+            if data is not None:
+                if listener.heard(data) or not data:
+                    return True
+                continue  # there may be more
+            with trio.move_on_after(SEND_WATCH):
+                await trio.lowlevel.wait_writable(waitable)
+                return False
+        await trio.lowlevel.wait_writable(waitable)
+        return False
 
     async def recv(self, max_bytes: int, need: int = 0) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -204,7 +255,7 @@ class SocketTransport(Transport):
         self._unchecked = 0  # bytes read since the last checkpoint
         self._lowat = _LowWater(sock)
 
-    async def send_all(self, data: bytes) -> None:
+    async def send_all(self, data: bytes, listener: Listener | None = None) -> bool:
         sock = self.socket
         try:
             sent = sock.send(data)
@@ -212,14 +263,27 @@ class SocketTransport(Transport):
             sent = 0
         total = len(data)
         if sent == total:
-            return
+            return True
         with memoryview(data) as view:
             while sent < total:
                 try:
                     sent += sock.send(view[sent:])
                 except BlockingIOError:
                     self._waited = True
-                    await trio.lowlevel.wait_writable(sock)
+                    if listener is None:
+                        await trio.lowlevel.wait_writable(sock)
+                    elif await self._answered(sock, listener):
+                        return False
+        return True
+
+    def recv_nowait(self, max_bytes: int) -> bytes | None:
+        try:
+            data = self.socket.recv(max_bytes)
+        except BlockingIOError:
+            return None
+        if not data:
+            self.clean_eof = True
+        return data
 
     async def recv(self, max_bytes: int, need: int = 0) -> bytes:
         try:
@@ -327,7 +391,7 @@ class TLSTransport(Transport):
             transport.close()
             raise
 
-    async def send_all(self, data: bytes) -> None:
+    async def send_all(self, data: bytes, listener: Listener | None = None) -> bool:
         ssock = self.socket
         total = len(data)
         sent = 0
@@ -335,14 +399,30 @@ class TLSTransport(Transport):
             while sent < total:
                 try:
                     # After SSLWantWrite OpenSSL must be given the same bytes
-                    # again: ``sent`` has not moved, so it is.
+                    # again: ``sent`` has not moved, so it is. Reads in
+                    # between (the listener's) are allowed by OpenSSL.
                     sent += ssock.send(view[sent:] if sent else view)
                 except ssl.SSLWantWriteError:
                     self._waited = True
-                    await trio.lowlevel.wait_writable(ssock)
+                    if listener is None:
+                        await trio.lowlevel.wait_writable(ssock)
+                    elif await self._answered(ssock, listener):
+                        return False
                 except ssl.SSLWantReadError:
                     self._waited = True
                     await trio.lowlevel.wait_readable(ssock)
+        return True
+
+    def recv_nowait(self, max_bytes: int) -> bytes | None:
+        try:
+            data = self.socket.recv(min(max_bytes, _TLS_DATA))
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        except ssl.SSLEOFError:
+            return b""  # a FIN without close_notify: not clean
+        if not data:
+            self.clean_eof = True
+        return data
 
     async def recv(self, max_bytes: int, need: int = 0) -> bytes:
         ssock = self.socket
@@ -427,8 +507,9 @@ class StreamTransport(Transport):
         self._waited = True
         await trio.lowlevel.checkpoint_if_cancelled()
 
-    async def send_all(self, data: bytes) -> None:
-        await self.stream.send_all(data)
+    async def send_all(self, data: bytes, listener: Listener | None = None) -> bool:
+        await self.stream.send_all(data)  # no descriptor to watch: the listener is not asked
+        return True
 
     async def recv(self, max_bytes: int, need: int = 0) -> bytes:
         data = bytes(await self.stream.receive_some(max_bytes))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urljoin, urlsplit
 
 from ._errors import InvalidURL
+from ._hostchars import forbidden_char
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -89,6 +90,9 @@ def _encode_host(raw: str, url: str) -> str:
             raise InvalidURL(f"bad IPv6 literal in {url!r}") from exc
     host = raw.lower().rstrip(".") if raw.endswith(".") and len(raw) > 1 else raw.lower()
     if not host.isascii():
+        bad = forbidden_char(host, joiners=False)  # the idna codec would drop it silently
+        if bad is not None:
+            raise InvalidURL(f"host {raw!r} has {bad}, which IDNA 2008 forbids, in {url!r}")
         try:
             host = host.encode("idna").decode("ascii")
         except UnicodeError as exc:

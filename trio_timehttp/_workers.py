@@ -18,7 +18,9 @@ How it stays one service, whatever happens:
   The worker writes ``ready`` on it once serving (the supervisor tells
   systemd ``READY=1`` only when every worker has); when the supervisor dies
   -- however it dies -- the kernel closes its end, the worker reads EOF and
-  stops cleanly. (``PR_SET_PDEATHSIG`` is tied to the *thread* that forked,
+  stops cleanly. Every second after ``ready`` the worker also writes its
+  counters (``stats ...``): the supervisor's ``--metrics-port`` page is
+  their sum. (``PR_SET_PDEATHSIG`` is tied to the *thread* that forked,
   and Trio spawns from a worker thread that exits when idle: it would kill
   the workers ten seconds in.)
 """
@@ -30,16 +32,33 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
 import trio
 
-__all__ = ["READY", "Hooks", "Worker", "port_lock", "supervise", "watch_lifeline"]
+from ._serverstats import ServerStats
+
+__all__ = [
+    "READY",
+    "Hooks",
+    "Worker",
+    "exit_status",
+    "how_it_ended",
+    "port_lock",
+    "report_stats",
+    "supervise",
+    "watch_lifeline",
+]
 
 log = logging.getLogger("trio_timehttp.cli")
 
 READY = b"ready\n"
+#: A worker's counters, every `_REPORT_INTERVAL` s after ``ready``: ``stats`` and
+#: `ServerStats.FIELDS` then the open connections, as decimal integers.
+_STATS = b"stats"
+_REPORT_INTERVAL = 1.0
 
 #: The supervisor talks to systemd; its workers must not (nor take its sockets).
 _NOT_FOR_WORKERS = frozenset({"NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"})
@@ -82,14 +101,33 @@ class Hooks:
     spawned: Callable[[], None]
     ready: Callable[[list[int]], None]
     stopping: Callable[[], None]
+    #: Started (``nursery.start``) once every worker is ready, before ``ready``:
+    #: the supervisor's own serving (its metrics page); None: nothing.
+    serve: Callable[..., Awaitable[Any]] | None = None
 
 
 @dataclass
 class Worker:
-    """A running worker: its process and the supervisor's end of its lifeline."""
+    """A running worker: its process, the supervisor's end of its lifeline, its last report."""
 
     proc: trio.Process
     lifeline: socket.socket
+    unread: bytes = b""
+    counts: list[int] = field(default_factory=list)
+
+    async def line(self) -> bytes | None:
+        """The next line from the worker (with its newline); None at EOF."""
+        while b"\n" not in self.unread:
+            await trio.lowlevel.wait_readable(self.lifeline)
+            try:
+                chunk = self.lifeline.recv(4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                return None
+            self.unread += chunk
+        line, _, self.unread = self.unread.partition(b"\n")
+        return line + b"\n"
 
 
 async def _spawn(command: list[str], socks: Sequence[socket.socket]) -> Worker:
@@ -111,24 +149,94 @@ async def _spawn(command: list[str], socks: Sequence[socket.socket]) -> Worker:
 
 async def _wait_ready(worker: Worker) -> None:
     """Until the worker says ``ready``; ``RuntimeError`` if it exits first or takes too long."""
-    got = b""
+    got: bytes | None = b""
     with trio.move_on_after(_START_TIMEOUT):
-        while not got.endswith(b"\n"):
-            await trio.lowlevel.wait_readable(worker.lifeline)
-            chunk = worker.lifeline.recv(64)
-            if not chunk:  # its end closed: it is exiting; wait (briefly) for its status
-                with trio.move_on_after(_STOP_TIMEOUT):
-                    await worker.proc.wait()
-                break
-            got += chunk
+        got = await worker.line()
+        if got is None:  # its end closed: it is exiting; wait (briefly) for its status
+            with trio.move_on_after(_STOP_TIMEOUT):
+                await worker.proc.wait()
     if got != READY:
         code = worker.proc.returncode
-        what = f"exited with status {code}" if code is not None else "did not start in time"
+        what = how_it_ended(code) if code is not None else "did not start in time"
         raise RuntimeError(f"worker {worker.proc.pid} {what}")
 
 
-async def watch_lifeline(lifeline: socket.socket, on_gone: Callable[[], None]) -> None:
-    """In a worker: wait until the supervisor's end closes, then call ``on_gone``."""
+def how_it_ended(returncode: int) -> str:
+    """``exited with status 3`` or ``was killed by SIGKILL`` (a negative code: the signal)."""
+    if returncode >= 0:
+        return f"exited with status {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"was killed by {name}"
+
+
+def exit_status(returncode: int) -> int:
+    """The supervisor's status for a worker that died: its own, or 128 + its signal; never 0."""
+    if returncode < 0:
+        return 128 + -returncode  # as a shell reports a killed command
+    return returncode or 1
+
+
+async def report_stats(lifeline: socket.socket, stats: ServerStats) -> NoReturn:
+    """In a worker: send ``stats`` to the supervisor every second (it sums them for /metrics).
+
+    A send that fails (the supervisor is gone) ends the reports; `watch_lifeline` stops us.
+    """
+    while True:
+        await trio.sleep(_REPORT_INTERVAL)
+        values = [*stats.snapshot().values(), stats.active_connections]
+        try:
+            await trio.lowlevel.wait_writable(lifeline)
+            lifeline.send(b" ".join([_STATS, *(b"%d" % v for v in values)]) + b"\n")
+        except OSError:
+            await trio.sleep_forever()
+
+
+class _Sum:
+    """The supervisor's `ServerStats`: what the workers last reported, added up."""
+
+    def __init__(self, total: ServerStats, workers: Sequence[Worker]) -> None:
+        self.total = total
+        self.workers = workers
+        self.active = 0
+        total.watch_connections(self)
+
+    def update(self) -> None:
+        width = len(ServerStats.FIELDS) + 1
+        sums = [0] * width
+        for worker in self.workers:
+            for i, value in enumerate(worker.counts[:width]):
+                sums[i] += value
+        for name, value in zip(ServerStats.FIELDS, sums, strict=False):
+            setattr(self.total, name, value)
+        self.active = sums[-1]
+
+
+async def _follow(worker: Worker, summed: _Sum) -> None:
+    """The supervisor's reader of one worker's reports (a dead worker's last one still counts)."""
+    while (line := await worker.line()) is not None:
+        words = line.split()
+        if words[:1] != [_STATS]:
+            continue
+        try:
+            counts = [int(word) for word in words[1:]]
+        except ValueError:
+            continue
+        if len(counts) == len(ServerStats.FIELDS) + 1:
+            worker.counts = counts
+            summed.update()
+
+
+async def watch_lifeline(
+    lifeline: socket.socket, on_gone: Callable[[], None], supervisor: int
+) -> None:
+    """In a worker: wait until the supervisor's end closes, then call ``on_gone``.
+
+    ``supervisor``: its pid, remembered at the worker's start (once it is
+    gone, ``os.getppid()`` names whoever adopted the worker, often 1).
+    """
     while True:
         await trio.lowlevel.wait_readable(lifeline)
         try:
@@ -137,12 +245,15 @@ async def watch_lifeline(lifeline: socket.socket, on_gone: Callable[[], None]) -
         except OSError:
             pass
         break
-    log.warning("supervisor (pid %d) is gone; stopping", os.getppid())
+    log.warning("supervisor (pid %d) is gone; stopping", supervisor)
     on_gone()
 
 
 async def supervise(
-    command: list[str], socket_sets: list[list[socket.socket]], hooks: Hooks
+    command: list[str],
+    socket_sets: list[list[socket.socket]],
+    hooks: Hooks,
+    stats: ServerStats | None = None,
 ) -> int:
     """Run one worker per socket set until a signal or a worker's death; returns the status.
 
@@ -151,6 +262,7 @@ async def supervise(
     SO_REUSEPORT group instead of queueing connections nobody accepts). The
     same set may be given for every worker (systemd's sockets). `Hooks` are
     called as they say. Workers get SIGTERM, then SIGKILL after 10 s.
+    ``stats``: kept equal to the sum of the workers' reports (default: not kept).
     """
     status = 0
     workers: list[Worker] = []
@@ -170,16 +282,21 @@ async def supervise(
             except RuntimeError as exc:
                 log.error("%s; stopping the others", exc)
                 return 1
-            hooks.ready([w.proc.pid for w in workers])
             async with trio.open_nursery() as nursery:
+                summed = _Sum(ServerStats() if stats is None else stats, workers)
+                for worker in workers:
+                    nursery.start_soon(_follow, worker, summed)
+                if hooks.serve is not None:
+                    await nursery.start(hooks.serve)
+                hooks.ready([w.proc.pid for w in workers])
 
                 async def watch(worker: Worker) -> None:
                     nonlocal status
                     code = await worker.proc.wait()
                     if not nursery.cancel_scope.cancel_called:
-                        log.error("worker %d exited with status %d; stopping", worker.proc.pid,
-                                  code)  # fmt: skip
-                        status = code or 1
+                        log.error("worker %d %s; stopping the others", worker.proc.pid,
+                                  how_it_ended(code))  # fmt: skip
+                        status = exit_status(code)
                         nursery.cancel_scope.cancel()
 
                 for worker in workers:

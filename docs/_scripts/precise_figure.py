@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 720, 360, 70, 20, 40, 50
+WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 720, 380, 70, 20, 56, 50
+LABEL_GAP = 36  # px between round labels, so neighbouring ones never overlap
 LINEAR = 0.001  # the scale is linear within +-1 ms, logarithmic beyond
 
 
@@ -40,9 +41,10 @@ def render(data: dict) -> str:
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
         'font-family="sans-serif" font-size="11">',
-        f'<text x="{LEFT}" y="20" font-size="13">Precise reading, {data["path"]}: the proven '
-        f"interval after each probe (final +-{data['uncertainty'] * 1000:.1f} ms, "
-        f"error {data['offset_error'] * 1000:+.2f} ms)</text>",
+        f'<text x="{LEFT}" y="20" font-size="13">Precise reading, {data["path"]}: '
+        "the proven interval after each probe</text>",
+        f'<text x="{LEFT}" y="38">final half-width {data["uncertainty"] * 1000:.1f} ms, '
+        f"error {data['offset_error'] * 1000:+.2f} ms</text>",
     ]
     for tick in (-1, -0.1, -0.01, -0.001, 0, 0.001, 0.01, 0.1, 1):
         ty = y(tick)
@@ -52,7 +54,7 @@ def render(data: dict) -> str:
             f'stroke="{"#444" if tick == 0 else "#ddd"}"/>'
         )
         out.append(f'<text x="{LEFT - 6}" y="{ty + 4:.1f}" text-anchor="end">{label}</text>')
-    last_round = -1
+    last_round, last_label = -1, -float("inf")
     for k, p in enumerate(probes):
         x = LEFT + k * step
         y1, y2 = y(p["hi"]), y(p["lo"])
@@ -61,10 +63,11 @@ def render(data: dict) -> str:
             f'<rect x="{x + 1:.1f}" y="{y1:.1f}" width="{max(step - 2, 1):.1f}" '
             f'height="{max(y2 - y1, 0.5):.1f}" fill="{colour}"/>'
         )
-        if p["round"] != last_round:
+        if p["round"] != last_round and x - last_label >= LABEL_GAP:
             out.append(f'<text x="{x + 1:.1f}" y="{HEIGHT - BOTTOM + 14}">r{p["round"]}</text>')
             out.append(f'<text x="{x + 1:.1f}" y="{HEIGHT - BOTTOM + 28}">{p["at"]:.1f}s</text>')
-            last_round = p["round"]
+            last_label = x
+        last_round = p["round"]
     out.append(
         f'<text x="{LEFT}" y="{HEIGHT - 6}">probe rounds (r0: the first reading) and '
         "when each began; one bar per probe</text>"

@@ -106,10 +106,12 @@ async def test_tinyproxy_refuses_a_port_not_listed(tiny: str) -> None:
         await open_tunnel(parse_proxy(tiny), "https://127.0.0.1:22/")
 
 
-async def test_tinyproxy_unreachable_origin_is_a_proxy_error(tiny_dir: Path) -> None:
-    refused = pytest.raises(ProxyError, match=r"refused CONNECT 127\.0\.0\.1:1: 500")
-    with tinyproxy(str(tiny_dir), connect_ports=(1,)) as url, refused:
-        await open_tunnel(parse_proxy(url), "https://127.0.0.1:1/")
+async def test_tinyproxy_unreachable_origin_is_a_proxy_error(
+    tiny_dir: Path, refused_port: int
+) -> None:
+    refused = pytest.raises(ProxyError, match=rf"refused CONNECT 127\.0\.0\.1:{refused_port}: 500")
+    with tinyproxy(str(tiny_dir), connect_ports=(refused_port,)) as url, refused:
+        await open_tunnel(parse_proxy(url), f"https://127.0.0.1:{refused_port}/")
 
 
 async def test_tinyproxy_basic_auth(
@@ -151,9 +153,10 @@ async def test_squid_connect_then_tls(
     assert reply.endswith(b"hello /t")
 
 
-async def test_squid_unreachable_origin(squid_plain: str) -> None:
-    with pytest.raises(ProxyError, match=r"refused CONNECT 127\.0\.0\.1:1: 503"):
-        await open_tunnel(parse_proxy(squid_plain), "https://127.0.0.1:1/")
+async def test_squid_unreachable_origin(squid_plain: str, refused_port: int) -> None:
+    match = rf"refused CONNECT 127\.0\.0\.1:{refused_port}: 503"
+    with pytest.raises(ProxyError, match=match):
+        await open_tunnel(parse_proxy(squid_plain), f"https://127.0.0.1:{refused_port}/")
 
 
 async def test_squid_basic_auth(

@@ -36,7 +36,14 @@ ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "contrib" / "systemd"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from test_cli_serve import Notifications, Service, free_port_pair, proc_status  # noqa: E402
+from test_cli_serve import (  # noqa: E402
+    Notifications,
+    Service,
+    free_port_pair,
+    low_tcp_port,
+    proc_status,
+    scrape,
+)
 
 
 async def rdate(port: int, *, udp: bool = False) -> str:
@@ -53,21 +60,21 @@ def this_year_printed(out: str) -> bool:
     return time.strftime("%Y", time.gmtime()) in out and "UTC" in out
 
 
-def activate_command(port: int, *serve_args: str) -> list[str]:
+def activate_command(port: int, *serve_args: str, verbose: int = 0) -> list[str]:
     activate = peerutil.require_program("systemd-socket-activate")
     passed = ["-E", "PYTHONPATH", "-E", "NOTIFY_SOCKET"]
     return [
         activate, "-l", f"127.0.0.1:{port}", *passed, "--",
         activate, "-d", "-l", f"127.0.0.1:{port}", "--fdname=time-stream:time-dgram", *passed,
-        "--", sys.executable, "-m", "trio_timehttp", "serve", *serve_args,
+        "--", sys.executable, "-m", "trio_timehttp", *["-v"] * verbose, "serve", *serve_args,
     ]  # fmt: skip
 
 
-async def run_activated(port: int, *serve_args: str) -> Service:
+async def run_activated(port: int, *serve_args: str, verbose: int = 0) -> Service:
     notes = Notifications()
     env = {**os.environ, "NOTIFY_SOCKET": notes.value}
     proc = await trio.lowlevel.open_process(
-        activate_command(port, *serve_args), env=env, stdout=subprocess.DEVNULL,
+        activate_command(port, *serve_args, verbose=verbose), env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )  # fmt: skip
     return Service(proc, notes)
@@ -144,6 +151,43 @@ async def test_socket_activated_low_port_then_user_and_workers() -> None:
     pids = {int(p) for p in re.findall(r"trio_timehttp\.\w+\[(\d+)\]", text)}
     assert len(pids) == 3  # the supervisor and its two workers, each on its own lines
     assert text.count("INFO stopped") == 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping to nobody needs root")
+async def test_socket_activated_user_and_metrics_keep_serving() -> None:
+    # The red team's case: activated by the first client, dropped to nobody
+    # (whose view of a Python under /root is "permission denied"), with
+    # --metrics-port. It must scrape as nobody and answer the clients after
+    # the first -- not die on a codec or module loaded lazily after the drop.
+    pytest.importorskip("prometheus_client")
+    port = free_port_pair(low=True)
+    metrics = low_tcp_port(exclude=port)  # privileged too: bound before the drop
+    svc = await run_activated(port, "--user", "nobody", "--metrics-port", str(metrics),
+                              "--stats-interval", "0", verbose=2)  # fmt: skip
+    proc, notes = svc.proc, svc.notes
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(svc.collect)
+            await svc.wait_for_log(f"Listening on 127.0.0.1:{port} as 3.")
+            assert this_year_printed(await rdate(port))
+            assert (await notes.next()).startswith("READY=1")
+            nobody = str(pwd.getpwnam("nobody").pw_uid)
+            assert proc_status(proc.pid)["Uid"].split() == [nobody] * 4
+            assert (await scrape(metrics))["timehttp_answers_total{protocol=tcp}"] == 1
+            assert this_year_printed(await rdate(port))
+            assert this_year_printed(await rdate(port, udp=True))
+            assert this_year_printed(await rdate(port))
+            samples = await scrape(metrics)
+            assert samples["timehttp_answers_total{protocol=tcp}"] == 3
+            assert samples["timehttp_answers_total{protocol=udp}"] == 1
+            assert await stop(proc) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+        notes.sock.close()
+    assert "imported after the privilege drop: nothing" in svc.log, svc.log
+    assert "internal error" not in svc.log
 
 
 def shipped_units(tmp_path: Path) -> list[Path]:
