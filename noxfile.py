@@ -72,7 +72,8 @@ def tests_min(session: nox.Session) -> None:
     _install_peers(session)
     session.install("-e", ".[test]")
     session.install("trio==0.25.0", "h11==0.16.0")
-    session.run("python", "-m", "pytest", "-q", *session.posargs)
+    env = {"PYTHONFAULTHANDLER": "1", "TRIO_TIMEHTTP_NOX_PYTHON": sys.executable}
+    session.run("python", "-m", "pytest", "-q", *session.posargs, env=env)
 
 
 @nox.session(python=PYTHON)

@@ -20,7 +20,11 @@ import pytest
 import trio
 from test_cli import one_line_error, time_server
 
-from helpers import ServerRequest, serve_http
+from helpers import ServerRequest, closed_port, serve_http
+
+# Held for the module's life: connections there are refused, and nothing else can take it.
+_REFUSED_HOLD = closed_port()
+REFUSED = _REFUSED_HOLD.__enter__()
 
 CLI = [sys.executable, "-m", "trio_timehttp"]
 
@@ -44,7 +48,7 @@ async def test_time_with_stdout_closed_ends_quietly() -> None:
 
 
 async def test_get_to_stdout_with_stdout_closed_says_so() -> None:
-    result = await run_redirected(">&-", "get", "-o", "-", "http://127.0.0.1:9/")
+    result = await run_redirected(">&-", "get", "-o", "-", f"http://127.0.0.1:{REFUSED}/")
     err = one_line_error(result)
     assert result.returncode == 1
     assert "stdout is closed" in err
@@ -53,7 +57,7 @@ async def test_get_to_stdout_with_stdout_closed_says_so() -> None:
 
 @pytest.mark.parametrize("option", ["-d", "--data-binary"])
 async def test_data_from_closed_stdin_is_a_usage_error(option: str) -> None:
-    result = await run_redirected("<&-", "get", option, "@-", "http://127.0.0.1:9/")
+    result = await run_redirected("<&-", "get", option, "@-", f"http://127.0.0.1:{REFUSED}/")
     err = one_line_error(result)
     assert result.returncode == 2
     assert f"{option} @-: stdin is closed" in err
@@ -99,7 +103,7 @@ async def test_listen_failures_name_what_and_where_and_exit_1() -> None:
         port = taken.getsockname()[1]
         commands = {
             f"cannot listen for metrics on 127.0.0.1:{port}: address already in use": [
-                "monitor", "127.0.0.1:9", "--metrics-port", str(port)],
+                "monitor", f"127.0.0.1:{REFUSED}", "--metrics-port", str(port)],
             f"cannot bind port {port}: address already in use": [
                 "serve", "--host", "127.0.0.1", "--port", str(port), "--no-udp"],
         }  # fmt: skip
@@ -112,7 +116,14 @@ async def test_listen_failures_name_what_and_where_and_exit_1() -> None:
 
 
 async def test_monitor_metrics_host_that_does_not_resolve() -> None:
-    args = ["monitor", "127.0.0.1:9", "--metrics-port", "0", "--metrics-host", "999.0.0.1"]
+    args = [
+        "monitor",
+        f"127.0.0.1:{REFUSED}",
+        "--metrics-port",
+        "0",
+        "--metrics-host",
+        "999.0.0.1",
+    ]
     result = await trio.run_process([*CLI, *args], capture_stderr=True, check=False)
     err = one_line_error(result)
     assert result.returncode == 1
@@ -141,7 +152,7 @@ async def test_a_fifo_without_a_reader_keeps_the_deadline(tmp_path: Path) -> Non
     os.mkfifo(fifo)
     with trio.fail_after(30):  # before: blocked in open() forever
         result = await trio.run_process(
-            [*CLI, "get", "--timeout", "1", "-o", str(fifo), "http://127.0.0.1:9/"],
+            [*CLI, "get", "--timeout", "1", "-o", str(fifo), f"http://127.0.0.1:{REFUSED}/"],
             capture_stdout=True, capture_stderr=True, check=False,
         )  # fmt: skip
     err = one_line_error(result)
@@ -195,7 +206,7 @@ async def test_output_in_a_read_only_directory_names_the_directory() -> None:
         os.chmod(directory, 0o555)
         nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
         result = await trio.run_process(
-            [*nobody, *CLI, "get", "-o", str(directory / "f"), "http://127.0.0.1:9/"],
+            [*nobody, *CLI, "get", "-o", str(directory / "f"), f"http://127.0.0.1:{REFUSED}/"],
             capture_stderr=True, check=False, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
         )  # fmt: skip
         err = one_line_error(result)
@@ -212,7 +223,7 @@ async def test_output_in_a_read_only_directory_names_the_directory() -> None:
         ("htp://x/", "only http and https"),
         ("ftp://127.0.0.1/", "only http and https"),
         ("http://[::1", "malformed URL"),
-        ("http://user:pw@127.0.0.1:9/", "credentials in the URL"),
+        (f"http://user:pw@127.0.0.1:{REFUSED}/", "credentials in the URL"),
     ],
 )
 async def test_a_bad_url_of_ones_own_is_a_usage_error(url: str, words: str) -> None:
@@ -244,14 +255,14 @@ async def test_a_redirect_to_a_bad_url_is_a_runtime_failure() -> None:
 async def test_monitor_counts_one_source_in_the_singular() -> None:
     pytest.importorskip("prometheus_client")
     proc = await trio.lowlevel.open_process(
-        [*CLI, "monitor", "127.0.0.1:9", "--metrics-port", "0", "--interval", "30"],
+        [*CLI, "monitor", f"127.0.0.1:{REFUSED}", "--metrics-port", "0", "--interval", "30"],
         stderr=subprocess.PIPE,
     )
     assert proc.stderr is not None
     seen = b""
     try:
         with trio.fail_after(60):
-            while b"metrics at" not in seen:
+            while b" every 30 s, metrics at" not in seen:
                 chunk = await proc.stderr.receive_some()
                 assert chunk, seen
                 seen += chunk
@@ -275,13 +286,16 @@ async def test_a_forward_proxys_junk_names_the_proxy_without_credentials() -> No
         listeners = await nursery.start(partial(trio.serve_tcp, junk, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
         command = [*CLI, "get", "--proxy", f"http://u:Zq-secret@127.0.0.1:{port}",
-                   "http://127.0.0.1:9/x"]  # fmt: skip
+                   f"http://127.0.0.1:{REFUSED}/x"]  # fmt: skip
         with trio.fail_after(60):
             result = await trio.run_process(command, capture_stdout=True, capture_stderr=True,
                                             check=False)  # fmt: skip
         nursery.cancel_scope.cancel()
     err = one_line_error(result)
     assert result.returncode == 1
-    assert f"the proxy 127.0.0.1:{port} (for 127.0.0.1:9) sent a malformed response head" in err
+    assert (
+        f"the proxy 127.0.0.1:{port} (for 127.0.0.1:{REFUSED}) sent a malformed response head"
+        in err
+    )
     assert "Zq-secret" not in err
     assert err.count("(") == err.count(")"), err

@@ -219,7 +219,7 @@ async def test_plugin_unknown_when_none_answered_or_no_majority(nursery: trio.Nu
         (["--warn", "3", "--crit", "2"], "--warn 3 is above --crit 2", 3),
         (["--warn", "abc"], "--warn", 3),
         (["--crit=2", "--count", "0"], "must be from 1", 3),
-        (["--cr", "2", "--bogus"], "unrecognized arguments: --bogus", 3),
+        (["--crit", "2", "--bogus"], "unrecognized arguments: --bogus", 3),
         (["--warn"], "expected one argument", 3),
         # Otherwise the usual 2.
         (["--count", "0"], "must be from 1", 2),

@@ -64,7 +64,7 @@ def test_no_test_counts_on_a_fixed_port_being_refused() -> None:
     offenders = [
         f"{path.relative_to(TESTS)}:{n}: {line.strip()}"
         for path in sorted(TESTS.rglob("*.py"))
-        if path.name not in {"test_urls.py", "test_closed_port.py"}
+        if path.name not in {"test_urls.py", "test_cli_sources.py", "test_closed_port.py"}
         for n, line in enumerate(path.read_text().splitlines(), 1)
         if fixed.search(line)
     ]
