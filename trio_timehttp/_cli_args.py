@@ -285,3 +285,15 @@ def _in_words(exc: OSError) -> str:
     if isinstance(exc, socket.gaierror) or not isinstance(exc.errno, int) or exc.errno <= 0:
         return exc.strerror or ""  # resolver errors: strerror is the resolver's text
     return os.strerror(exc.errno)  # trio's strerror embeds the address tuple's repr
+
+
+def add_proxy_options(parser: argparse.ArgumentParser, proxy_help: str) -> None:
+    """``--proxy URL`` and ``--no-proxy`` (they exclude each other), as on get, time, monitor."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--proxy", metavar="URL", help=proxy_help)
+    group.add_argument(
+        "--no-proxy",
+        dest="trust_env",
+        action="store_false",
+        help="ignore http_proxy, https_proxy, all_proxy and no_proxy in the environment",
+    )

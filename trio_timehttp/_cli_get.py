@@ -43,6 +43,7 @@ from ._cli_args import (
     CommandError,
     Parser,
     UsageError,
+    add_proxy_options,
     describe,
     header_arg,
     int_in,
@@ -177,17 +178,8 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         default=300.0,
         help="total seconds for the whole exchange, body included (default 300; 0: none)",
     )
-    proxy = get.add_mutually_exclusive_group()
-    proxy.add_argument(
-        "--proxy",
-        metavar="URL",
-        help="send the request through this HTTP proxy (http://[user:pass@]host:port)",
-    )
-    proxy.add_argument(
-        "--no-proxy",
-        dest="trust_env",
-        action="store_false",
-        help="ignore http_proxy, https_proxy, all_proxy and no_proxy in the environment",
+    add_proxy_options(
+        get, "send the request through this HTTP proxy (http://[user:pass@]host:port)"
     )
     get.set_defaults(func=cmd_get)
 

@@ -21,6 +21,7 @@ from ._cli_args import (
     PROG,
     Parser,
     UsageError,
+    add_proxy_options,
     cannot_listen,
     int_in,
     positive_float,
@@ -87,17 +88,8 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         metavar="N",
         help="readings at most at once (default 64; raise it when many sources time out)",
     )
-    proxy = mon.add_mutually_exclusive_group()
-    proxy.add_argument(
-        "--proxy",
-        metavar="URL",
-        help="send URL sources through this HTTP proxy (http://[user:pass@]host:port)",
-    )
-    proxy.add_argument(
-        "--no-proxy",
-        dest="trust_env",
-        action="store_false",
-        help="ignore http_proxy, https_proxy, all_proxy and no_proxy in the environment",
+    add_proxy_options(
+        mon, "send URL sources through this HTTP proxy (http://[user:pass@]host:port)"
     )
     mon.set_defaults(func=cmd_monitor)
 

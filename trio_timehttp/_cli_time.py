@@ -31,6 +31,7 @@ import trio
 from ._cli_args import (
     Parser,
     UsageError,
+    add_proxy_options,
     int_in,
     non_negative_float,
     positive_float,
@@ -87,17 +88,8 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         help="take several readings timed around the server's tick of the second, to "
         "measure to a fraction of a second (slower)",
     )
-    proxy = time_.add_mutually_exclusive_group()
-    proxy.add_argument(
-        "--proxy",
-        metavar="URL",
-        help="send URL sources through this HTTP proxy (http://[user:pass@]host:port)",
-    )
-    proxy.add_argument(
-        "--no-proxy",
-        dest="trust_env",
-        action="store_false",
-        help="ignore http_proxy, https_proxy, all_proxy and no_proxy in the environment",
+    add_proxy_options(
+        time_, "send URL sources through this HTTP proxy (http://[user:pass@]host:port)"
     )
     _add_output_options(time_)
     time_.set_defaults(func=cmd_time)
