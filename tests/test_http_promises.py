@@ -587,7 +587,18 @@ async def test_pool_stats_follow_reuse(nursery: trio.Nursery) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["_transport", "_exchange", "_http", "_headreader", "_pool", "_prepare"]
+    "module",
+    [
+        "_transport",
+        "_exchange",
+        "_http",
+        "_starter",
+        "_routes",
+        "_fetchstate",
+        "_headreader",
+        "_pool",
+        "_prepare",
+    ],
 )
 def test_requester_uses_no_private_attribute_of_trio_h11_or_cpython(module: str) -> None:
     # Trio's socket is reached through its public detach(); h11 only

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from ._errors import BodyTooLarge, ProtocolError
+from ._models import Response
 
 __all__ = [
     "CHUNK_SIZE",
@@ -50,6 +51,7 @@ __all__ = [
     "BodyDecoder",
     "DecodeLimits",
     "accept_encoding",
+    "decoder_for",
     "parse_codings",
     "supported_codings",
 ]
@@ -435,3 +437,19 @@ class BodyDecoder:
                 f"({total} from {self.encoded_bytes} bytes): a decompression bomb?"
             )
         self.decoded_bytes = total
+
+
+def decoder_for(response: Response, limits: DecodeLimits | None) -> BodyDecoder | None:
+    """The content decoder for ``response``'s body: None when decoding is off
+    (``limits`` None), for HEAD, 204 and 304 (no body), or when no coding is named.
+
+    Raises ``ProtocolError`` for a coding we cannot decode.
+    """
+    if limits is None or response.request.method == "HEAD":
+        return None
+    if response.status_code in (204, 304):
+        return None
+    coding = response.headers.get("content-encoding")
+    if not coding or not parse_codings(coding):
+        return None
+    return BodyDecoder(coding, limits)

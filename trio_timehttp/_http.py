@@ -2,10 +2,12 @@
 
 What lives here: the options, the total deadline, the consumer's lifetime
 (``http_header`` / ``feed`` / ``http_complete`` / ``close`` exactly once,
-failures reported as the contract says), the redirect loop and the retry of
-a stale connection. What does not: sockets (``_transport``), idle
-connections (``_pool``), head parsing (``_headreader``), body framing
-(``_framing``) and the phases of one exchange (``_exchange``).
+failures reported as the contract says) and the redirect loop. What does
+not: sending a hop and retrying it (``_starter``), route choice and proxies
+(``_routes``), what a fetch carries across hops (``_fetchstate``), sockets
+(``_transport``), idle connections (``_pool``), head parsing
+(``_headreader``), body framing (``_framing``) and the phases of one
+exchange (``_exchange``).
 
 One exchange, start to end, runs in the calling task (an HTTP/1.1
 request/response needs no background task, so no internal nursery and no
@@ -18,54 +20,42 @@ it, so it happens even after the deadline.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import logging
 import math
 import os
 import ssl
-import time
-from collections.abc import AsyncIterator, Hashable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import trio
 
-from ._bodies import RequestBody, request_body
 from ._checks import check_count, check_seconds
 from ._consumer import Consumer
 from ._consumers import RedirectingConsumer
-from ._decoding import BodyDecoder, DecodeLimits, accept_encoding, parse_codings
+from ._decoding import DecodeLimits, accept_encoding, decoder_for
 from ._errors import (
-    ConnectError,
     HTTPError,
     InvalidURL,
-    ProxyError,
-    RedirectError,
     TimeHTTPError,
     Timeout,
 )
-from ._exchange import Decoder, Exchange, Hooks, StaleConnection
+from ._exchange import Decoder, Exchange, Hooks
+from ._fetchstate import FetchOptions, FetchState
 from ._headers import Headers, HeadersLike
 from ._headreader import HeadLimits, HeadMemo
 from ._models import Content, Request, Response
-from ._pool import Connection, Pool
-from ._prepare import USER_AGENT, Prepared, Preparer
+from ._pool import Pool
+from ._prepare import USER_AGENT, Preparer
 from ._proxy import (
-    Proxy,
     ProxyPolicy,
-    absolute_target,
-    forward_refusal,
-    with_proxy_authorization,
 )
-from ._retry import RetryPolicy, parse_retry_after
+from ._retry import RetryPolicy
+from ._routes import Router
+from ._starter import Starter
 from ._stream import BodyStream
 from ._timing import ExchangeTimes
-from ._transport import HandshakeError, TLSPlan, Transport, TransportPlan, open_transport
-from ._tunnel import open_tunnel
-from ._urls import URL
 
-__all__ = ["USER_AGENT", "Client", "Route", "fetch"]
+__all__ = ["USER_AGENT", "Client", "fetch"]
 
 log = logging.getLogger("trio_timehttp.http")
 
@@ -73,8 +63,6 @@ log = logging.getLogger("trio_timehttp.http")
 # policy decides whether they follow (credentials across origins; Host is
 # recomputed), so they must not come back from the defaults on later hops.
 _FIRST_HOP_ONLY: Final = frozenset({"authorization", "cookie", "proxy-authorization", "host"})
-# Routes cached per origin (cleared when full).
-_ROUTES: Final = 256
 
 
 class _ClientSetting:
@@ -87,96 +75,6 @@ class _ClientSetting:
 
 
 _DEFAULT: Any = _ClientSetting()
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """How one request reaches its server.
-
-    ``key``: which pooled connections are interchangeable for it; ``plan``:
-    how to open a new one; ``proxy``: the proxy on the way (None: direct);
-    ``forward``: the request goes to the proxy in absolute-form (an http
-    target), rather than through a CONNECT tunnel (https) or direct.
-    """
-
-    key: Hashable
-    plan: TransportPlan
-    proxy: Proxy | None = None
-    forward: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _Options:
-    """A fetch's per-request options: decoding (None: off), retries."""
-
-    decode: DecodeLimits | None = None
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-
-
-class _State:
-    """Per-fetch bookkeeping shared by the hops of a redirect chain."""
-
-    __slots__ = (
-        "bodies",
-        "complete",
-        "deadline",
-        "delivered",
-        "history",
-        "options",
-        "prepared",
-        "request",
-        "times",
-        "url",
-    )
-
-    def __init__(
-        self, url: str, times: ExchangeTimes | None, options: _Options | None = None
-    ) -> None:
-        self.prepared: Prepared | None = None  # the first hop's, made while validating
-        self.url = url  # the URL of the hop in progress (for messages)
-        self.request: Request | None = None  # the hop in progress
-        self.history: list[Response] = []  # the hops before it
-        self.delivered = False  # http_header got a real response for this hop
-        self.complete = False  # the final body's framing proved it complete
-        self.times = times
-        self.options = options or _Options()
-        self.deadline: float | None = None  # trio time; None: no deadline
-        # One RequestBody per body object, for the whole chain: a redirect or
-        # retry sends the same source again (rewound), never a fresh empty one.
-        self.bodies: dict[int, tuple[object, RequestBody]] = {}
-
-    def body_for(self, request: Request) -> RequestBody | None:
-        """The body source for a hop (None for no body or ``bytes``, which the preparer wraps).
-
-        Raises ``TypeError`` for a body of the wrong type, ``ValueError`` for
-        one that contradicts the request's Content-Length, and
-        ``RedirectError`` when a redirect needs a body already sent that
-        cannot be replayed.
-        """
-        value = request.body
-        if value is None or isinstance(value, bytes):
-            return None
-        entry = self.bodies.get(id(value))
-        if entry is None:
-            body = request_body(value)
-            assert body is not None
-            length = request.headers.get("content-length")
-            if length is not None and length.strip().isdigit():
-                body.expect_length(int(length))
-            self.bodies[id(value)] = (value, body)
-            return body
-        body = entry[1]
-        if body.used and not body.replayable:
-            raise RedirectError(
-                f"cannot send the request body again to {request.url}: it was an iterator"
-                " or stream and has been sent (use bytes or a seekable file to allow"
-                " 307/308 redirects and retries)"
-            )
-        return body
-
-    def remaining(self) -> float | None:
-        """Seconds left before the deadline (None: no deadline)."""
-        return None if self.deadline is None else self.deadline - trio.current_time()
 
 
 class _Discard:
@@ -267,19 +165,17 @@ class Client(trio.abc.AsyncResource):
         self._timeout = check_seconds("timeout", timeout)
         max_connections = check_count("max_connections", max_connections, minimum=1)
         expiry = check_seconds("keepalive_expiry", keepalive_expiry, none_ok=False) or 0.0
-        self._proxies = ProxyPolicy.from_settings(proxy, trust_env, os.environ)
+        proxies = ProxyPolicy.from_settings(proxy, trust_env, os.environ)
         self._decode_limits = DecodeLimits(max_decoded_size, max_decode_ratio)
-        self._options = _Options(
+        self._options = FetchOptions(
             self._decode_limits if decode else None, RetryPolicy(retries, backoff)
         )
         self._pool = Pool(max_connections, expiry)
         self._headers = Headers(headers)
-        self._ssl_context = ssl_context
         limits = HeadLimits(max_header_fields, max_header_bytes, max_informational)
-        self._limits = limits
-        self._memo = HeadMemo(limits)
         self._preparer = Preparer()
-        self._routes: dict[tuple[str, str, int], Route] = {}
+        router = Router(proxies, ssl_context, limits)
+        self._starter = Starter(self._pool, router, HeadMemo(limits), self._preparer)
         self._closed = False
 
     async def aclose(self) -> None:
@@ -356,7 +252,7 @@ class Client(trio.abc.AsyncResource):
         hooks = Hooks(consumer)
         try:
             timeout = self._timeout if timeout is _DEFAULT else check_seconds("timeout", timeout)
-            state = _State(url, None, self._request_options(decode, max_decoded_size, retries))
+            state = FetchState(url, None, self._request_options(decode, max_decoded_size, retries))
             request = self._first_request(
                 self._new_request(method, url, headers, body, state, expect_continue), state
             )
@@ -371,7 +267,7 @@ class Client(trio.abc.AsyncResource):
         url: str,
         headers: HeadersLike | None,
         body: Content | None,
-        state: _State,
+        state: FetchState,
         expect_continue: bool,
     ) -> Request:
         """The caller's request, with the fields decoding and Expect: 100-continue ask for."""
@@ -387,7 +283,7 @@ class Client(trio.abc.AsyncResource):
 
     def _request_options(
         self, decode: bool | None, max_decoded_size: int | None, retries: int | None
-    ) -> _Options:
+    ) -> FetchOptions:
         options = self._options
         if decode is None and max_decoded_size is _DEFAULT and retries is None:
             return options
@@ -398,7 +294,7 @@ class Client(trio.abc.AsyncResource):
         retry = options.retry
         if retries is not None:
             retry = RetryPolicy(retries, retry.backoff, retry.rng)
-        return _Options(limits if on else None, retry)
+        return FetchOptions(limits if on else None, retry)
 
     async def _fetch_timed(
         self, url: str, consumer: Consumer, *, method: str = "GET", times: ExchangeTimes
@@ -408,7 +304,7 @@ class Client(trio.abc.AsyncResource):
         ``times`` is the final hop's: see ``ExchangeTimes`` for the instants.
         """
         hooks = Hooks(consumer)
-        state = _State(url, times)
+        state = FetchState(url, times)
         try:
             request = self._first_request(Request(method, url), state)
         except BaseException:
@@ -455,7 +351,7 @@ class Client(trio.abc.AsyncResource):
         socket is left open.
         """
         timeout = self._timeout if timeout is _DEFAULT else check_seconds("timeout", timeout)
-        state = _State(url, None, self._request_options(decode, max_decoded_size, retries))
+        state = FetchState(url, None, self._request_options(decode, max_decoded_size, retries))
         request = self._first_request(
             self._new_request(method, url, headers, body, state, expect_continue), state
         )
@@ -475,7 +371,9 @@ class Client(trio.abc.AsyncResource):
         if scope.cancelled_caught:
             raise Timeout(f"timed out after {timeout} s fetching {state.url}")
 
-    async def _start_following(self, request: Request, state: _State, follow: bool) -> Exchange:
+    async def _start_following(
+        self, request: Request, state: FetchState, follow: bool
+    ) -> Exchange:
         """The exchange whose head is final: redirects followed when ``follow``."""
         policy = RedirectingConsumer(_Discard()) if follow else None
         while True:
@@ -496,7 +394,7 @@ class Client(trio.abc.AsyncResource):
             state.history.append(response)
             request = self._with_defaults(step, first=False)
 
-    def _first_request(self, request: Request, state: _State) -> Request:
+    def _first_request(self, request: Request, state: FetchState) -> Request:
         """The request as the first hop sends it: the Client's default fields merged in."""
         if self._closed:
             raise HTTPError(f"the Client is closed (fetching {request.url})")
@@ -520,7 +418,7 @@ class Client(trio.abc.AsyncResource):
         return Request(request.method, request.url, [*own.items(), *extra], request.body)
 
     async def _run(
-        self, request: Request, hooks: Hooks, state: _State, timeout: float | None
+        self, request: Request, hooks: Hooks, state: FetchState, timeout: float | None
     ) -> Response:
         """The consumer's lifetime around the hops: deadline, close once, failure reports."""
         error: TimeHTTPError
@@ -561,7 +459,7 @@ class Client(trio.abc.AsyncResource):
         raise error
 
     async def _report(
-        self, hooks: Hooks, state: _State, request: Request, error: TimeHTTPError
+        self, hooks: Hooks, state: FetchState, request: Request, error: TimeHTTPError
     ) -> None:
         """Tell the consumer about a failure (outside the deadline), then close it once."""
         log.debug("fetch %s failed: %s", state.url, error)
@@ -583,7 +481,7 @@ class Client(trio.abc.AsyncResource):
 
     # ------------------------------------------------------------------- hops
 
-    async def _follow(self, request: Request, hooks: Hooks, state: _State) -> Response:
+    async def _follow(self, request: Request, hooks: Hooks, state: FetchState) -> Response:
         """Run the hops: one exchange per request the consumer asks for."""
         while True:
             state.url = request.url
@@ -596,7 +494,7 @@ class Client(trio.abc.AsyncResource):
             request = self._with_defaults(follow, first=False)
 
     async def _hop(
-        self, request: Request, hooks: Hooks, state: _State
+        self, request: Request, hooks: Hooks, state: FetchState
     ) -> tuple[Response, Request | None]:
         """One exchange pushed into the consumer; pooled only after a clean end."""
         ex = await self._start(request, state)
@@ -619,183 +517,12 @@ class Client(trio.abc.AsyncResource):
         finally:
             ex.release(self._pool, clean)
 
-    async def _start(self, request: Request, state: _State) -> Exchange:
-        """Send ``request`` and read its head: the exchange, ready for its body.
+    async def _start(self, request: Request, state: FetchState) -> Exchange:
+        """Send ``request`` and read its head (``Starter.start``: retries included)."""
+        return await self._starter.start(request, state)
 
-        Retried once on a fresh connection when a reused one turned out stale
-        (``StaleConnection``) and the request may be sent again, and as the
-        retry policy allows (connect failures; 429/503 to idempotent methods,
-        whose answer is drained, never shown). On failure the connection is
-        closed; on success the caller must ``release`` it.
-        """
-        body = state.body_for(request)
-        prepared = state.prepared
-        if prepared is None or prepared.request is not request:
-            prepared = self._preparer.prepare(request, body=body)
-        route = self._route(prepared.url)
-        if route.forward and route.proxy is not None:
-            # Absolute-form, and the proxy's credentials in the head bytes only.
-            prepared = self._preparer.prepare(request, absolute_target(prepared.url), body)
-            head = with_proxy_authorization(prepared.head, route.proxy)
-            prepared = dataclasses.replace(prepared, head=head)
-        fresh = False
-        attempt = 0
-        while True:
-            try:
-                conn = await self._checkout(route, prepared.url, state, fresh=fresh)
-            except ConnectError as exc:
-                retryable = state.options.retry.retryable_error(exc)
-                delay = self._retry_wait(state, attempt, None) if retryable else None
-                if delay is None:
-                    raise
-                await self._pause(prepared, delay, attempt, state, str(exc))
-                attempt += 1
-                continue
-            ex = Exchange(conn, prepared, self._memo, state.times)
-            if route.forward and route.proxy is not None:  # its faults are the proxy's
-                ex.peer = f"the proxy {route.proxy.authority} (for {prepared.url.authority})"
-            try:
-                await ex.send_request()
-                await ex.receive_head()
-                delay, reason = self._status_retry(ex, state, attempt)
-                if delay is not None:
-                    ex.release(self._pool, await ex.drain())
-            except StaleConnection:
-                ex.release(self._pool, False)
-                if fresh or not prepared.retryable:
-                    raise
-                log.debug("reused connection to %s was stale; retrying", prepared.url.authority)
-                fresh = True
-                continue
-            except BaseException:
-                ex.release(self._pool, False)
-                raise
-            if delay is not None:
-                await self._pause(prepared, delay, attempt, state, reason)
-                attempt += 1
-                continue
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s %s -> %s", request.method, request.url, ex.head and ex.head.status)
-            if route.forward and route.proxy is not None and ex.head is not None:
-                refused = forward_refusal(route.proxy, ex.head.status, request.url)
-                if refused is not None:
-                    ex.release(self._pool, False)
-                    raise refused
-            return ex
-
-    def _retry_wait(self, state: _State, attempt: int, retry_after: float | None) -> float | None:
-        """The wait before retry ``attempt``, or None: the policy or the deadline says no."""
-        return state.options.retry.wait(
-            attempt, retry_after=retry_after, remaining=state.remaining()
-        )
-
-    async def _pause(
-        self, prepared: Prepared, delay: float, attempt: int, state: _State, reason: str
-    ) -> None:
-        log.info(
-            "retrying %s %s in %.3g s (retry %d of %d): %s",
-            prepared.request.method,
-            prepared.request.url,
-            delay,
-            attempt + 1,
-            state.options.retry.retries,
-            reason,
-        )
-        await trio.sleep(delay)
-
-    def _status_retry(self, ex: Exchange, state: _State, attempt: int) -> tuple[float | None, str]:
-        """The wait before retrying a 429/503 answer, if the policy, the body and the
-        deadline allow one (None: the answer stands)."""
-        head, prepared = ex.head, ex.prepared
-        policy = state.options.retry
-        if head is None or not policy.retries:
-            return None, ""
-        if not policy.retryable_status(prepared.request.method, head.status):
-            return None, ""
-        if prepared.body is not None and not prepared.body.replayable:
-            log.info("not retrying %s: its body cannot be sent again", prepared.request.url)
-            return None, ""
-        after = parse_retry_after(head.headers.get("retry-after"), now=time.time())
-        return self._retry_wait(state, attempt, after), f"answered {head.status} {head.reason}"
-
-    def _decoder(self, response: Response, state: _State) -> Decoder | None:
-        """The content decoder for a response's body, when decoding is on and it has a coding.
-
-        Raises ``ProtocolError`` for a coding we cannot decode (reported to
-        the consumer's ``http_error``: its head was delivered).
-        """
-        limits = state.options.decode
-        if limits is None or response.request.method == "HEAD":
-            return None
-        if response.status_code in (204, 304):
-            return None
-        coding = response.headers.get("content-encoding")
-        if not coding or not parse_codings(coding):
-            return None
-        return BodyDecoder(coding, limits)
-
-    # ------------------------------------------------------------ connections
-
-    def _route(self, url: URL) -> Route:
-        """Where a request to ``url`` goes (cached per origin).
-
-        Direct to its origin, or through the proxy the policy chooses: an http
-        target in absolute-form on a connection to the proxy (pooled per
-        proxy, credentials included in the key), an https target through a
-        CONNECT tunnel with TLS to the origin inside (pooled as a connection
-        to that origin through that proxy). Raises ``InvalidURL`` when the
-        environment names an unusable proxy.
-        """
-        route = self._routes.get(url.origin)
-        if route is None:
-            route = self._new_route(url, self._proxies.choose(url))
-            if len(self._routes) >= _ROUTES:
-                self._routes.clear()
-            self._routes[url.origin] = route
-        return route
-
-    def _new_route(self, url: URL, proxy: Proxy | None) -> Route:
-        tls = None
-        if url.scheme == "https":
-            if self._ssl_context is None:
-                self._ssl_context = ssl.create_default_context()
-            tls = TLSPlan(self._ssl_context, url.host)
-        if proxy is None:
-            return Route(url.origin, TransportPlan(url.host, url.port, tls))
-        if tls is None:
-            return Route(("forward", proxy), TransportPlan(proxy.host, proxy.port), proxy, True)
-        tunnel = functools.partial(open_tunnel, url=url, proxy=proxy, limits=self._limits)
-        plan = TransportPlan(proxy.host, proxy.port, tls, tunnel)
-        return Route((url.origin, proxy), plan, proxy)
-
-    async def _checkout(self, route: Route, url: URL, state: _State, *, fresh: bool) -> Connection:
-        """A pooled connection fit for reuse, or a new one within the bound."""
-
-        async def connect() -> Transport:
-            return await self._connect(route, url, state.times)
-
-        try:
-            return await self._pool.checkout(route.key, connect, fresh=fresh)
-        except trio.ClosedResourceError as exc:
-            raise HTTPError(f"the Client was closed while connecting to {url}") from exc
-
-    async def _connect(self, route: Route, url: URL, times: ExchangeTimes | None) -> Transport:
-        plan = route.plan
-        log.debug("connecting to %s:%s", plan.host, plan.port)
-        if times is not None:
-            times.start = time.time()  # before anything the server could see
-        try:
-            return await open_transport(plan)
-        except TimeHTTPError:
-            raise
-        except HandshakeError as exc:
-            raise ConnectError(
-                f"TLS handshake with {url.authority} failed ({url}): {exc}"
-            ) from exc
-        except OSError as exc:
-            if route.proxy is not None:
-                raise ProxyError(f"cannot connect to proxy {route.proxy} ({url}): {exc}") from exc
-            raise ConnectError(f"cannot connect to {url.authority} ({url}): {exc}") from exc
+    def _decoder(self, response: Response, state: FetchState) -> Decoder | None:
+        return decoder_for(response, state.options.decode)
 
 
 async def fetch(
