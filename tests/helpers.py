@@ -44,11 +44,27 @@ __all__ = [
     "ServerRequest",
     "Step",
     "bound_socket",
+    "bound_trio_socket",
     "closed_port",
     "count_open_fds",
     "serve_evil",
     "serve_http",
 ]
+
+
+def bound_trio_socket(family: int, kind: int, address: Any) -> trio.socket.SocketType:
+    """A Trio socket bound at once to a literal ``address`` (no lookup, no await).
+
+    Bound as a stdlib socket, then handed to Trio by its public
+    ``from_stdlib_socket``.
+    """
+    sock = socket.socket(family, kind)
+    try:
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.socket.from_stdlib_socket(sock)
 
 
 @contextlib.contextmanager

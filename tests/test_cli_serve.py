@@ -28,6 +28,7 @@ import trio
 
 from trio_timehttp import decode_time
 
+from helpers import bound_trio_socket
 from peerutil import unused_port
 
 CLI = [sys.executable, "-m", "trio_timehttp"]
@@ -37,13 +38,14 @@ class Notifications:
     """A Unix datagram socket standing in for systemd's notify socket."""
 
     def __init__(self, tmp_path: Path | None = None) -> None:
-        self.sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        address: str | bytes
         if tmp_path is None:
             self.value = f"@trio-timehttp-test-{uuid.uuid4().hex}"
-            self.sock._sock.bind(b"\0" + self.value[1:].encode())
+            address = b"\0" + self.value[1:].encode()
         else:
             self.value = str(tmp_path / "notify")
-            self.sock._sock.bind(self.value)
+            address = self.value
+        self.sock = bound_trio_socket(socket.AF_UNIX, socket.SOCK_DGRAM, address)
 
     async def next(self, timeout: float = 30) -> str:
         with trio.fail_after(timeout):

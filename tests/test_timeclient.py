@@ -37,6 +37,8 @@ from trio_timehttp import (
 )
 from trio_timehttp._hostchars import forbidden_char
 
+from helpers import bound_trio_socket
+
 FIXED = 1_800_000_000
 
 
@@ -262,8 +264,7 @@ class UDPPeer:
 
     def __init__(self, nursery: trio.Nursery) -> None:
         self.nursery = nursery
-        self.sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock._sock.bind(("127.0.0.1", 0))
+        self.sock = bound_trio_socket(socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", 0))
         self.port = int(self.sock.getsockname()[1])
         self.requests: list[tuple[bytes, tuple[str, int]]] = []
 
@@ -308,8 +309,8 @@ async def test_udp_silence_times_out_after_one_retransmit_after_a_few_round_trip
 async def test_udp_reply_from_elsewhere_is_not_believed(
     peer: UDPPeer, autojump_clock: trio.testing.MockClock, wrong: str
 ) -> None:
-    impostor = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    impostor._sock.bind(("127.0.0.2" if wrong == "address" else "127.0.0.1", 0))
+    host = "127.0.0.2" if wrong == "address" else "127.0.0.1"
+    impostor = bound_trio_socket(socket.AF_INET, socket.SOCK_DGRAM, (host, 0))
     replies = 0
 
     async def reply(source: tuple[str, int]) -> None:
@@ -612,8 +613,7 @@ class BoundPeer(UDPPeer):
 
     def __init__(self, nursery: trio.Nursery, host: str, port: int) -> None:
         self.nursery = nursery
-        self.sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock._sock.bind((host, port))
+        self.sock = bound_trio_socket(socket.AF_INET, socket.SOCK_DGRAM, (host, port))
         self.port = int(self.sock.getsockname()[1])
         self.requests = []
 

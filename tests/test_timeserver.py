@@ -12,17 +12,20 @@ import errno
 import functools
 import logging
 import os
+import select
 import socket
 import struct
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
 from trio_timehttp import (
+    _fastsock,
     _serverstats,
     _tcpserver,
     _udpserver,
@@ -33,6 +36,7 @@ from trio_timehttp import (
     serve_time_udp,
 )
 
+from helpers import bound_trio_socket
 from peerutil import Lines
 
 FIXED = 1_800_000_000  # 2027-01-15, an arbitrary clock for the server
@@ -68,9 +72,7 @@ async def tcp_read(host: str, port: int) -> bytes:
 
 def udp_client(host: str = "127.0.0.1", port: int = 0) -> trio.socket.SocketType:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = trio.socket.socket(family, socket.SOCK_DGRAM)
-    sock._sock.bind((host, port))  # sync bind: a literal address needs no lookup
-    return sock
+    return bound_trio_socket(family, socket.SOCK_DGRAM, (host, port))
 
 
 async def udp_reply_value(sock: trio.socket.SocketType) -> int:
@@ -80,11 +82,8 @@ async def udp_reply_value(sock: trio.socket.SocketType) -> int:
 
 
 def nothing_queued(sock: trio.socket.SocketType) -> bool:
-    try:
-        sock._sock.recv(100, socket.MSG_DONTWAIT)
-    except BlockingIOError:
-        return True
-    return False
+    readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    return not readable
 
 
 # --------------------------------------------------------------------------- TCP
@@ -225,11 +224,10 @@ async def test_answer_waits_when_the_send_would_block(
     # the task waits for room and sends then. Simulated with a socket class
     # whose first send says EAGAIN (the accept loop wraps descriptors with
     # ``_tcpserver._wrap_fd``, looked up when the loop starts).
-    import _socket
-
     refused: list[int] = []
+    base: Any = _fastsock.fd_wrapper()
 
-    class Busy(_socket.socket):
+    class Busy(base):  # type: ignore[misc]
         def send(self, data: bytes, flags: int = 0) -> int:  # type: ignore[override]
             if not refused:
                 refused.append(flags)
@@ -242,6 +240,40 @@ async def test_answer_waits_when_the_send_would_block(
     )
     assert await tcp_read("127.0.0.1", port_of(listeners[0].socket)) == encode_time(FIXED)
     assert refused
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_fastsock_accept_and_wrap_give_working_sockets(fast: bool) -> None:
+    # The fast route (CPython's C accept and socket type) and the public
+    # fallback give the same thing: a descriptor, the peer, and a socket
+    # object that sends, shuts down and closes.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        accept = _fastsock.accept_call(listener, fast=fast)
+        wrap = _fastsock.fd_wrapper(fast=fast)
+        with socket.create_connection(listener.getsockname()) as client:
+            fd, address = accept()
+            assert address == client.getsockname()
+            conn = wrap(int(listener.family), int(listener.type), listener.proto, fd)
+            assert conn.send(b"1234") == 4
+            conn.shutdown(socket.SHUT_WR)
+            conn.close()
+            assert client.recv(8) == b"1234"
+            assert client.recv(8) == b""
+
+
+async def test_server_answers_on_the_public_socket_route(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where CPython's details are missing, the server runs on the public
+    # accept() and socket.socket: same answers.
+    monkeypatch.setattr(_tcpserver, "_FAST_ACCEPT", False)
+    monkeypatch.setattr(_tcpserver, "_wrap_fd", _fastsock.fd_wrapper(fast=False))
+    listeners = await nursery.start(
+        functools.partial(serve_time_tcp, 0, host="127.0.0.1", clock=lambda: FIXED)
+    )
+    port = port_of(listeners[0].socket)
+    for _ in range(5):
+        assert await tcp_read("127.0.0.1", port) == encode_time(FIXED)
 
 
 async def test_max_connections_bound_holds(

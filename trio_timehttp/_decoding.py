@@ -82,8 +82,8 @@ MAX_CODINGS: Final = 4
 # zstandard's decompressobj has no output bound, so it is fed this many input
 # bytes per call: a zstd block header of 4 bytes can describe an RLE block of
 # 128 KiB, so one call yields at most ~32768 x this = 8 MiB even for a bomb.
-# Measured on 35 MiB of Python source (ratio ~4): 256-byte steps cost ~14%
-# over whole 64 KiB reads; real bodies come out ~1 KiB per call.
+# What the small steps cost is measured in bench/README.md ("Request bodies
+# and content decoding").
 ZSTD_STEP: Final = 256
 
 _GZIP_MAGIC: Final = b"\x1f\x8b"

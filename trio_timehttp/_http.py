@@ -424,9 +424,9 @@ class Client(trio.abc.AsyncResource):
         error: TimeHTTPError
         try:
             if timeout is None:
-                # No deadline, no scope: entering and leaving a CancelScope
-                # costs about 6 us, a few % of a small keep-alive GET. Outer
-                # scopes still cancel us (Cancelled is no TimeHTTPError).
+                # No deadline, no scope (what that saves: bench/README.md,
+                # "speed tricks"). Outer scopes still cancel us (Cancelled
+                # is no TimeHTTPError).
                 response = await self._follow(request, hooks, state)
                 timed_out = False
             else:

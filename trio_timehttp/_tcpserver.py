@@ -13,7 +13,6 @@ never gets a task; every accepted descriptor is closed exactly once.
 
 from __future__ import annotations
 
-import _socket
 import errno
 import logging
 import math
@@ -26,6 +25,7 @@ import trio
 
 from ._access import AllowList
 from ._binding import format_address, names
+from ._fastsock import Wrap, accept_call, fd_wrapper
 from ._rfc868 import encode_time
 from ._serverstats import BoundedLog, ServerStats
 
@@ -55,14 +55,14 @@ _SEND_FLAGS = socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0)
 #: A TCP answer is sent with MSG_MORE (the kernel holds the 4 bytes) and the
 #: connection is then shut down for writing, which sends the bytes and the
 #: FIN in one segment instead of two: one packet less for both ends to
-#: process, the client's one ACK covers both. Measured with the bench's load
-#: generator at 50 concurrent connections: 28 -> 24 us of server CPU per
-#: connection (most of a connection's cost is the kernel's TCP work).
+#: process, the client's one ACK covers both (measured in bench/README.md).
 _ANSWER_FLAGS = _SEND_FLAGS | getattr(socket, "MSG_MORE", 0)
 
-#: Wraps an accepted descriptor: the C-level socket class (no Python
-#: ``__init__``/``close`` frames); a module global so tests can substitute it.
-_wrap_fd = _socket.socket
+#: Wraps an accepted descriptor (see ``_fastsock``); a module global so
+#: tests can run the public fallback.
+_wrap_fd: Wrap = fd_wrapper()
+#: Whether ``accept_loop`` takes the fast ``accept`` (tests: the fallback).
+_FAST_ACCEPT = True
 
 #: Trio names every task; given a string, ``start_soon`` skips building
 #: ``f"{fn.__module__}.{fn.__qualname__}"`` for each connection.
@@ -145,12 +145,11 @@ class TCPService:
             logger.info("time service stopped on tcp %s", where)
 
 
-async def _answer_connection(conn: _socket.socket, service: TCPService) -> None:
+async def _answer_connection(conn: Any, service: TCPService) -> None:
     """The task every TCP connection gets: 4 bytes, then close.
 
-    ``conn`` is the C-level ``_socket.socket`` (see `accept_loop`): its
-    ``send`` and ``close`` are direct C calls, where ``socket.socket.close``
-    runs two Python frames first.
+    ``conn`` is what ``_wrap_fd`` made (see ``_fastsock``): anything with
+    ``send``, ``shutdown``, ``close`` and a ``fileno``.
     """
     try:
         data = encode_time(service.clock())
@@ -192,17 +191,10 @@ def _refuse(fd: int, addr: Any, service: TCPService) -> None:
 
 async def accept_loop(sock: socket.socket, nursery: trio.Nursery, service: TCPService) -> None:
     """Accept connections on one listening socket until cancelled or the socket is closed."""
-    # Per connection this loop makes one C call to accept and one to wrap
-    # the descriptor. ``socket.socket.accept`` would add a Python frame and
-    # read ``self.family``/``self.type``, properties that build IntEnum
-    # members on every call, then run ``socket.socket.__init__`` in Python:
-    # with the constant task name below, this cut our user-space
-    # instructions per connection from 78.8k to 58.7k (callgrind, 50
-    # concurrent connections from bench/loadgen.c).
-    # The family/type/proto of an accepted socket are the listener's.
-    # ``_accept`` is the C method ``socket.socket.accept`` itself calls
-    # (stable since Python 3.3, absent from typeshed): it returns (fd, addr).
-    accept: Callable[[], tuple[int, Any]] = sock._accept  # type: ignore[attr-defined]
+    # Per connection: one C call to accept and one to wrap the descriptor
+    # (``_fastsock``); the family/type/proto of an accepted socket are the
+    # listener's.
+    accept = accept_call(sock, fast=_FAST_ACCEPT)
     wrap = _wrap_fd
     family, kind, proto = int(sock.family), int(sock.type), sock.proto
     start_soon = nursery.start_soon
