@@ -27,8 +27,8 @@ from trio_timehttp import (
     TextConsumer,
     fetch,
 )
-from trio_timehttp._consumers import _text_codec, content_type_charset
 from trio_timehttp._headers import Headers
+from trio_timehttp._textconsumer import _text_codec, content_type_charset
 
 from helpers import ServerRequest, serve_http
 

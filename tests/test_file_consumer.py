@@ -189,7 +189,7 @@ def test_feed_without_http_header_is_not_complete(tmp_path: Path) -> None:
 def test_gives_up_when_no_temporary_name_is_free(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("trio_timehttp._consumers.secrets.token_hex", lambda n: "same")
+    monkeypatch.setattr("trio_timehttp._fileconsumer.secrets.token_hex", lambda n: "same")
     (tmp_path / ".out.same.part").write_bytes(b"someone else's")
     c = FileConsumer(tmp_path / "out")
     with pytest.raises(FileExistsError, match="temporary file") as info:

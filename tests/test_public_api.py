@@ -76,6 +76,7 @@ PURE = [
     "_monitor_state",
     "_shown",
     "_checks",
+    "_consumers",
 ]
 IO = {"trio", "h11", "socket", "select", "selectors", "asyncio", "logging"}
 

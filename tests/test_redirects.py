@@ -26,8 +26,8 @@ from trio_timehttp import (
     TooManyRedirects,
     fetch,
 )
-from trio_timehttp._consumers import REDIRECT_STATUSES, next_redirect
 from trio_timehttp._headers import Headers
+from trio_timehttp._redirects import REDIRECT_STATUSES, next_redirect
 
 from helpers import EvilConnection, ServerRequest, count_open_sockets, serve_evil, serve_http
 

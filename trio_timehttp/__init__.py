@@ -4,7 +4,7 @@ Public names are re-exported here; the modules behind them are private.
 """
 
 from ._consumer import Consumer
-from ._consumers import BytesConsumer, FileConsumer, RedirectingConsumer, TextConsumer
+from ._consumers import BytesConsumer
 from ._errors import (
     BodyTooLarge,
     ConnectError,
@@ -18,12 +18,15 @@ from ._errors import (
     TimeProtocolError,
     TooManyRedirects,
 )
+from ._fileconsumer import FileConsumer
 from ._headers import Headers
 from ._http import Client, fetch
 from ._httptime import query_http_time
 from ._models import Request, Response
+from ._redirects import RedirectingConsumer
 from ._rfc868 import TIME1970, decode_time, encode_time
 from ._sample import TimeSample
+from ._textconsumer import TextConsumer
 from ._timeclient import query_many, query_time
 from ._timeserver import serve_time, serve_time_tcp, serve_time_udp
 from ._version import __version__

@@ -51,11 +51,12 @@ from ._cli_args import (
     timeout_arg,
 )
 from ._cli_progress import Progress
-from ._consumers import FileConsumer, RedirectingConsumer
 from ._demo import print_head
 from ._errors import InvalidURL, ProtocolError
+from ._fileconsumer import FileConsumer
 from ._http import Client
 from ._models import Content, Request, Response
+from ._redirects import RedirectingConsumer
 from ._urls import parse_url
 
 # RFC 9110 section 5.6.2: a method is a token.

@@ -17,11 +17,11 @@ import h11
 import trio
 
 from ._cli_args import printable
-from ._consumers import RedirectingConsumer
 from ._errors import ConnectError
 from ._http import fetch
 from ._httptime import query_http_time
 from ._models import Response
+from ._redirects import RedirectingConsumer
 from ._timeclient import query_time
 from ._timeserver import serve_time
 from ._version import __version__

@@ -31,7 +31,6 @@ import trio
 
 from ._checks import check_count, check_seconds
 from ._consumer import Consumer
-from ._consumers import RedirectingConsumer
 from ._decoding import DecodeLimits, accept_encoding, decoder_for
 from ._errors import (
     HTTPError,
@@ -49,6 +48,7 @@ from ._prepare import USER_AGENT, Preparer
 from ._proxy import (
     ProxyPolicy,
 )
+from ._redirects import RedirectingConsumer
 from ._retry import RetryPolicy
 from ._routes import Router
 from ._starter import Starter
