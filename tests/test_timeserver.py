@@ -217,13 +217,25 @@ async def test_answer_and_fin_arrive_together(nursery: trio.Nursery) -> None:
         assert s.recv(100) == b""
 
 
-async def test_answer_waits_when_the_send_would_block(
-    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def start_tcp_service(
+    nursery: trio.Nursery, calls: _tcpserver.ConnectionCalls, max_connections: int | None = None
+) -> int:
+    """A TCP time service on 127.0.0.1 (clock FIXED) answering as ``calls`` say; its port.
+
+    The socket listens before the loop starts, so clients may connect at once.
+    """
+    sock = socket.create_server(("127.0.0.1", 0), backlog=64)
+    sock.setblocking(False)
+    stats = _serverstats.ServerStats()
+    service = _tcpserver.TCPService(lambda: FIXED, max_connections, None, stats, calls)
+    nursery.start_soon(service.run, [sock])
+    return int(sock.getsockname()[1])
+
+
+async def test_answer_waits_when_the_send_would_block(nursery: trio.Nursery) -> None:
     # The slow path of the per-connection task: the first send would block,
     # the task waits for room and sends then. Simulated with a socket class
-    # whose first send says EAGAIN (the accept loop wraps descriptors with
-    # ``_tcpserver._wrap_fd``, looked up when the loop starts).
+    # whose first send says EAGAIN (``ConnectionCalls.wrap``).
     refused: list[int] = []
     base: Any = _fastsock.fd_wrapper()
 
@@ -234,11 +246,8 @@ async def test_answer_waits_when_the_send_would_block(
                 raise BlockingIOError(errno.EAGAIN, "send buffer full")
             return super().send(data, flags)
 
-    monkeypatch.setattr(_tcpserver, "_wrap_fd", Busy)
-    listeners = await nursery.start(
-        functools.partial(serve_time_tcp, 0, host="127.0.0.1", clock=lambda: FIXED)
-    )
-    assert await tcp_read("127.0.0.1", port_of(listeners[0].socket)) == encode_time(FIXED)
+    port = await start_tcp_service(nursery, _tcpserver.ConnectionCalls(wrap=Busy))
+    assert await tcp_read("127.0.0.1", port) == encode_time(FIXED)
     assert refused
 
 
@@ -261,31 +270,22 @@ def test_fastsock_accept_and_wrap_give_working_sockets(fast: bool) -> None:
             assert client.recv(8) == b""
 
 
-async def test_server_answers_on_the_public_socket_route(
-    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_server_answers_on_the_public_socket_route(nursery: trio.Nursery) -> None:
     # Where CPython's details are missing, the server runs on the public
     # accept() and socket.socket: same answers.
-    monkeypatch.setattr(_tcpserver, "_FAST_ACCEPT", False)
-    monkeypatch.setattr(_tcpserver, "_wrap_fd", _fastsock.fd_wrapper(fast=False))
-    listeners = await nursery.start(
-        functools.partial(serve_time_tcp, 0, host="127.0.0.1", clock=lambda: FIXED)
-    )
-    port = port_of(listeners[0].socket)
+    port = await start_tcp_service(nursery, _tcpserver.ConnectionCalls(fast=False))
     for _ in range(5):
         assert await tcp_read("127.0.0.1", port) == encode_time(FIXED)
 
 
-async def test_max_connections_bound_holds(
-    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_max_connections_bound_holds(nursery: trio.Nursery) -> None:
     # The real per-connection task never waits, so the bound is unobservable
     # with it; substitute one that holds its slot until released, then hands
     # over to the real answer. The accept loop under test is unchanged.
     gate = trio.Event()
     active: list[int] = []
     peak = 0
-    real = _tcpserver._answer_connection
+    real = _tcpserver.answer_connection
 
     async def held(conn: socket.socket, service: _tcpserver.TCPService) -> None:
         nonlocal peak
@@ -295,13 +295,7 @@ async def test_max_connections_bound_holds(
         active.pop()
         await real(conn, service)
 
-    monkeypatch.setattr(_tcpserver, "_answer_connection", held)
-    listeners = await nursery.start(
-        functools.partial(
-            serve_time_tcp, 0, host="127.0.0.1", clock=lambda: FIXED, max_connections=2
-        )
-    )
-    port = port_of(listeners[0].socket)
+    port = await start_tcp_service(nursery, _tcpserver.ConnectionCalls(answer=held), 2)
     results: list[bytes] = []
 
     async def client() -> None:
@@ -563,25 +557,17 @@ def fd_count() -> int:
 
 
 @pytest.mark.slow
-async def test_ten_thousand_connections(
-    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_ten_thousand_connections(nursery: trio.Nursery) -> None:
     # Record how many answers are pending whenever one starts: the bound on
     # connections being answered at once must hold under a flood.
     pending_seen: list[int] = []
-    real = _tcpserver._answer_connection
+    real = _tcpserver.answer_connection
 
     async def counted(conn: socket.socket, service: _tcpserver.TCPService) -> None:
         pending_seen.append(service.slots.active)
         await real(conn, service)
 
-    monkeypatch.setattr(_tcpserver, "_answer_connection", counted)
-    listeners = await nursery.start(
-        functools.partial(
-            serve_time_tcp, 0, host="127.0.0.1", clock=lambda: FIXED, max_connections=16
-        )
-    )
-    port = port_of(listeners[0].socket)
+    port = await start_tcp_service(nursery, _tcpserver.ConnectionCalls(answer=counted), 16)
     baseline = fd_count()
 
     def flood() -> tuple[int, int, int]:

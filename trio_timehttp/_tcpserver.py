@@ -18,7 +18,8 @@ import logging
 import math
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -57,12 +58,6 @@ _SEND_FLAGS = socket.MSG_DONTWAIT | getattr(socket, "MSG_NOSIGNAL", 0)
 #: FIN in one segment instead of two: one packet less for both ends to
 #: process, the client's one ACK covers both (measured in bench/README.md).
 _ANSWER_FLAGS = _SEND_FLAGS | getattr(socket, "MSG_MORE", 0)
-
-#: Wraps an accepted descriptor (see ``_fastsock``); a module global so
-#: tests can run the public fallback.
-_wrap_fd: Wrap = fd_wrapper()
-#: Whether ``accept_loop`` takes the fast ``accept`` (tests: the fallback).
-_FAST_ACCEPT = True
 
 #: Trio names every task; given a string, ``start_soon`` skips building
 #: ``f"{fn.__module__}.{fn.__qualname__}"`` for each connection.
@@ -111,10 +106,35 @@ def check_max_connections(max_connections: int | None) -> None:
         )
 
 
-class TCPService:
-    """What every accept loop and connection task of one TCP server shares."""
+#: The per-connection task: answers ``conn`` (what ``ConnectionCalls.wrap``
+#: made), then closes it and releases its slot.
+Answer = Callable[[Any, "TCPService"], Awaitable[None]]
 
-    __slots__ = ("allow", "clock", "denied_log", "errors", "slots", "stats")
+
+@dataclass(frozen=True, slots=True)
+class ConnectionCalls:
+    """How the accept loop takes a connection and what answers it.
+
+    ``fast`` (default ``True``): CPython's C ``accept`` and socket type
+    (``_fastsock``), else the public route. ``wrap`` (default: the one
+    ``fast`` picks): makes a socket object of an accepted descriptor.
+    ``answer`` (default: 4 bytes of time, then close): the task each
+    connection gets. Tests pass their own to watch the loop.
+    """
+
+    fast: bool = True
+    wrap: Wrap | None = None
+    answer: Answer | None = None
+
+
+class TCPService:
+    """What every accept loop and connection task of one TCP server shares.
+
+    ``calls`` (default ``ConnectionCalls()``): how connections are accepted
+    and answered.
+    """
+
+    __slots__ = ("allow", "calls", "clock", "denied_log", "errors", "slots", "stats")
 
     def __init__(
         self,
@@ -122,8 +142,10 @@ class TCPService:
         max_connections: int | None,
         allow: AllowList | None,
         stats: ServerStats,
+        calls: ConnectionCalls | None = None,
     ) -> None:
         check_max_connections(max_connections)
+        self.calls = calls or ConnectionCalls()
         self.clock = clock
         self.slots = _Slots(max_connections)
         self.allow = allow
@@ -145,10 +167,10 @@ class TCPService:
             logger.info("time service stopped on tcp %s", where)
 
 
-async def _answer_connection(conn: Any, service: TCPService) -> None:
+async def answer_connection(conn: Any, service: TCPService) -> None:
     """The task every TCP connection gets: 4 bytes, then close.
 
-    ``conn`` is what ``_wrap_fd`` made (see ``_fastsock``): anything with
+    ``conn`` is what ``ConnectionCalls.wrap`` made: anything with
     ``send``, ``shutdown``, ``close`` and a ``fileno``.
     """
     try:
@@ -194,14 +216,13 @@ async def accept_loop(sock: socket.socket, nursery: trio.Nursery, service: TCPSe
     # Per connection: one C call to accept and one to wrap the descriptor
     # (``_fastsock``); the family/type/proto of an accepted socket are the
     # listener's.
-    accept = accept_call(sock, fast=_FAST_ACCEPT)
-    wrap = _wrap_fd
+    calls = service.calls
+    accept = accept_call(sock, fast=calls.fast)
+    wrap = calls.wrap or fd_wrapper(fast=calls.fast)
     family, kind, proto = int(sock.family), int(sock.type), sock.proto
     start_soon = nursery.start_soon
     where = names([sock])
-    # Looked up once per server start, so tests can observe the bound by
-    # substituting a slower answer (see tests/test_timeserver.py).
-    answer = _answer_connection
+    answer = calls.answer or answer_connection
     slots, allow, stats = service.slots, service.allow, service.stats
     checkpoint = trio.lowlevel.checkpoint
     wait_readable = trio.lowlevel.wait_readable
