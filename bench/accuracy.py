@@ -384,7 +384,7 @@ def main(argv: list[str]) -> int:
     raw.write_text(json.dumps(results, indent=1))
     print(f"raw results: {raw}; {time.time() - began:.0f} s")
     if args.readme:
-        from .__main__ import machine_block, update_readme
+        from ._report import machine_block, update_readme
 
         update_readme("accuracy", machine_block(["accuracy", *argv]) + "\n" + text)
     return 0
