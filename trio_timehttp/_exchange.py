@@ -311,8 +311,13 @@ class Exchange:
                 raise self._early_error
             if self._early_eof:
                 reader.feed_eof()
+            first = self.received == 0
             while head is None:
-                data = await transport.recv(HEAD_READ)
+                if first:
+                    first = False
+                    data = await transport.recv_answer(HEAD_READ)
+                else:
+                    data = await transport.recv(HEAD_READ)
                 self.received += len(data)
                 if not data:
                     reader.feed_eof()

@@ -129,6 +129,29 @@ def _readable_now(fd: int) -> bool:
     return bool(poller.poll(0))
 
 
+class _IdleCheck:
+    """``readable()``: whether a socket has something to read (or an EOF/error) now.
+
+    One ``poll`` object per socket, made on the first check: the pool checks
+    every idle connection it hands out, and making and registering a poller
+    each time cost as much as the ``poll`` itself. Used only while the
+    socket is open (the transport checks ``closed`` first).
+    """
+
+    __slots__ = ("_poller", "_watched")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._watched = sock
+        self._poller: select.poll | None = None
+
+    def readable(self) -> bool:
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(self._watched.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+
+
 class Transport:
     """One connected byte stream; subclasses do the I/O.
 
@@ -197,6 +220,14 @@ class Transport:
     async def recv(self, max_bytes: int, need: int = 0) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    async def recv_answer(self, max_bytes: int) -> bytes:
+        """The first read after a request went out: like ``recv``.
+
+        A transport may wait before it reads here: the answer to a request
+        just sent is rarely in yet, so a read first is mostly a wasted call.
+        """
+        return await self.recv(max_bytes)
+
     def fit_for_reuse(self) -> bool:
         """An idle connection may be reused only if nothing is waiting to be read."""
         return False
@@ -254,6 +285,7 @@ class SocketTransport(Transport):
         self.socket = sock
         self._unchecked = 0  # bytes read since the last checkpoint
         self._lowat = _LowWater(sock)
+        self._idle = _IdleCheck(sock)
 
     async def send_all(self, data: bytes, listener: Listener | None = None) -> bool:
         sock = self.socket
@@ -299,6 +331,13 @@ class SocketTransport(Transport):
             await trio.lowlevel.checkpoint()
         return data
 
+    async def recv_answer(self, max_bytes: int) -> bytes:
+        # The kernel's buffer is the only one on plain TCP: waiting first
+        # cannot miss bytes (epoll reports what is already there at once),
+        # and it saves the read that would fail, and its exception, on
+        # almost every request (bench/README.md, "per-request CPU").
+        return await self._recv_waiting(max_bytes, 0)
+
     async def _recv_waiting(self, max_bytes: int, need: int) -> bytes:
         sock = self.socket
         self._waited = True
@@ -324,7 +363,7 @@ class SocketTransport(Transport):
         if self.closed:
             return False
         try:
-            return not _readable_now(self.socket.fileno())
+            return not self._idle.readable()
         except (OSError, ValueError):
             return False
 
@@ -355,6 +394,7 @@ class TLSTransport(Transport):
         # OpenSSL may hold one partial record of the body already (a record
         # carries at most 16 KiB of data plus its framing).
         self._lowat = _LowWater(ssock, slack=_TLS_RECORD)
+        self._idle = _IdleCheck(ssock)
 
     @classmethod
     async def handshake(cls, sock: socket.socket, plan: TLSPlan) -> TLSTransport:
@@ -471,7 +511,7 @@ class TLSTransport(Transport):
             if ssock.pending():
                 return False
             for _ in range(_IDLE_RECORDS):
-                if not _readable_now(ssock.fileno()):
+                if not self._idle.readable():
                     return True
                 try:
                     ssock.recv(1)
