@@ -331,14 +331,7 @@ class SocketTransport(Transport):
             await trio.lowlevel.checkpoint()
         return data
 
-    async def recv_answer(self, max_bytes: int) -> bytes:
-        # The kernel's buffer is the only one on plain TCP: waiting first
-        # cannot miss bytes (epoll reports what is already there at once),
-        # and it saves the read that would fail, and its exception, on
-        # almost every request (bench/README.md, "per-request CPU").
-        return await self._recv_waiting(max_bytes, 0)
-
-    async def _recv_waiting(self, max_bytes: int, need: int) -> bytes:
+    async def _recv_waiting(self, max_bytes: int, need: int = 0) -> bytes:
         sock = self.socket
         self._waited = True
         self._lowat.before_wait(need)
@@ -353,6 +346,12 @@ class SocketTransport(Transport):
                 self.clean_eof = True
             self._lowat.read(len(data))
             return data
+
+    # The kernel's buffer is the only one on plain TCP: waiting first cannot
+    # miss bytes (epoll reports what is already there at once), and it saves
+    # the read that would fail, and its exception, on almost every request
+    # (bench/README.md, "Issue 11, per-request CPU").
+    recv_answer = _recv_waiting
 
     @property
     def rcvlowat(self) -> int:
