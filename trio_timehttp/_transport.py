@@ -158,8 +158,9 @@ class Transport:
     ``recv(max_bytes, need)`` returns up to ``max_bytes`` bytes, ``b""`` at the
     end of the stream (``clean_eof`` then says whether the end was clean: a
     FIN on TCP, a close_notify on TLS); ``need`` is how many more bytes the
-    framing certainly expects (0: unknown), a hint for SO_RCVLOWAT. I/O errors
-    are ``TRANSPORT_ERRORS``.
+    framing certainly expects (0: unknown), a hint for SO_RCVLOWAT;
+    ``recv_answer(max_bytes)`` is the same for the first read after a request
+    (plain TCP waits before it reads there). I/O errors are ``TRANSPORT_ERRORS``.
 
     The checkpoint budget: an exchange calls ``begin()`` (a cancel point)
     before sending and ``head_received()`` (a schedule point unless some I/O
@@ -492,6 +493,9 @@ class TLSTransport(Transport):
             self._unchecked = 0
             await trio.lowlevel.checkpoint()
         return data
+
+    # OpenSSL may already hold a record read with an earlier one: read first.
+    recv_answer = recv
 
     def ready_for_pool(self) -> None:
         self._lowat.reset()
