@@ -17,8 +17,9 @@ documented way: ours ``Client(proxy=)``, aiohttp ``get(proxy=)``, urllib3
 
 Timing is ``time.perf_counter`` around the work only — imports,
 interpreter start-up and making the ``ssl.SSLContext`` (loading the system
-trust store costs ~35 ms of CPU, which is setup, not requests) are excluded (for curl, which is a separate program, it
-is the wall time of the curl process, whose start-up is a few milliseconds).
+trust store costs ~35 ms of CPU, which is setup, not requests) are excluded
+(for curl, which is a separate program, it is the wall time of the curl
+process, whose start-up is a few milliseconds).
 Each run is its own process so ``ru_maxrss`` is the peak RSS of that client
 alone.  The result is one JSON object on stdout:
 ``{"seconds", "cpu_seconds", "bytes", "requests", "maxrss_kib"}``.  The CPU
