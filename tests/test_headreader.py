@@ -225,6 +225,20 @@ def test_memo_returns_the_same_head_for_the_same_bytes() -> None:
     assert len(memo) == 1
 
 
+def test_memo_match_finds_exactly_a_known_head_at_the_start() -> None:
+    # What the exchange asks before it makes a reader: the head, and what follows it.
+    memo = HeadMemo(HeadLimits())
+    wire = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+    assert memo.match(wire + b"ok") is None  # nothing known yet
+    head = HeadReader(memo).feed(wire + b"ok")
+    assert memo.match(wire) == (head, b"")  # whole, nothing after
+    assert memo.match(wire + b"ok" + wire) == (head, b"ok" + wire)  # trailing data kept
+    assert memo.match(wire[:-1]) is None  # cut short: no end of head
+    assert memo.match(b"") is None
+    assert memo.match(b"X" + wire) is None  # not at the start
+    assert memo.match(wire.replace(b"2", b"3")) is None  # one byte differs
+
+
 @pytest.mark.parametrize(
     "wire",
     [

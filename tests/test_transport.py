@@ -202,3 +202,80 @@ async def test_pool_bound_expiry_and_eviction(autojump_clock: trio.abc.Clock) ->
         listener.close()
         for s in accepted:
             s.close()
+
+
+async def test_recv_answer_on_plain_tcp_waits_first_and_misses_nothing() -> None:
+    # The first read of an answer waits before it reads: bytes already in the
+    # kernel are returned at once, later ones wake it, and it is a checkpoint
+    # either way (a cancel point even when the bytes are there).
+    a, b = socket.socketpair()
+    transport = SocketTransport(a)
+    with b:
+        b.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+        assert await transport.recv_answer(65536) == b"HTTP/1.1 200 OK\r\n\r\n"
+
+        async def answer_later() -> None:
+            await trio.testing.wait_all_tasks_blocked()  # recv_answer is waiting
+            b.sendall(b"later")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(answer_later)
+            assert await transport.recv_answer(65536) == b"later"
+
+        b.sendall(b"ready")
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await transport.recv_answer(65536)
+        assert scope.cancelled_caught
+        assert await transport.recv_answer(65536) == b"ready"  # nothing was lost
+        b.close()
+        assert await transport.recv_answer(65536) == b""
+        assert transport.clean_eof
+    transport.close()
+
+
+async def test_idle_check_follows_the_socket_across_checks() -> None:
+    # One poll object per socket serves every idle check: each check still
+    # sees the socket as it is now (quiet, data, quiet again, the peer's close).
+    a, b = socket.socketpair()
+    transport = SocketTransport(a)
+    with b:
+        assert transport.fit_for_reuse()
+        assert transport.fit_for_reuse()
+        b.sendall(b"x")
+        assert not transport.fit_for_reuse()
+        assert await transport.recv(10) == b"x"
+        assert transport.fit_for_reuse()
+        b.shutdown(socket.SHUT_WR)
+        assert not transport.fit_for_reuse()
+    transport.close()
+    assert not transport.fit_for_reuse()
+
+
+async def test_tls_idle_check_across_checks_on_one_connection(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    server_ctx, client_ctx = tls
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[ssl.SSLSocket] = []
+
+    def accept() -> None:
+        sock, _ = listener.accept()
+        accepted.append(server_ctx.wrap_socket(sock, server_side=True))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(trio.to_thread.run_sync, accept))
+        plan = TransportPlan("127.0.0.1", port, TLSPlan(client_ctx, "127.0.0.1"))
+        transport = await open_transport(plan)
+    listener.close()
+    server = accepted[0]
+    try:
+        assert isinstance(transport, TLSTransport)
+        assert transport.fit_for_reuse()  # session tickets, if any, are not data
+        server.sendall(b"pushed")
+        await trio.lowlevel.wait_readable(transport.socket)  # the record is in
+        assert not transport.fit_for_reuse()
+    finally:
+        server.close()
+        transport.close()

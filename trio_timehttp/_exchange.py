@@ -303,6 +303,41 @@ class Exchange:
 
     async def receive_head(self) -> Head:
         """Read the final response head (skipping 1xx), checked by the head reader."""
+        hit = None
+        if self._heads is None:
+            # Nothing was heard while the request went out (the common case):
+            # a head seen before is found by its bytes, without a reader.
+            try:
+                data = await self.conn.transport.recv_answer(HEAD_READ)
+            except TRANSPORT_ERRORS as exc:
+                raise self._no_head(exc) from exc
+            self.received += len(data)
+            hit = self._memo.match(data)
+            if hit is None:
+                hit = await self._read_head(data)
+        else:
+            hit = await self._read_head(None)
+        head, self._first = hit
+        await self.conn.transport.head_received()
+        if self._times is not None:
+            self._times.head = time.time()
+        self.head = head
+        self.reader = reader = self._body_reader(head)
+        # RFC 9112 section 9.3: HTTP/1.1 defaults to persistent connections;
+        # "close" from either side (section 9.6) ends the connection.
+        self.reusable = (
+            reader.reusable
+            and head.persistent
+            and not self.prepared.closes
+            and self._send_error is None
+            and not self.body_held
+            and not self.cut_short
+        )
+        return head
+
+    async def _read_head(self, data: bytes | None) -> tuple[Head, bytes]:
+        """The head through a ``HeadReader``: 1xx, heads in pieces, what was heard
+        while sending. ``data``: the first read, already made (None: none yet)."""
         transport = self.conn.transport
         reader = self._heads or HeadReader(self._memo)
         head = self._early
@@ -312,34 +347,20 @@ class Exchange:
             if self._early_eof:
                 reader.feed_eof()
             while head is None:
-                data = await transport.recv(HEAD_READ)
-                self.received += len(data)
+                if data is None:
+                    data = await transport.recv(HEAD_READ)
+                    self.received += len(data)
                 if not data:
                     reader.feed_eof()
                 head = reader.feed(data)
+                data = None
         except TRANSPORT_ERRORS as exc:
             raise self._no_head(exc) from exc
         except HeadError as exc:
             if self.received == 0:
                 raise self._no_head(exc) from exc
             raise self._bad(str(exc)) from exc
-        await transport.head_received()
-        if self._times is not None:
-            self._times.head = time.time()
-        self.head = head
-        self._first = reader.rest
-        self.reader = self._body_reader(head)
-        # RFC 9112 section 9.3: HTTP/1.1 defaults to persistent connections;
-        # "close" from either side (section 9.6) ends the connection.
-        self.reusable = (
-            self.reader.reusable
-            and head.persistent
-            and not self.prepared.closes
-            and self._send_error is None
-            and not self.body_held
-            and not self.cut_short
-        )
-        return head
+        return head, reader.rest
 
     def _no_head(self, exc: BaseException) -> ProtocolError:
         """Nothing usable came back: say so (the send failure first, if any)."""
@@ -380,18 +401,28 @@ class Exchange:
         reader = self.reader
         if reader is None:
             return ()
-        data = self._first
-        if data:
-            self._first = b""  # fed even to a finished reader: it keeps them as ``trailing``
-        elif reader.done:
+        if self._first:
+            return self.first_pieces()
+        if reader.done:
             self.complete = True
             return ()
-        else:
-            need = reader.remaining if type(reader) is ContentLengthReader else 0
-            try:
-                data = await self.conn.transport.recv(BODY_READ, need)
-            except TRANSPORT_ERRORS as exc:
-                raise self._broken("in the middle of the body", exc) from exc
+        need = reader.remaining if type(reader) is ContentLengthReader else 0
+        try:
+            data = await self.conn.transport.recv(BODY_READ, need)
+        except TRANSPORT_ERRORS as exc:
+            raise self._broken("in the middle of the body", exc) from exc
+        return self._framed(reader, data)
+
+    def first_pieces(self) -> Sequence[bytes]:
+        """The body pieces that came with the head (no I/O; ``()`` if none)."""
+        data = self._first
+        if not data or self.reader is None:
+            return ()
+        self._first = b""  # fed even to a finished reader: it keeps them as ``trailing``
+        return self._framed(self.reader, data)
+
+    def _framed(self, reader: BodyReader, data: bytes) -> Sequence[bytes]:
+        """``data`` (``b""``: the end of the stream) through the body's framing."""
         try:
             if data:
                 pieces = reader.feed(data)
@@ -412,9 +443,9 @@ class Exchange:
     async def stream_body(self, hooks: Hooks, decoder: Decoder | None = None) -> None:
         """Push the whole body into the consumer's ``feed`` (through ``decoder``)."""
         feed = hooks.feed
-        receive = self.receive_pieces
-        while not self.complete:
-            for piece in await receive():
+        pieces = self.first_pieces()  # a small body often came whole with the head
+        while True:
+            for piece in pieces:
                 if decoder is not None:
                     for out in decoder.decode(piece):
                         await hooks.call(feed, out)
@@ -427,6 +458,9 @@ class Exchange:
                 except BaseException as exc:
                     hooks.raised = exc
                     raise
+            if self.complete:
+                break
+            pieces = await self.receive_pieces()
         if decoder is not None:
             for out in decoder.flush():
                 await hooks.call(feed, out)

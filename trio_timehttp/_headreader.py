@@ -165,6 +165,19 @@ class HeadMemo:
     def get(self, key: bytes) -> Head | None:
         return self._heads.get(key)
 
+    def match(self, data: bytes) -> tuple[Head, bytes] | None:
+        """The memoised head ``data`` starts with, and the bytes after it; None if none.
+
+        ``data`` must be the first bytes of a response (what a ``HeadReader``
+        would be fed first): exactly what ``HeadReader.feed`` looks up.
+        """
+        cut = data.find(b"\r\n\r\n") + 4
+        if cut > 3:
+            head = self._heads.get(data[:cut])
+            if head is not None:
+                return head, data[cut:]
+        return None
+
     def put(self, key: bytes, head: Head) -> None:
         if len(key) > HEAD_MEMO_BYTES:
             return
@@ -201,12 +214,10 @@ class HeadReader:
         self.received += len(data)
         if self._first:
             self._first = False
-            cut = data.find(b"\r\n\r\n") + 4
-            if cut > 3:
-                head = self._memo.get(data[:cut])
-                if head is not None:
-                    self.rest = data[cut:]
-                    return head
+            hit = self._memo.match(data)
+            if hit is not None:
+                self.rest = hit[1]
+                return hit[0]
             buf = data
         else:
             buf = self._buf + data if self._buf else data

@@ -175,15 +175,28 @@ class Pool:
         it is closed (its slot going to the first waiter) if others wait for
         another key; else it is parked idle.
         """
-        if self.closed or conn.closed or not conn.transport.poolable:
+        transport = conn.transport
+        if self.closed or transport.closed or not transport.poolable:
             conn.close()
             return
-        conn.transport.ready_for_pool()
+        transport.ready_for_pool()
         conn.reused = False
-        first = self._waiters[0] if self._waiters else None
+        if not self._waiters:
+            conn.idle_since = trio.current_time()
+            idle = self._idle.get(conn.key)
+            if idle is None:
+                self._idle[conn.key] = [conn]
+            else:
+                idle.append(conn)
+            return
+        self._hand_over(conn)
+
+    def _hand_over(self, conn: Connection) -> None:
+        """``put`` while tasks wait at the bound: to a waiter, or closed for a slot."""
+        first = self._waiters[0]
         for waiter in self._waiters:
             if waiter.key == conn.key:
-                if first is not None and first is not waiter:
+                if first is not waiter:
                     if first.passed >= PASS_LIMIT:
                         break  # the first waiter's turn: close this one for its slot
                     first.passed += 1
@@ -191,11 +204,7 @@ class Pool:
                 waiter.conn = conn
                 waiter.event.set()
                 return
-        if self._waiters:
-            conn.close()  # someone at the bound wants another key: make room
-            return
-        conn.idle_since = trio.current_time()
-        self._idle.setdefault(conn.key, []).append(conn)
+        conn.close()  # someone at the bound wants another key: make room
 
     def close_all(self) -> None:
         """Close every idle connection; connections in use close when released."""

@@ -129,14 +129,38 @@ def _readable_now(fd: int) -> bool:
     return bool(poller.poll(0))
 
 
+class _IdleCheck:
+    """``readable()``: whether a socket has something to read (or an EOF/error) now.
+
+    One ``poll`` object per socket, made on the first check: the pool checks
+    every idle connection it hands out, and making and registering a poller
+    each time cost as much as the ``poll`` itself. Used only while the
+    socket is open (the transport checks ``closed`` first).
+    """
+
+    __slots__ = ("_poller", "_watched")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._watched = sock
+        self._poller: select.poll | None = None
+
+    def readable(self) -> bool:
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(self._watched.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+
+
 class Transport:
     """One connected byte stream; subclasses do the I/O.
 
     ``recv(max_bytes, need)`` returns up to ``max_bytes`` bytes, ``b""`` at the
     end of the stream (``clean_eof`` then says whether the end was clean: a
     FIN on TCP, a close_notify on TLS); ``need`` is how many more bytes the
-    framing certainly expects (0: unknown), a hint for SO_RCVLOWAT. I/O errors
-    are ``TRANSPORT_ERRORS``.
+    framing certainly expects (0: unknown), a hint for SO_RCVLOWAT;
+    ``recv_answer(max_bytes)`` is the same for the first read after a request
+    (plain TCP waits before it reads there). I/O errors are ``TRANSPORT_ERRORS``.
 
     The checkpoint budget: an exchange calls ``begin()`` (a cancel point)
     before sending and ``head_received()`` (a schedule point unless some I/O
@@ -197,6 +221,14 @@ class Transport:
     async def recv(self, max_bytes: int, need: int = 0) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    async def recv_answer(self, max_bytes: int) -> bytes:
+        """The first read after a request went out: like ``recv``.
+
+        A transport may wait before it reads here: the answer to a request
+        just sent is rarely in yet, so a read first is mostly a wasted call.
+        """
+        return await self.recv(max_bytes)
+
     def fit_for_reuse(self) -> bool:
         """An idle connection may be reused only if nothing is waiting to be read."""
         return False
@@ -254,6 +286,7 @@ class SocketTransport(Transport):
         self.socket = sock
         self._unchecked = 0  # bytes read since the last checkpoint
         self._lowat = _LowWater(sock)
+        self._idle = _IdleCheck(sock)
 
     async def send_all(self, data: bytes, listener: Listener | None = None) -> bool:
         sock = self.socket
@@ -299,7 +332,7 @@ class SocketTransport(Transport):
             await trio.lowlevel.checkpoint()
         return data
 
-    async def _recv_waiting(self, max_bytes: int, need: int) -> bytes:
+    async def _recv_waiting(self, max_bytes: int, need: int = 0) -> bytes:
         sock = self.socket
         self._waited = True
         self._lowat.before_wait(need)
@@ -315,6 +348,12 @@ class SocketTransport(Transport):
             self._lowat.read(len(data))
             return data
 
+    # The kernel's buffer is the only one on plain TCP: waiting first cannot
+    # miss bytes (epoll reports what is already there at once), and it saves
+    # the read that would fail, and its exception, on almost every request
+    # (bench/README.md, "Issue 11, per-request CPU").
+    recv_answer = _recv_waiting
+
     @property
     def rcvlowat(self) -> int:
         """The SO_RCVLOWAT now set on the socket (read from the kernel)."""
@@ -324,7 +363,7 @@ class SocketTransport(Transport):
         if self.closed:
             return False
         try:
-            return not _readable_now(self.socket.fileno())
+            return not self._idle.readable()
         except (OSError, ValueError):
             return False
 
@@ -355,6 +394,7 @@ class TLSTransport(Transport):
         # OpenSSL may hold one partial record of the body already (a record
         # carries at most 16 KiB of data plus its framing).
         self._lowat = _LowWater(ssock, slack=_TLS_RECORD)
+        self._idle = _IdleCheck(ssock)
 
     @classmethod
     async def handshake(cls, sock: socket.socket, plan: TLSPlan) -> TLSTransport:
@@ -454,6 +494,9 @@ class TLSTransport(Transport):
             await trio.lowlevel.checkpoint()
         return data
 
+    # OpenSSL may already hold a record read with an earlier one: read first.
+    recv_answer = recv
+
     def ready_for_pool(self) -> None:
         self._lowat.reset()
 
@@ -471,7 +514,7 @@ class TLSTransport(Transport):
             if ssock.pending():
                 return False
             for _ in range(_IDLE_RECORDS):
-                if not _readable_now(ssock.fileno()):
+                if not self._idle.readable():
                     return True
                 try:
                     ssock.recv(1)
