@@ -7,9 +7,12 @@ were at each planned cut (``plan_cuts``, ``read_instants``), runs them in
 as many concurrent lanes as their spacing needs (one after another on a fast
 path, overlapping on a long one; at most the prober's ``channels``), and
 intersects what comes back as it comes; ``StopRule`` says when another round
-cannot pay and how many probes it takes. Rounds fall about a second apart (the tick
-comes once a second), so a reading that reaches its limit in ``k`` rounds
-takes about ``k`` seconds.
+cannot pay and how many probes it takes. The first round sweeps the next
+second from the moment it is planned; later rounds fall about a second apart
+(the tick comes once a second), so a reading that reaches its limit in ``k``
+rounds takes about ``k - 0.5`` seconds. A round ends as soon as none of its
+remaining cuts could narrow the interval. One DEBUG record per round (its
+plan) and per reading (the interval after it) go to this module's logger.
 
 A probe that fails or is late only narrows less: readings are intersected
 as they arrive, so whatever the deadline cuts off, what was learnt stays in
