@@ -181,8 +181,10 @@ class _Changes:
             if ahead <= 0:
                 return True
             event = self._event
-            with trio.move_on_after(ahead):
+            with trio.move_on_after(ahead) as scope:
                 await event.wait()
+            if scope.cancelled_caught:  # slept its time (the rest: ``_sleep_until``)
+                return still()
         return False
 
 
