@@ -9,12 +9,15 @@ must hold ``theta`` - that is the one promise.
 from __future__ import annotations
 
 import math
+import random
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_timehttp._sample import (
+    SHARED_TICK_SPREAD,
     Interval,
     OffsetEstimator,
     Reading,
@@ -110,18 +113,33 @@ def test_interval_basics() -> None:
     lo=st.floats(-1e5, 1e5), width=st.floats(0, 0.999), count=st.integers(1, 12),
     earliest=st.floats(1e9, 2e9),
 )  # fmt: skip
-def test_read_instants_are_one_tick_of_servers_at_the_cuts(
+def test_read_instants_are_ticks_of_servers_at_the_cuts(
     lo: float, width: float, count: int, earliest: float
 ) -> None:
     cuts = [lo + width * k / count for k in range(count)]
     instants = read_instants(cuts, earliest)
     assert all(at >= earliest - EPS for at in instants)
-    assert max(instants) - min(instants) <= width + EPS  # one pass of the tick
-    assert max(instants) < earliest + 1 + width + EPS
+    spread = max(cuts) - min(cuts)
+    if spread < SHARED_TICK_SPREAD:
+        assert max(instants) - min(instants) <= width + EPS  # one pass of one tick
+        assert max(instants) < earliest + 1 + width + EPS
+    else:  # each its own first tick: the round starts at once, over the next second
+        assert all(at < earliest + 1 + EPS for at in instants)
     for at, cut in zip(instants, cuts, strict=True):
         frac = (at + cut) % 1
         assert min(frac, 1 - frac) == pytest.approx(0, abs=1e-4)
     assert read_instants([], earliest) == []
+
+
+def test_a_wide_round_starts_at_once_over_two_ticks() -> None:
+    # Cuts over most of a second, planned just after second 100.5 of the
+    # cut 0.4: the common tick would wait until 101.9 for the first probe.
+    cuts = [0.1, 0.4, 0.7]
+    instants = read_instants(cuts, 100.5)
+    assert instants == pytest.approx([100.9, 100.6, 101.3])  # ticks 101, 101, 102
+    # Narrow cuts share one tick: 0.1 could still make 101 (at 100.9), 0.2
+    # cannot (100.8 has passed), so both wait for 102 rather than split.
+    assert read_instants([0.1, 0.2], 100.85) == pytest.approx([101.9, 101.8])
 
 
 @given(
@@ -139,29 +157,50 @@ def test_cuts_are_inside_the_interval_and_ordered(
 
 
 def run_rounds(
-    theta: float, up: float, down: float, rule: StopRule
-) -> tuple[OffsetEstimator, int]:
-    """Simulate precise mode's rounds with exact timing and fixed delays."""
+    theta: float, delays: Callable[[], tuple[float, float]], rule: StopRule, *,
+    phase: float = 0.0, late: Callable[[], float] = lambda: 0.0,
+) -> tuple[OffsetEstimator, int]:  # fmt: skip
+    """Simulate precise mode's rounds as ``_probing`` runs them, in virtual time.
+
+    ``delays()``: each probe's (up, down); ``late()``: how late each probe
+    leaves after its aim (a loaded loop). A cut the readings already in
+    hand have moved the interval past is dropped, as the lanes do.
+    """
     est = OffsetEstimator()
-    now = 1_800_000_000.0
-    est.add(reading(theta, now, up, down))
+    now = 1_800_000_000.0 + phase
+    est.add(reading(theta, now, *delays()))
+    now = est.readings[-1].end
     rounds = 0
     before: float | None = None
     while not rule.done(est, rounds, before):
         before = est.interval.width
-        cuts = plan_cuts(est.interval, est.floor, rule.round_size(est), rule.gap(est.floor))
-        now = est.readings[-1].end
+        floor = est.floor
+        cuts = plan_cuts(est.interval, floor, rule.round_size(est), rule.gap(floor))
         lead = est.lead
-        for send in sorted(at - lead for at in read_instants(cuts, now + lead)):
-            est.add(reading(theta, send, up, down))
+        plan = sorted(zip(read_instants(cuts, now + lead), cuts, strict=True))
+        flying: list[Reading] = []
+        for at, cut in plan:
+            send = at - lead + late()
+            for r in sorted((r for r in flying if r.end <= send), key=lambda r: r.end):
+                flying.remove(r)
+                est.add(r)
+            if est.interval.lo + floor / 4 < cut < est.interval.hi - floor / 4:
+                flying.append(reading(theta, send, *delays()))
+                now = max(now, flying[-1].end)
+        for r in sorted(flying, key=lambda r: r.end):
+            est.add(r)
         rounds += 1
     return est, rounds
 
 
-@given(theta=st.floats(-1000, 1000), up=st.floats(0.00001, 0.2), down=st.floats(0.00001, 0.2))
-def test_rounds_reach_the_limit_and_stay_correct(theta: float, up: float, down: float) -> None:
+@given(theta=st.floats(-1000, 1000), up=st.floats(0.00001, 0.2), down=st.floats(0.00001, 0.2),
+       phase=st.floats(0, 1))  # fmt: skip
+def test_rounds_reach_the_limit_and_stay_correct(
+    theta: float, up: float, down: float, phase: float
+) -> None:
     rule = StopRule()
-    est, rounds = run_rounds(theta, up, down, rule)
+    est, rounds = run_rounds(theta, lambda: (up, down), rule, phase=phase)
+    assert est.restarts == 0
     assert est.interval.lo - EPS <= theta <= est.interval.hi + EPS
     rtt = up + down
     # The physical limit: about the round trip wide, whatever part went up;
@@ -169,20 +208,47 @@ def test_rounds_reach_the_limit_and_stay_correct(theta: float, up: float, down: 
     assert est.uncertainty <= 1.1 * rtt / 2 + 0.001
     assert abs(est.offset - theta) <= abs(up - down) / 2 + 0.002
     assert rounds <= 3
+    assert len(est.readings) <= rule.max_probes + rule.max_per_round
+
+
+@given(
+    theta=st.floats(-1000, 1000), up=st.floats(0.0, 0.2), down=st.floats(0.0, 0.2),
+    jitter=st.floats(0.0, 0.05), lateness=st.floats(0.0, 0.02), phase=st.floats(0, 1),
+    seed=st.integers(0, 2**32),
+)  # fmt: skip
+def test_rounds_under_jitter_and_late_probes_always_hold_the_truth(
+    theta: float, up: float, down: float, jitter: float, lateness: float, phase: float,
+    seed: int,
+) -> None:  # fmt: skip
+    # Any plan, split over two ticks or not, whatever delays, reordering and
+    # lateness: the intersection holds the truth, and the rule stops.
+    rng = random.Random(seed)
+
+    def delays() -> tuple[float, float]:
+        return (max(0.0, up + rng.uniform(-jitter, jitter)),
+                max(0.0, down + rng.uniform(-jitter, jitter)))  # fmt: skip
+
+    rule = StopRule()
+    est, rounds = run_rounds(theta, delays, rule, phase=phase,
+                             late=lambda: rng.uniform(0, lateness))  # fmt: skip
+    assert est.restarts == 0
+    assert est.interval.lo - EPS <= theta <= est.interval.hi + EPS
+    assert rounds <= rule.max_rounds
 
 
 def test_round_sizes() -> None:
     rule = StopRule()
     est = OffsetEstimator()
-    est.add(Reading(100, 0.0, 0.0, 0.08, 0.08))  # a second to cut: as many as a round takes
-    assert rule.round_size(est) == rule.max_per_round
+    est.add(Reading(100, 0.0, 0.0, 0.08, 0.08))  # a second to cut: a first round's sweep
+    assert rule.round_size(est) == rule.first_round
     est.add(Reading(100, 0.88, 0.88, 0.96, 0.08))  # [99.92, 100.12)
     assert est.interval.width == pytest.approx(0.2)
-    assert rule.round_size(est) == rule.max_per_round  # 0.12 s into 3 ms gaps: all it takes
+    # 0.12 s into 3 ms gaps (7 % of the floor + 1 ms, at most 3 ms): all a round takes.
+    assert rule.round_size(est) == rule.max_per_round
     est.add(Reading(100, 0.9, 0.9, 0.98, 0.08))  # [99.92, 100.1): 0.1 s + floor
     est.add(Reading(101, 0.9, 0.9, 0.9865, 0.08))  # lo 100.0135
     assert est.interval.width - est.floor == pytest.approx(0.0065)
-    assert rule.round_size(est) == 6  # 6.5 ms into 3 ms gaps, with a margin of 3
+    assert rule.round_size(est) == rule.min_round  # 6.5 ms into 3 ms gaps (x 1.5): 3, never < 4
     assert not rule.done(est, 1, None)
     assert rule.done(est, rule.max_rounds, None)
 
@@ -206,3 +272,29 @@ def test_stop_when_a_round_at_the_limit_gains_nothing() -> None:
     assert not rule.done(est, 1, None)
     assert rule.done(est, 2, width)  # the last round gained nothing
     assert not rule.done(est, 2, width + 0.05)  # it gained a lot: go on
+
+
+def jittery(filler_window: float) -> OffsetEstimator:
+    """A floor of 20 ms, 10 ms left to reduce, and 38 readings far from the tick."""
+    est = OffsetEstimator()
+    est.add(Reading(100, 0.0, 0.0, 0.02, 0.02))  # the one fast probe: [99.98, 101.0)
+    for k in range(38):  # old seconds well before the tick: the interval stays
+        start = 0.5 + k * 0.01
+        est.add(Reading(100, start, start, start + filler_window, filler_window))
+    est.add(Reading(101, 0.958, 0.958, 0.998, 0.04))  # new: lo 100.002
+    est.add(Reading(100, 0.968, 0.968, 1.008, 0.04))  # old: hi 100.032
+    assert est.interval.width == pytest.approx(0.03)
+    return est
+
+
+def test_stop_when_jitter_leaves_no_probe_fast_enough() -> None:
+    rule = StopRule()
+    est = jittery(0.04)  # +-10 ms each way: nearly every window 40 ms
+    reducible = est.interval.width - est.floor
+    assert reducible > rule.accept_gap(est.floor)  # not at the limit
+    assert est.fast_share(reducible / 2) == pytest.approx(1 / 41)
+    assert rule.round_size(est) * est.fast_share(reducible / 2) < rule.min_fast
+    assert rule.done(est, 2, est.interval.width + 0.001)  # no probe of a round would pay
+    assert not rule.done(est, 0, None)  # a first round is always tried
+    clean = jittery(0.02)  # the same interval, most windows at the floor: go on
+    assert not rule.done(clean, 2, clean.interval.width + 0.001)

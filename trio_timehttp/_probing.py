@@ -7,9 +7,12 @@ were at each planned cut (``plan_cuts``, ``read_instants``), runs them in
 as many concurrent lanes as their spacing needs (one after another on a fast
 path, overlapping on a long one; at most the prober's ``channels``), and
 intersects what comes back as it comes; ``StopRule`` says when another round
-cannot pay and how many probes it takes. Rounds fall about a second apart (the tick
-comes once a second), so a reading that reaches its limit in ``k`` rounds
-takes about ``k`` seconds.
+cannot pay and how many probes it takes. The first round sweeps the next
+second from the moment it is planned; later rounds fall about a second apart
+(the tick comes once a second), so a reading that reaches its limit in ``k``
+rounds takes about ``k - 0.5`` seconds. A round ends as soon as none of its
+remaining cuts could narrow the interval. One DEBUG record per round (its
+plan) and per reading (the interval after it) go to this module's logger.
 
 A probe that fails or is late only narrows less: readings are intersected
 as they arrive, so whatever the deadline cuts off, what was learnt stays in
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import trio
@@ -44,10 +48,17 @@ PLAN_AHEAD = 0.005
 #: loop instead of sleeping: a timed sleep wakes up to a millisecond late
 #: (epoll's timeout is in whole milliseconds), as much as the finest cut.
 SPIN = 0.0015
+#: A lane's long wait for its instant ends this long before it (seconds): a
+#: process idle for a second wakes up to a few milliseconds late (measured
+#: here: 1.5 ms median, 4.4 ms at worst, in a VM), a short sleep then far less.
+WAKE_EARLY = 0.006
 #: How long one probe keeps its channel busy: the fastest exchange so far
 #: times this, and never under MIN_BUSY.
-BUSY_MARGIN = 1.5
+BUSY_MARGIN = 1.2
 MIN_BUSY = 0.0005
+#: On a path whose exchange keeps a channel busy for less than this (seconds:
+#: loopback, a LAN), a round's probes run one after another on one lane.
+SERIAL_BELOW = 0.002
 #: How many probes may be in flight at once in one Trio run, over every
 #: precise reading in it: readings of one server all aim at the same tick, and
 #: hundreds of them at once would saturate the loop (every probe late, every
@@ -120,28 +131,61 @@ def _left(est: OffsetEstimator) -> float:
     return trio.current_effective_deadline() - trio.current_time() - rtt - DEADLINE_MARGIN
 
 
-def _plan(prober: Prober, est: OffsetEstimator, rule: StopRule) -> tuple[list[float], int]:
-    """The round's cuts, and over how many channels (concurrent lanes) to run them.
+def _plan(
+    prober: Prober, est: OffsetEstimator, rule: StopRule, size: int
+) -> tuple[list[float], int]:
+    """The round's cuts (``size`` at most), and over how many channels (concurrent lanes).
 
     Probes on one channel run one after another, each busy for about the
     fastest exchange so far (x ``BUSY_MARGIN``, at least ``MIN_BUSY``), and
     channel ``k`` of ``c`` takes every ``c``-th cut. No more channels than the
-    spacing needs: concurrent exchanges slow each other down (on loopback
-    they would widen every window). At the bound, fewer cuts spread evenly
-    beat many of which some never run.
+    spacing needs. On a path faster than ``SERIAL_BELOW`` no two probes
+    overlap at all: there the exchange is CPU (ours and the server's), and
+    concurrent exchanges only slow each other down, widening every window;
+    the cuts are then no closer than one exchange. At the bound, fewer cuts
+    spread evenly beat many of which some never run.
     """
     floor = est.floor
-    cuts = plan_cuts(est.interval, floor, rule.round_size(est), rule.gap(floor), est.jitter)
+    cuts = plan_cuts(est.interval, floor, size, rule.gap(floor))
     if len(cuts) < 2:
         return cuts, 1
     busy = max(BUSY_MARGIN * min(r.end - r.issued for r in est.readings), MIN_BUSY)
     spread = (cuts[-1] - cuts[0]) * (len(cuts) + 1) / (len(cuts) - 1)
+    if busy < SERIAL_BELOW:
+        fit = max(2, int(spread / busy) - 1)
+        if fit < len(cuts):
+            cuts = plan_cuts(est.interval, floor, fit, rule.gap(floor))
+        return cuts, 1
     need = min(math.ceil(busy * (len(cuts) + 1) / spread), len(cuts))
     if prober.channels is None or need <= prober.channels:
         return cuts, need
     fit = max(prober.channels, int(prober.channels * spread / busy) - 1)
-    cuts = plan_cuts(est.interval, floor, min(fit, len(cuts)), rule.gap(floor), est.jitter)
+    cuts = plan_cuts(est.interval, floor, min(fit, len(cuts)), rule.gap(floor))
     return cuts, prober.channels
+
+
+class _Changes:
+    """Wakes the lanes of a round whenever a reading moved the interval."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def moved(self) -> None:
+        self._event.set()
+        self._event = trio.Event()
+
+    async def wait_until(self, when: float, still: Callable[[], bool]) -> bool:
+        """Sleep until wall-clock ``when`` (not spinning), or False once ``still()`` fails."""
+        while still():
+            ahead = when - time.time()
+            if ahead <= 0:
+                return True
+            event = self._event
+            with trio.move_on_after(ahead) as scope:
+                await event.wait()
+            if scope.cancelled_caught:  # slept its time (the rest: ``_sleep_until``)
+                return still()
+        return False
 
 
 async def _round(prober: Prober, est: OffsetEstimator, rule: StopRule, round_number: int) -> int:
@@ -150,50 +194,87 @@ async def _round(prober: Prober, est: OffsetEstimator, rule: StopRule, round_num
     Each lane is one task taking its share of the instants in turn: lane
     ``k`` of ``c`` takes every ``c``-th, so its probes are spread over the
     whole round. A probe is dropped when its channel comes free more than
-    ``max(floor, 2 ms)`` after its instant (it would cut elsewhere), or when
-    the readings so far have already moved the interval past its cut (it
-    could not narrow it): a sweep ends once it found the tick.
+    ``max(floor, 2 ms)`` after its instant (it would cut elsewhere), or as
+    soon as the readings so far have moved the interval past its cut (it
+    could not narrow it): a sweep ends once it found the tick, without
+    waiting for the instants of the cuts it dropped.
     """
-    cuts, channels = _plan(prober, est, rule)
+    # A first round on a prober with channels also opens all of them at once
+    # (``warm``): a connection opened later, in a round that needs it, would
+    # put its handshake inside a probe aimed at the tick.
+    warmups = prober.channels - 1 if round_number == 1 and prober.channels else 0
+    cuts, channels = _plan(prober, est, rule, max(2, rule.round_size(est) - warmups))
     lead = est.lead
     earliest = time.time() + lead + PLAN_AHEAD
     plan = sorted(zip(read_instants(cuts, earliest), cuts, strict=True))
+    log.debug(
+        "round %d: %d cuts over [%.6f, %.6f] on %d lane(s), from %.6f",
+        round_number,
+        len(cuts),
+        cuts[0] if cuts else 0.0,
+        cuts[-1] if cuts else 0.0,
+        channels,
+        plan[0][0] - lead if plan else 0.0,
+    )
     wait = max(PROBE_WAIT_RTTS * min(r.rtt for r in est.readings), MIN_PROBE_WAIT)
     late = max(est.floor, 0.002)
     pad = est.floor / 4
     answered = 0
-
     budget = probe_budget()
+    changes = _Changes()
 
     async def lane(steps: list[tuple[float, float]]) -> None:
         nonlocal answered
         for at, cut in steps:
+
+            def useful(cut: float = cut) -> bool:
+                return est.interval.lo + pad < cut < est.interval.hi - pad
+
             send_at = at - lead
             if send_at - time.time() > _left(est):
                 return  # this and every later step would answer after the deadline
             if time.time() - send_at > late:
                 continue
-            await _sleep_until(send_at - SPIN, spin=False)
+            if not await changes.wait_until(send_at - WAKE_EARLY, useful):
+                continue
             if not await _acquire(budget, send_at + late):
                 log.debug("probe at %.6f not sent: no slot in time", send_at)
                 continue
             try:
                 await _sleep_until(send_at)
-                if time.time() - send_at > late:
-                    continue  # the loop woke us too late: it would cut elsewhere
-                if not est.interval.lo + pad < cut < est.interval.hi - pad:
-                    continue
+                if time.time() - send_at > late or not useful():
+                    continue  # woken too late (it would cut elsewhere), or no longer useful
                 with trio.move_on_after(wait):
                     reading = await prober.probe()
                     est.add(reading)
                     answered += 1
+                    changes.moved()
                     _note(est, reading, round_number)
             except TimeHTTPError as exc:
                 log.debug("probe failed: %s", exc)
             finally:
                 budget.release()
 
+    async def warm() -> None:
+        """One probe at once, to open a connection (a reading like any other)."""
+        nonlocal answered
+        if not await _acquire(budget, time.time()):
+            return
+        try:
+            with trio.move_on_after(wait):
+                reading = await prober.probe()
+                est.add(reading)
+                answered += 1
+                changes.moved()
+                _note(est, reading, round_number)
+        except TimeHTTPError as exc:
+            log.debug("warm-up probe failed: %s", exc)
+        finally:
+            budget.release()
+
     async with trio.open_nursery() as nursery:
+        for _ in range(warmups):
+            nursery.start_soon(warm)
         for k in range(channels):
             if plan[k::channels]:
                 nursery.start_soon(lane, plan[k::channels])

@@ -198,6 +198,11 @@ class OffsetEstimator:
         windows = sorted(r.window for r in self.readings)
         return windows[len(windows) // 2] - windows[0]
 
+    def fast_share(self, excess: float) -> float:
+        """The share of readings whose window is at most ``excess`` above the floor."""
+        floor = self.floor
+        return sum(r.window <= floor + excess for r in self.readings) / len(self.readings)
+
     @property
     def lead(self) -> float:
         """From issuing a probe to the server's read, by the fastest readings (half a window)."""
@@ -214,21 +219,25 @@ class OffsetEstimator:
 # --------------------------------------------------------------------------
 # Planning: where the next readings should cut, and when to stop.
 
+#: Cuts spread over at least this much (seconds of offset) are not held to one
+#: tick (see ``read_instants``).
+SHARED_TICK_SPREAD = 0.5
 
-def plan_cuts(interval: Interval, floor: float, count: int, least: float = 0.0,
-              jitter: float = 0.0) -> list[float]:  # fmt: skip
+
+def plan_cuts(interval: Interval, floor: float, count: int, least: float = 0.0) -> list[float]:
     """``count`` offsets ("cuts") to test so that whichever gap holds the truth is narrow.
 
     A reading that cuts at ``c`` leaves ``[c - down, hi)`` or ``[lo, c + up)``
     where ``up + down`` is about its window; so the cuts are spread evenly over
     ``[lo + floor/2, hi - floor/2]`` (every outcome then leaves about
-    ``(width - floor)/(count + 1) + floor``), widened by ``jitter`` at each
-    end (where a probe's delays vary, so do the edges and where a cut lands),
-    over at least ``least``, centred, never beyond the interval: when the
-    interval is already near the floor, only fast probes can narrow it, and
-    more of them near the truth is what pays.
+    ``(width - floor)/(count + 1) + floor``), over at least ``least``,
+    centred, never beyond the interval. In local time these are sends spread
+    over ``[L, U - floor]`` (``L``, ``U``: the earliest and latest the tick
+    can be): where the moment the tick is minus the fastest way up must lie,
+    whatever the path's asymmetry. Not wider under jitter: a send outside
+    that span can narrow neither edge, however fast its probe.
     """
-    spread = min(max(interval.width - floor + 2 * jitter, least), interval.width)
+    spread = min(max(interval.width - floor, least), interval.width)
     a = interval.mid - spread / 2
     return [a + spread * (k + 1) / (count + 1) for k in range(count)]
 
@@ -237,12 +246,18 @@ def read_instants(cuts: list[float], earliest: float) -> list[float]:
     """The local instants, all ``>= earliest``, at which servers with these offsets tick.
 
     A server read at the instant of cut ``c`` shows the new second exactly
-    when the true offset is at least ``c``. All cuts use the same tick (the
-    first one every cut can still make), so a round falls within one pass
-    of the tick, never split across two seconds.
+    when the true offset is at least ``c``; any tick will do (a reading is
+    valid whatever second it reads). Cuts spread over less than
+    ``SHARED_TICK_SPREAD`` use one tick, the first every cut can still make,
+    so the round falls within one pass of the tick, never split across two
+    seconds. Wider cuts (a first round, over the whole second) each take
+    their own first tick: the round starts at once and sweeps the next
+    second, instead of waiting for a tick that all of them can make.
     """
     if not cuts:
         return []
+    if max(cuts) - min(cuts) >= SHARED_TICK_SPREAD:
+        return [math.ceil(earliest + cut) - cut for cut in cuts]
     tick = math.ceil(earliest + max(cuts))
     return [tick - cut for cut in cuts]
 
@@ -262,12 +277,18 @@ class StopRule:
     gap, besides the path's asymmetry, which nothing can see).
 
     A round of ``n`` cuts divides the reducible part (``width - floor``) by
-    about ``n + 1``: ``round_size`` takes ``max_per_round`` until one round
-    can finish, then what that round needs (with a margin). Stops also after
-    ``max_rounds`` rounds or ``max_probes`` readings (a polite bound on the
-    server's load), or when a round at the limit's scale gained less
-    than ``min_gain`` of the reducible part (jitter: more probes are unlikely
-    to pay).
+    about ``n + 1``, and each round costs a pass of the tick (a second):
+    ``round_size`` takes ``first_round`` cuts over a whole second, then what
+    one round needs to finish (with a ``margin``), at least ``min_round`` (a
+    round costs a second: a couple of probes rarely pay for it) and at most
+    ``max_per_round``.
+    Stops also after ``max_rounds`` rounds or ``max_probes`` readings (a
+    polite bound on the server's load); when the readings' spread of windows
+    (jitter) says that fewer than ``min_fast`` probes of the next round
+    would be fast enough to halve the reducible part (a probe whose window
+    is more than that above the floor cannot land both its edges inside
+    it); or when a round at the limit's scale gained less than ``min_gain``
+    of the reducible part.
     """
 
     gain: float = 0.07
@@ -276,11 +297,14 @@ class StopRule:
     accept_gain: float = 0.1
     accept_slack: float = 0.0015
     accept_max_gap: float = 0.0035
-    max_per_round: int = 16
+    first_round: int = 40
+    max_per_round: int = 32
+    min_round: int = 4
     max_rounds: int = 6
-    max_probes: int = 48
+    max_probes: int = 64
+    min_fast: float = 1.0
     min_gain: float = 0.1
-    margin: float = 3.0
+    margin: float = 1.5
 
     def gap(self, floor: float) -> float:
         """The gap rounds are planned to leave."""
@@ -299,13 +323,18 @@ class StopRule:
             return True
         if before is None:
             return False
+        if self.round_size(est) * est.fast_share(reducible / 2) < self.min_fast:
+            return True  # jitter: the next round would gain nothing
         earlier = before - floor
         fine = earlier <= 2 * self.accept_gap(floor)
         return fine and earlier - reducible < self.min_gain * max(earlier, self.slack)
 
     def round_size(self, est: OffsetEstimator) -> int:
-        """How many probes the next round should take (2 to ``max_per_round``)."""
+        """How many probes the next round should take (2 to ``first_round``/``max_per_round``)."""
         floor = est.floor
-        ratio = self.margin * (est.interval.width - floor) / self.gap(floor)
         left = max(2, self.max_probes - len(est.readings))
-        return max(2, min(self.max_per_round, left, math.ceil(ratio) - 1))
+        if est.interval.width >= SHARED_TICK_SPREAD + floor:  # a sweep of the whole second
+            return max(2, min(self.first_round, left))
+        ratio = self.margin * (est.interval.width - floor) / self.gap(floor)
+        wanted = max(self.min_round, math.ceil(ratio) - 1)
+        return max(2, min(self.max_per_round, left, wanted))
