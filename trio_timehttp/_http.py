@@ -271,6 +271,8 @@ class Client(trio.abc.AsyncResource):
         expect_continue: bool,
     ) -> Request:
         """The caller's request, with the fields decoding and Expect: 100-continue ask for."""
+        if not expect_continue and state.options.decode is None:
+            return Request(method, url, headers, body)
         fields = Headers(headers)
         extra = []
         if state.options.decode is not None and "accept-encoding" not in fields:
@@ -378,7 +380,7 @@ class Client(trio.abc.AsyncResource):
         policy = RedirectingConsumer(_Discard()) if follow else None
         while True:
             state.url = request.url
-            ex = await self._start(request, state)
+            ex = await self._starter.start(request, state)
             if policy is None:
                 return ex
             try:
@@ -497,7 +499,7 @@ class Client(trio.abc.AsyncResource):
         self, request: Request, hooks: Hooks, state: FetchState
     ) -> tuple[Response, Request | None]:
         """One exchange pushed into the consumer; pooled only after a clean end."""
-        ex = await self._start(request, state)
+        ex = await self._starter.start(request, state)
         clean = False
         try:
             response = ex.response(list(state.history))
@@ -516,10 +518,6 @@ class Client(trio.abc.AsyncResource):
             return response, None
         finally:
             ex.release(self._pool, clean)
-
-    async def _start(self, request: Request, state: FetchState) -> Exchange:
-        """Send ``request`` and read its head (``Starter.start``: retries included)."""
-        return await self._starter.start(request, state)
 
     def _decoder(self, response: Response, state: FetchState) -> Decoder | None:
         return decoder_for(response, state.options.decode)
