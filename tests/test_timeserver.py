@@ -805,6 +805,21 @@ async def test_bad_sockets_are_refused(make: object, message: str) -> None:
         assert sock.fileno() != -1  # refused: still the caller's
 
 
+async def test_a_connected_tcp_socket_is_refused_not_listened_on() -> None:
+    # What inetd or systemd's Accept=yes hand over: one accepted connection.
+    with (
+        socket.create_server(("127.0.0.1", 0)) as listener,
+        socket.create_connection(listener.getsockname()) as client,
+    ):
+        accepted, _ = listener.accept()
+        with accepted:
+            with pytest.raises(ValueError, match=r"connected to 127\.0\.0\.1:.*Accept=no"):
+                await serve_time_tcp(sockets=[accepted])
+            assert accepted.fileno() != -1  # refused: still the caller's
+            accepted.sendall(b"ok")  # and still connected
+            assert client.recv(2) == b"ok"
+
+
 async def test_serve_time_sockets_must_match_tcp_and_udp() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dgram:
         dgram.bind(("127.0.0.1", 0))

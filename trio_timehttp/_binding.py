@@ -14,7 +14,14 @@ import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["adopt_sockets", "bind_sockets", "format_address", "names", "split_by_kind"]
+__all__ = [
+    "adopt_sockets",
+    "bind_sockets",
+    "connected_stream",
+    "format_address",
+    "names",
+    "split_by_kind",
+]
 
 #: Listen backlog: connections beyond ``max_connections`` wait here, so make
 #: it large (the kernel caps it at net.core.somaxconn anyway).
@@ -104,8 +111,10 @@ def adopt_sockets(sockets: Iterable[socket.socket], kind: int) -> list[socket.so
     """Take over already-bound sockets of ``kind``: non-blocking, TCP ones listening.
 
     Raises ``ValueError`` (before changing anything) for a socket that is not
-    an IPv4/IPv6 socket of that kind or is not bound, and ``TypeError`` for
-    something that is not a ``socket.socket``.
+    an IPv4/IPv6 socket of that kind, is not bound, or is a TCP socket already
+    connected to a client (what inetd and systemd's ``Accept=yes`` hand over:
+    one connection, not a listener), and ``TypeError`` for something that is
+    not a ``socket.socket``.
     """
     socks = list(sockets)
     for sock in socks:
@@ -121,6 +130,13 @@ def adopt_sockets(sockets: Iterable[socket.socket], kind: int) -> list[socket.so
             )
         if sock.getsockname()[1] == 0:
             raise ValueError(f"sockets: {sock!r} is not bound")
+        if kind == socket.SOCK_STREAM and connected_stream(sock):
+            raise ValueError(
+                f"a TCP socket connected to {format_address(sock.getpeername())} was given,"
+                " not a listening one: the service accepts its own connections"
+                " (systemd: Accept=no, the default; systemd-socket-activate without"
+                " --accept; inetd: not supported)"
+            )
     for sock in socks:
         if kind == socket.SOCK_STREAM and not sock.getsockopt(
             socket.SOL_SOCKET, socket.SO_ACCEPTCONN
@@ -128,6 +144,17 @@ def adopt_sockets(sockets: Iterable[socket.socket], kind: int) -> list[socket.so
             sock.listen(BACKLOG)
         sock.setblocking(False)
     return socks
+
+
+def connected_stream(sock: socket.socket) -> bool:
+    """Whether a stream socket has a peer (accepted or connected), rather than listening."""
+    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        return False
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
 
 
 def split_by_kind(sockets: Iterable[socket.socket]) -> tuple[list[Any], list[Any]]:

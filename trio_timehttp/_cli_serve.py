@@ -29,7 +29,7 @@ import trio
 
 from . import _systemd, _workers
 from ._access import AllowList
-from ._binding import bind_sockets, format_address, split_by_kind
+from ._binding import bind_sockets, connected_stream, format_address, split_by_kind
 from ._cli_args import (
     CommandError,
     Parser,
@@ -181,6 +181,13 @@ def _inherited(args: argparse.Namespace) -> list[socket.socket] | None:
         return None
     for item in passed:
         kind = "tcp" if item.sock.type == socket.SOCK_STREAM else "udp"
+        if kind == "tcp" and connected_stream(item.sock):
+            raise CommandError(
+                f"socket activation: fd {item.fd} ({item.name}) is one TCP connection"
+                " (systemd's Accept=yes, systemd-socket-activate --accept, inetd), not a"
+                " listening socket: serve accepts its own connections; use Accept=no"
+                " (the default), or run without --accept"
+            )
         log.info("socket activation: fd %d (%s) is %s %s", item.fd, item.name, kind,
                  _sockname(item.sock))  # fmt: skip
     return [item.sock for item in passed]

@@ -117,6 +117,40 @@ async def test_socket_activated_serve_answers_rdate_over_tcp_and_udp() -> None:
     assert "Traceback" not in text
 
 
+async def test_accept_yes_activation_is_refused_in_words() -> None:
+    # systemd-socket-activate --accept (systemd's Accept=yes) hands serve one
+    # connected socket per connection: a clear refusal, not "Invalid argument".
+    activate = peerutil.require_program("systemd-socket-activate")
+    port = free_port_pair()
+    command = [
+        activate, "--accept", "-l", f"127.0.0.1:{port}", "-E", "PYTHONPATH", "--",
+        sys.executable, "-m", "trio_timehttp", "serve",
+    ]  # fmt: skip
+    proc = await trio.lowlevel.open_process(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    svc = Service(proc, Notifications())
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(svc.collect)
+            await svc.wait_for_log(f"Listening on 127.0.0.1:{port} as 3.")
+            with trio.fail_after(20):
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+                async with stream:
+                    assert await stream.receive_some(16) == b""  # closed unanswered
+            await svc.wait_for_log("not a listening socket")
+            nursery.cancel_scope.cancel()
+    finally:
+        proc.kill()
+        await proc.wait()
+        svc.notes.sock.close()
+    text = svc.log
+    assert "is one TCP connection (systemd's Accept=yes" in text
+    assert "use Accept=no" in text
+    assert "Invalid argument" not in text
+    assert "Traceback" not in text
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="binding a low port and dropping need root")
 async def test_socket_activated_low_port_then_user_and_workers() -> None:
     # systemd (here: systemd-socket-activate, as root) binds the low port; the
