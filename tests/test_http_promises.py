@@ -7,10 +7,12 @@ defect is attacked with several inputs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -599,3 +601,52 @@ def test_no_module_uses_a_private_attribute_of_trio_h11_or_cpython(module: str) 
     for private in ("._sock", "_socket.", "socket._", "_full_items", "_switch_upgrade", "._is_"):
         assert private not in source, private
     assert "import _socket" not in source
+
+
+async def test_leaving_a_stream_early_drains_the_rest_despite_a_raised_low_water_mark(
+    nursery: trio.Nursery,
+) -> None:
+    # A bulk burst raises SO_RCVLOWAT for the body's reads; the caller stops
+    # reading with 34,464 bytes left, which come only after it left the block.
+    # The drain must wake for them (the mark of 65,536 left from the body
+    # would wait forever) and the connection be reused. (Over TLS the same
+    # rule applies, in the same _LowWater: test_transport.py.)
+    size, first = 200_000, 165_536
+    left = trio.Event()
+    served: list[int] = []
+
+    async def server(stream: trio.abc.Stream) -> None:
+        while True:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                head += data
+            served.append(1)
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            if len(served) == 1:
+                await stream.send_all(b"a" * first)
+                await left.wait()
+                await stream.send_all(b"b" * (size - first))
+            else:
+                await stream.send_all(b"c" * size)
+
+    async def on_connection(stream: trio.SocketStream) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await server(stream)
+
+    (listener,) = await nursery.start(partial(trio.serve_tcp, on_connection, 0, host="127.0.0.1"))
+    url = f"http://127.0.0.1:{listener.socket.getsockname()[1]}/"
+    async with t.Client(timeout=10) as client:
+        got = 0
+        async with client.stream(url) as response:
+            async for piece in response.aiter_bytes():
+                got += len(piece)
+                if got >= first:
+                    left.set()
+                    break
+        recorder = Recorder()
+        await client.fetch(url, recorder)
+        assert recorder.body == b"c" * size
+        assert pool_stats(client).open == 1  # the drained connection was reused

@@ -65,6 +65,19 @@ def test_low_water_mark_rule_on_a_real_socket() -> None:
         assert kernel() == 1
 
 
+def test_an_unknown_need_puts_the_mark_back_to_one() -> None:
+    # A drain or a chunked body does not know how much is left: a mark raised
+    # by an earlier wait must not make the kernel hold back the last bytes.
+    a, b = socket.socketpair()
+    with a, b:
+        mark = _LowWater(a)
+        mark.read(70_000)
+        mark.before_wait(1_000_000)
+        assert a.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == RCVLOWAT
+        mark.before_wait(0)
+        assert a.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) == 1
+
+
 async def test_tunnel_runs_on_the_plain_connection_before_tls(
     nursery: trio.Nursery, tls: tuple[ssl.SSLContext, ssl.SSLContext]
 ) -> None:

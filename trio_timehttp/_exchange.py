@@ -478,7 +478,8 @@ class Exchange:
         try:
             reader.feed(self._first)
             while not reader.done and budget > 0:
-                data = await self.conn.transport.recv(min(BODY_READ, budget))
+                need = reader.remaining if type(reader) is ContentLengthReader else 0
+                data = await self.conn.transport.recv(min(BODY_READ, budget), need)
                 if not data:
                     return False
                 budget -= len(data)

@@ -262,7 +262,12 @@ class _LowWater:
         self._burst += n
 
     def before_wait(self, need: int) -> None:
-        if need and (self._lowat > 1 or self._burst >= RCVLOWAT_BURST):
+        if not need:
+            # Unknown (a drain, a chunked body): any byte may be the last, so
+            # the kernel must wake us for one.
+            if self._lowat != 1:
+                self._set(1)
+        elif self._lowat > 1 or self._burst >= RCVLOWAT_BURST:
             self._set(max(1, min(need - self._slack, RCVLOWAT)))
         self._burst = 0
 
