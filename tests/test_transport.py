@@ -6,6 +6,7 @@ import contextlib
 import socket
 import ssl
 from functools import partial
+from typing import Any
 
 import pytest
 import trio
@@ -292,3 +293,68 @@ async def test_tls_idle_check_across_checks_on_one_connection(
     finally:
         server.close()
         transport.close()
+
+
+class _TwoAddresses(trio.abc.HostnameResolver):
+    """Resolves every name to 127.0.0.1 and 127.0.0.2 (Trio's public resolver hook)."""
+
+    async def getaddrinfo(self, host: Any, port: Any, family: int = 0, type: int = 0,
+                          proto: int = 0, flags: int = 0) -> Any:  # fmt: skip
+        tcp = socket.SOCK_STREAM
+        return [(socket.AF_INET, tcp, 6, "", (a, int(port))) for a in ("127.0.0.1", "127.0.0.2")]
+
+    async def getnameinfo(self, sockaddr: Any, flags: int) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+
+class _Pending(trio.socket.SocketType):
+    """A socket whose connect never completes (a SYN nobody answers); Trio's tests fake so."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def setsockopt(self, *args: Any) -> None:
+        pass
+
+    async def connect(self, address: Any) -> None:
+        await trio.sleep_forever()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _PendingFactory(trio.abc.SocketFactory):
+    def __init__(self) -> None:
+        self.made: list[_Pending] = []
+
+    def socket(self, family: Any = None, type: Any = None, proto: Any = None) -> Any:
+        sock = _Pending()
+        self.made.append(sock)
+        return sock
+
+
+async def test_a_cancel_while_two_addresses_are_tried_is_one_plain_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Two connection attempts pending (Happy Eyeballs starts the second after
+    # 0.25 s; sockets from Trio's public factory hook), then an outer cancel:
+    # Trio's nursery would raise a group of two Cancelled; the caller must see
+    # one plain Cancelled.
+    factory = _PendingFactory()
+    trio.socket.set_custom_hostname_resolver(_TwoAddresses())
+    trio.socket.set_custom_socket_factory(factory)
+    seen: list[type[BaseException]] = []
+    try:
+        with trio.move_on_after(0.4) as scope:
+            try:
+                await open_transport(TransportPlan("two.test", 80))
+            except BaseException as exc:
+                seen.append(type(exc))
+                raise
+    finally:
+        trio.socket.set_custom_hostname_resolver(None)
+        trio.socket.set_custom_socket_factory(None)
+    assert scope.cancelled_caught
+    assert seen == [trio.Cancelled]
+    assert len(factory.made) == 2  # both attempts had started
+    assert all(sock.closed for sock in factory.made)

@@ -580,13 +580,33 @@ class StreamTransport(Transport):
                 close()
 
 
+async def _open_tcp(host: str, port: int) -> trio.SocketStream:
+    """``trio.open_tcp_stream``, but a cancellation comes out as one plain ``Cancelled``.
+
+    Trio races the addresses of a name in a nursery of its own (Happy
+    Eyeballs): a cancel from outside while two attempts run arrives as a
+    group of ``Cancelled``, which a caller's ``except trio.Cancelled`` would
+    miss. Cancellation wins over anything else the attempts raised.
+    """
+    try:
+        return await trio.open_tcp_stream(host, port)
+    except BaseExceptionGroup as group:
+        cancelled, _ = group.split(trio.Cancelled)
+        if cancelled is None:
+            raise
+        first: BaseException = cancelled
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+
+
 async def open_transport(plan: TransportPlan) -> Transport:
     """Connect as ``plan`` says; the caller owns the result (``close()`` it).
 
     Raises ``OSError`` (DNS, refused, unreachable), ``HandshakeError``, or
     whatever ``plan.tunnel`` raises. Nothing stays open on failure.
     """
-    tcp = await trio.open_tcp_stream(plan.host, plan.port)
+    tcp = await _open_tcp(plan.host, plan.port)
     # Trio's public route to the stdlib socket: detach its descriptor (Trio
     # then forgets it) and wrap it; TCP_NODELAY, set by Trio, stays.
     trio_sock = tcp.socket
