@@ -49,10 +49,34 @@ def tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server_ctx, client_ctx
 
 
+class Withholding(trio.abc.Stream):
+    """A TCP stream that can send only the start of its next write (a TLS record cut short)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.cut: int | None = None
+        self.held = b""
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        data = bytes(data)
+        if self.cut is not None:
+            data, self.held, self.cut = data[: self.cut], data[self.cut :], None
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return await self.stream.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
 class TLSConn:
     """One accepted TLS connection for a script: the TLS stream and its TCP socket."""
 
-    def __init__(self, tls: trio.SSLStream[trio.SocketStream]) -> None:
+    def __init__(self, tls: trio.SSLStream[Withholding]) -> None:
         self.tls = tls
         self.buf = b""
 
@@ -77,7 +101,12 @@ class TLSConn:
 
     def fin_only(self) -> None:
         """A TCP FIN with no close_notify (a truncation attack or a sloppy server)."""
-        self.tls.transport_stream.socket.close()
+        self.tls.transport_stream.stream.socket.close()
+
+    async def send_partial(self, data: bytes, cut: int = 10) -> None:
+        """Send ``data`` as one record of which only ``cut`` bytes leave now."""
+        self.tls.transport_stream.cut = cut
+        await self.tls.send_all(data)
 
 
 TLSScript = Callable[[TLSConn], Awaitable[None]]
@@ -96,7 +125,7 @@ async def serve_tls(
     async def on_connection(stream: trio.SocketStream) -> None:
         index = count[0]
         count[0] += 1
-        tls = trio.SSLStream(stream, server_ctx, server_side=True)
+        tls = trio.SSLStream(Withholding(stream), server_ctx, server_side=True)
         try:
             await tls.do_handshake()
             await scripts[min(index, len(scripts) - 1)](TLSConn(tls))
@@ -124,6 +153,9 @@ def answer(*responses: bytes, then: str = "forever") -> TLSScript:
         elif then == "push":
             await conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL")
             await trio.sleep_forever()
+        elif then == "partial":  # the start of a record only: OpenSSL would swallow it
+            await conn.send_partial(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL")
+            await trio.sleep_forever()
         else:
             await trio.sleep_forever()
 
@@ -133,7 +165,7 @@ def answer(*responses: bytes, then: str = "forever") -> TLSScript:
 # ---------------------------------------------------------------- 9.1 TLS reuse
 
 
-@pytest.mark.parametrize("then", ["close_notify", "fin", "push"])
+@pytest.mark.parametrize("then", ["close_notify", "fin", "push", "partial"])
 @pytest.mark.parametrize("method", ["POST", "GET"])
 async def test_tls_idle_connection_closed_or_poisoned_is_never_reused(
     nursery: trio.Nursery, tls: tuple[ssl.SSLContext, ssl.SSLContext], then: str, method: str

@@ -387,6 +387,36 @@ class SocketTransport(Transport):
             self.socket.close()
 
 
+#: A TLS record header: content type (change_cipher_spec, alert, handshake,
+#: application_data), the legacy version 3.x, the length (RFC 8446 section 5.1).
+_RECORD_TYPES: Final = frozenset({20, 21, 22, 23})
+_MAX_RECORD: Final = (1 << 14) + 256
+
+
+def _whole_records(ssock: ssl.SSLSocket) -> bool:
+    """Whether the bytes waiting under ``ssock`` are one or more whole TLS records.
+
+    Peeks at the kernel's buffer through the plain socket's ``recv`` (the
+    base class's method: it reads the descriptor, not the TLS layer); an
+    EOF, anything that does not parse as records, or a record cut short is
+    False.
+    """
+    try:
+        raw = socket.socket.recv(ssock, 65536, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True  # nothing there after all
+    pos = 0
+    while pos < len(raw):
+        header = raw[pos : pos + 5]
+        if len(header) < 5 or header[0] not in _RECORD_TYPES or header[1] != 3:
+            return False
+        length = int.from_bytes(header[3:5], "big")
+        if length > _MAX_RECORD:
+            return False
+        pos += 5 + length
+    return bool(raw) and pos == len(raw)
+
+
 class TLSTransport(Transport):
     """TLS on a non-blocking ``ssl.SSLSocket``: every record is handled in C."""
 
@@ -511,6 +541,9 @@ class TLSTransport(Transport):
         Post-handshake records (TLS 1.3 session tickets, key updates) make
         the socket readable too: they are read through the TLS layer, and
         the connection stays fit only if that yields no data and no EOF.
+        What waits in the kernel must be whole records first (``_whole_records``):
+        OpenSSL would swallow the start of a record still arriving and say
+        "want read", hiding data the server pushed while we were idle.
         """
         if self.closed:
             return False
@@ -521,6 +554,8 @@ class TLSTransport(Transport):
             for _ in range(_IDLE_RECORDS):
                 if not self._idle.readable():
                     return True
+                if not _whole_records(ssock):
+                    return False
                 try:
                     ssock.recv(1)
                 except ssl.SSLWantReadError:
