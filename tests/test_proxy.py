@@ -391,6 +391,18 @@ def test_connect_reply_malformed(head: bytes, message: str, how: str) -> None:
     assert "CONNECT example.com:443" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "start", [b"SSH-2.0-OpenSSH_9.2\r\n", b"hello world", b"HTTP/2", b"HTTP/1.1 200 OK\x01\r\n"]
+)
+def test_connect_reply_fails_as_soon_as_it_cannot_be_http(start: bytes) -> None:
+    # Another service on the proxy's port that then stays silent: the reply
+    # fails on these bytes, without waiting for a head end that never comes.
+    with pytest.raises(ProtocolError, match="malformed status line"):
+        reply().feed(start)
+    r = reply()
+    assert r.feed(b"HTTP/1") is None  # a good start waits for more
+
+
 @pytest.mark.parametrize("how", HOW)
 def test_connect_reply_caps(how: str) -> None:
     endless = b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 100

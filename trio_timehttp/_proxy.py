@@ -361,6 +361,7 @@ class ConnectReply:
             if end is None:
                 if len(self._buffer) > self.max_header_bytes:
                     raise self._error(f"sent a head over {self.max_header_bytes} bytes")
+                self._check_start()
                 return None
             if end.start() > self.max_header_bytes:
                 raise self._error(f"sent a head over {self.max_header_bytes} bytes")
@@ -376,6 +377,20 @@ class ConnectReply:
 
     def _error(self, what: str) -> ProtocolError:
         return ProtocolError(f"proxy {self.proxy} {what} in reply to CONNECT {self.target}")
+
+    def _check_start(self) -> None:
+        """Fail as soon as the bytes so far cannot begin an HTTP/1.x status line.
+
+        (SSH, SMTP or any other service on the proxy's port: no need to wait
+        for a head that will never end.)
+        """
+        first, newline, _ = self._buffer.partition(b"\n")
+        if newline:
+            line = first[:-1] if first.endswith(b"\r") else first
+            if _STATUS_LINE.fullmatch(line) is None:
+                raise self._error(f"sent a malformed status line {line[:80]!r}")
+        elif not b"HTTP/1.".startswith(first[:7]):
+            raise self._error(f"sent a malformed status line {first[:80]!r} (not HTTP/1.x)")
 
     def _check(self, head: bytes) -> int:
         lines = head.replace(b"\r\n", b"\n").split(b"\n")
