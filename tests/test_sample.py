@@ -90,6 +90,28 @@ def test_intersection_always_contains_truth(
     assert sample.rtt == min(r.rtt for r in est.readings)
 
 
+def test_a_lone_odd_reading_does_not_override_the_others() -> None:
+    # A late UDP answer taken for a later probe's: its interval misses the
+    # truth and contradicts the narrow estimate. The estimate goes on from the
+    # readings that agree (all but that one), and later readings still count.
+    theta = 0.37
+    est = OffsetEstimator()
+    for k in range(10):  # good readings, windows of 20 ms, phases spread
+        start = 1000.0 + k * 1.013
+        server = start + 0.01 + theta
+        assert est.add(Reading(math.floor(server), start, start, start + 0.02, 0.02))
+    assert theta in est.interval
+    stale = Reading(math.floor(1020.0 + theta) - 2, 1020.0, 1020.0, 1020.006, 0.006)
+    assert not est.add(stale)  # contradicts: restarted from the agreeing group
+    assert est.restarts == 1
+    assert theta in est.interval
+    assert stale not in est.readings
+    assert len(est.readings) == 10
+    start = 1030.0
+    assert est.add(Reading(math.floor(start + 0.01 + theta), start, start, start + 0.02, 0.02))
+    assert theta in est.interval
+
+
 def test_contradicting_reading_restarts() -> None:
     est = OffsetEstimator()
     assert est.add(Reading(100, 0.0, 0.0, 0.1, 0.1))  # [99.9, 101)

@@ -732,3 +732,15 @@ async def test_precise_udp_with_a_first_answer_never_times_out(
     sample = await query_time("127.0.0.1", peer.port, udp=True, precise=True, timeout=6)
     assert sample.probes == 1
     assert abs(sample.offset) <= sample.uncertainty + 1e-6
+
+
+async def test_udp_sockets_get_ports_no_recent_reading_used() -> None:
+    # RFC 868 answers carry no identifier: a new probe's socket must not sit
+    # on a port whose old answers may still be on the way.
+    seen: set[int] = set()
+    for _ in range(300):
+        sock = await _timeclient._fresh_udp_socket(socket.AF_INET)
+        with sock:
+            port = sock.getsockname()[1]
+        assert port not in seen
+        seen.add(port)

@@ -153,31 +153,54 @@ def plain_sample(host: str, port: int, protocol: str, reading: Reading) -> TimeS
     return _sample(host, port, protocol, span, local, reading.rtt, 1, reading.second + 0.5)
 
 
+def _largest_agreement(readings: list[Reading]) -> list[Reading]:
+    """The largest group of ``readings`` whose intervals share a point (ties: the newest).
+
+    The shared point, if any, lies at some interval's lower end, so each is
+    tried (Marzullo's idea, quadratic: a reading has at most a few dozen).
+    """
+    spans = [Interval.of(r.second, r.start, r.end) for r in readings]
+    best: list[int] = []
+    for candidate in spans:
+        point = candidate.lo
+        members = [k for k, span in enumerate(spans) if span.lo <= point < span.hi]
+        if (len(members), members[-1]) > (len(best), best[-1] if best else -1):
+            best = members
+    return [readings[k] for k in best]
+
+
 class OffsetEstimator:
     """The intersection of every reading so far, and what the readings tell about the path.
 
-    ``add()`` takes each reading. A reading that contradicts the others (the
-    server's clock stepped, or it rounds instead of truncating) restarts the
-    estimate from that reading alone and counts in ``restarts``.
+    ``add()`` takes each reading. When one contradicts the others (the
+    server's clock stepped, it rounds instead of truncating, or an answer
+    was not to the probe it seemed to answer: a late UDP datagram), the
+    estimate goes on from the largest group of readings that agree: a lone
+    odd reading cannot override many, and a newer group wins a tie (a clock
+    that stepped). Each such event counts in ``restarts``; ``readings`` are
+    the ones the estimate rests on.
     """
 
     def __init__(self) -> None:
         self.interval = Interval(-math.inf, math.inf)
         self.readings: list[Reading] = []
         self.restarts = 0
+        self._seen: list[Reading] = []  # every reading, in order
 
     def add(self, reading: Reading) -> bool:
-        """Intersect with one reading; False when it contradicted the others (restarted)."""
+        """Intersect with one reading; False when it contradicted the others."""
         proven = Interval.of(reading.second, reading.start, reading.end)
-        self.readings.append(reading)
+        self._seen.append(reading)
         common = self.interval.intersect(proven)
-        if common is None:
-            self.interval = proven
-            self.readings = [reading]
-            self.restarts += 1
-            return False
-        self.interval = common
-        return True
+        if common is not None:
+            self.readings.append(reading)
+            self.interval = common
+            return True
+        self.restarts += 1
+        self.readings = _largest_agreement(self._seen)
+        spans = [Interval.of(r.second, r.start, r.end) for r in self.readings]
+        self.interval = Interval(max(i.lo for i in spans), min(i.hi for i in spans))
+        return False
 
     @property
     def offset(self) -> float:

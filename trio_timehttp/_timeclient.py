@@ -46,6 +46,17 @@ log = logging.getLogger("trio_timehttp.timeclient")
 #: Bytes read per receive: the first 4 count, more are read only so that a
 #: chatty server (inetutils sends 8) gets a clean close rather than a reset.
 _RECV_SIZE = 1024
+#: A local UDP port a reading used is not given to another reading's socket
+#: in this Trio run for this long (seconds): an RFC 868 answer carries no
+#: identifier, so a late or duplicated answer to an old socket would pass
+#: for the answer to a new one on the same port, and cut the interval in
+#: the wrong place. Ports the kernel hands out again sooner are refused and
+#: another is asked for (``_PORT_TRIES`` times, then taken, logged).
+PORT_QUARANTINE = 3.0
+_PORT_TRIES = 8
+_recent_ports: trio.lowlevel.RunVar[dict[int, float]] = trio.lowlevel.RunVar(
+    "trio_timehttp.recent_udp_ports"
+)
 
 
 #: Where a reading went: (address family, socket address). Later probes of a
@@ -259,6 +270,42 @@ class _Answer:
     address: _Address
 
 
+def _quarantine() -> dict[int, float]:
+    try:
+        return _recent_ports.get()
+    except LookupError:
+        recent: dict[int, float] = {}
+        _recent_ports.set(recent)
+        return recent
+
+
+async def _fresh_udp_socket(family: int) -> trio.socket.SocketType:
+    """A UDP socket bound to a local port no reading of this run used in ``PORT_QUARANTINE``.
+
+    Raises ``OSError`` (no descriptor, no port). Closes what it does not return.
+    """
+    recent, now = _quarantine(), trio.current_time()
+    if len(recent) > 4096:
+        for port in [p for p, until in recent.items() if until <= now]:
+            del recent[port]
+    wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
+    for attempt in range(1, _PORT_TRIES + 1):
+        sock = trio.socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            await sock.bind((wildcard, 0))
+            port = sock.getsockname()[1]
+        except BaseException:
+            sock.close()
+            raise
+        if recent.get(port, -math.inf) <= now or attempt == _PORT_TRIES:
+            if attempt == _PORT_TRIES:
+                log.debug("udp port %d reused within %.1f s: no fresh one", port, PORT_QUARANTINE)
+            recent[port] = now + PORT_QUARANTINE
+            return sock
+        sock.close()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class _UDPRace:
     """The addresses of one reading, tried in turn; the first answer from the right source wins.
 
@@ -286,7 +333,7 @@ class _UDPRace:
         family, sockaddr = address
         try:
             # Inside the try: running out of descriptors (EMFILE) is a ConnectError too.
-            sock = trio.socket.socket(family, socket.SOCK_DGRAM)
+            sock = await _fresh_udp_socket(family)
         except OSError as exc:
             self.errors.append((f"no socket: {_words(exc)}", exc))
             moved_on.set()
