@@ -276,3 +276,11 @@ def test_json_takes_protocol_and_probes_from_the_sample() -> None:
     assert (objects[0]["protocol"], objects[0]["probes"]) == ("https", 7)
     assert objects[1]["error"]["kind"] == "timeout"
     assert "  udp    error: t" in text_lines(r)[1]
+
+
+def test_a_narrow_interval_is_printed_to_the_microsecond() -> None:
+    # +-0.3 ms printed with three decimals would read "+- 0.000 s": exact.
+    lines = text_lines(reading(sample(-0.0041234, uncertainty=0.000262)))
+    assert "offset -0.004123 s  +- 0.000262 s" in lines[0]
+    assert "combined offset -0.004123 s +- 0.000262 s" in lines[-1]
+    assert "offset +0.311 s  +- 0.512 s" in text_lines(reading(sample(0.311, 0.512)))[0]

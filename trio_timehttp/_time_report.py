@@ -41,8 +41,21 @@ STATE_NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNK
 _SEVERITY = {OK: 0, UNKNOWN: 1, WARNING: 2, CRITICAL: 3}
 
 
-def _s(value: float) -> str:
-    return f"{value:+.3f} s"
+def _s(value: float, digits: int = 3) -> str:
+    return f"{value:+.{digits}f} s"
+
+
+def _digits(uncertainty: float) -> int:
+    """Decimals that show an interval's width: milliseconds, or microseconds below 50 ms.
+
+    (A precise reading of +-0.3 ms printed as "+- 0.000 s" would look exact.)
+    """
+    return 3 if uncertainty >= 0.05 else 6
+
+
+def _offset(offset: float, uncertainty: float, gap: str = " ") -> str:
+    d = _digits(uncertainty)
+    return f"{_s(offset, d)}{gap}+- {uncertainty:.{d}f} s"
 
 
 # -- text --------------------------------------------------------------------------------------
@@ -60,7 +73,7 @@ def _source_text(result: SourceResult) -> str:
     if result.sample is None:
         return f"error: {result.error}"
     s = result.sample
-    text = f"offset {_s(s.offset)}  +- {s.uncertainty:.3f} s  rtt {s.rtt:.3f} s"
+    text = f"offset {_offset(s.offset, s.uncertainty, '  ')}  rtt {s.rtt:.3f} s"
     if result.implausible:
         return text + "  falseticker: implausible (more than a year off: a wrong era?)"
     return text + "  falseticker" if result.falseticker else text
@@ -73,7 +86,7 @@ def summary_text(reading: Reading) -> str:
     if reading.answered == 0:
         return f"no source answered ({total} of {total} failed)"
     if c.offset is not None and c.uncertainty is not None:
-        text = f"combined offset {_s(c.offset)} +- {c.uncertainty:.3f} s: {_agree(c)}"
+        text = f"combined offset {_offset(c.offset, c.uncertainty)}: {_agree(c)}"
     elif c.voters == 0:
         text = "no plausible answer: every answer is over a year off (is the local clock right?)"
     elif c.voters == 2:
@@ -179,7 +192,7 @@ def plugin_line(reading: Reading, thresholds: Thresholds) -> tuple[int, str]:
     if c.offset is None or c.uncertainty is None:
         return state, head + summary_text(reading)
     worst = abs(c.offset) + c.uncertainty
-    message = f"offset {_s(c.offset)} +- {c.uncertainty:.3f} s"
+    message = f"offset {_offset(c.offset, c.uncertainty)}"
     limit = thresholds.crit if state == CRITICAL else thresholds.warn
     if state in (WARNING, CRITICAL) and limit is not None:
         message += f", may be {worst:.3f} s off (> {limit:g} s)"
