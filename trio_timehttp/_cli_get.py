@@ -295,19 +295,40 @@ class _Sink(Protocol):
     def close(self) -> None: ...
 
 
+class StdoutClosed(CommandError):
+    """``-o -``: stdout's reader went before the body was written whole (exit 1).
+
+    Unlike any other command's output, the body is the point of ``-o -``:
+    losing it is a failure, not the quiet end a closed pipe (``| head``) is
+    elsewhere. ``main`` points stdout at ``/dev/null`` after reporting it, so
+    nothing more is tried on the dead pipe.
+    """
+
+
 class _Stdout:
-    """``-o -``: the body to stdout as it arrives (flushed per chunk, for a live stream)."""
+    """``-o -``: the body to stdout as it arrives (flushed per chunk, for a live stream).
+
+    A write that fails because stdout's reader went raises ``StdoutClosed``
+    (exit 1: the body is lost); ``close()`` then writes nothing more.
+    """
 
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
         self.bytes_written = 0
+        self.broken = False
 
     def http_header(self, response: Response) -> None:
         self.bytes_written = 0
 
     def feed(self, data: bytes) -> None:
-        self.stream.write(data)
-        self.stream.flush()
+        try:
+            self.stream.write(data)
+            self.stream.flush()
+        except BrokenPipeError as exc:
+            self.broken = True
+            raise StdoutClosed(
+                "-o -: stdout was closed before the whole body was written: the rest is lost"
+            ) from exc
         self.bytes_written += len(data)
 
     def http_error(self, exc: BaseException) -> None:
@@ -317,7 +338,8 @@ class _Stdout:
         pass
 
     def close(self) -> None:
-        self.stream.flush()
+        if not self.broken:
+            self.stream.flush()
 
 
 def remote_name(url: str) -> str:
