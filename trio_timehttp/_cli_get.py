@@ -504,29 +504,55 @@ def masked(name: str, value: str) -> str:
     return f"{first.partition('=')[0].strip()}=***{sep}{attributes}"
 
 
+def _sent_lines(head: bytes) -> list[str]:
+    """A request head's lines as sent (without CRLFs), credentials masked.
+
+    Bytes that are not UTF-8 are shown as ``\\xNN``.
+    """
+    first, *fields = head.decode("utf-8", "backslashreplace").split("\r\n")
+    lines = [first]
+    for line in fields:
+        if not line:  # the blank line that ends the head
+            break
+        name, _, value = line.partition(":")
+        lines.append(f"{name}: {masked(name, value.strip())}")
+    return lines
+
+
+def _request_lines(request: Request) -> list[str]:
+    """The request being made, for a hop that failed before sending (or before an answer)."""
+    parts = urllib.parse.urlsplit(request.url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    lines = [f"{request.method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
+    lines += [f"{n}: {masked(n, v)}" for n, v in request.headers.items()]
+    if isinstance(request.body, bytes):
+        lines.append(f"Content-Length: {len(request.body)}")
+    return lines
+
+
 class _HeadTrace:
     """``-v``: each hop's request and response heads on ``stream`` (``>``/``<``, as curl).
 
-    The request shown is the one made (method, target, ``Host`` and the
-    fields given; the requester adds ``User-Agent``, ``Accept-Encoding`` and
-    the body's length), as each response head arrives.
+    The request shown is the head exactly as it went on the wire for that
+    hop (request line, ``Host``, every field the requester added, the body's
+    framing; the absolute-form target and ``Proxy-Authorization`` through a
+    forward proxy), printed as its response head arrives, credentials masked
+    and control characters escaped. A hop that failed before any answer has
+    no such bytes: it shows the request it was making (method, target,
+    ``Host`` and the fields given).
     """
 
     def __init__(self, consumer: Any, stream: TextIO) -> None:
         self.consumer = consumer
         self.stream = stream
 
-    def _print_request(self, request: Request) -> None:
-        parts = urllib.parse.urlsplit(request.url)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        lines = [f"> {request.method} {target} HTTP/1.1", f"> Host: {parts.netloc}"]
-        lines += [f"> {n}: {masked(n, v)}" for n, v in request.headers.items()]
-        if isinstance(request.body, bytes):
-            lines.append(f"> Content-Length: {len(request.body)}")
-        print("\n".join(map(printable, lines)) + "\n>", file=self.stream)
+    def _print_request(self, response: Response) -> None:
+        sent = response._sent_head
+        lines = _request_lines(response.request) if sent is None else _sent_lines(sent)
+        print("\n".join(printable(f"> {line}") for line in lines) + "\n>", file=self.stream)
 
     async def http_header(self, response: Response) -> Any:
-        self._print_request(response.request)
+        self._print_request(response)
         if response.status_code is None:
             if response.error is not None:
                 print(f"* {describe(response.error)}", file=self.stream)
