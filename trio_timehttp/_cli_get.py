@@ -89,6 +89,7 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "-o",
         "--output",
         metavar="FILE",
+        type=_output,
         help="write the body to FILE, in place only once complete ('-': stdout; a device, "
         "a FIFO or a symlink's target is written through, never replaced)",
     )
@@ -183,6 +184,12 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         get, "send the request through this HTTP proxy (http://[user:pass@]host:port)"
     )
     get.set_defaults(func=cmd_get)
+
+
+def _output(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("FILE is empty: give a file name, or '-' for stdout")
+    return text
 
 
 def _method(text: str) -> str:
