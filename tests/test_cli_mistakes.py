@@ -124,3 +124,29 @@ async def test_a_host_source_with_control_characters_is_a_usage_error(
     assert "can never be read: control characters or spaces in a host name" in err
     assert "\x1b" not in err
     assert "\x9b" not in err
+
+
+@pytest.mark.parametrize(
+    ("links", "output", "words"),
+    [
+        ([("dangling", "nowhere/x")], "dangling",
+         "no such directory nowhere (the symlink dangling points to nowhere/x)"),
+        ([("dangling", "nowhere/x"), ("chain", "dangling")], "chain",
+         "no such directory nowhere (the symlink chain points to nowhere/x)"),
+        ([("sub/link", "../gone/deeper/x")], "sub/link",
+         "no such directory gone/deeper (the symlink sub/link points to gone/deeper/x)"),
+    ],
+)  # fmt: skip
+async def test_a_dangling_symlink_names_the_directory_it_lacks(
+    server: Any, tmp_path: Path, links: list[tuple[str, str]], output: str, words: str
+) -> None:
+    # Before: "cannot write dangling: no such directory ." (the link's own directory).
+    (tmp_path / "sub").mkdir()
+    for name, target in links:
+        os.symlink(target, tmp_path / name)
+    result = await run_cli("get", server.url("/"), "-o", output, cwd=tmp_path)
+    err = usage_error(result, "get")
+    assert f"cannot write {output}: {words}" in err
+    assert server.connections == 0
+    for name, target in links:
+        assert os.readlink(tmp_path / name) == target  # left as it was

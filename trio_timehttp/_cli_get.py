@@ -386,11 +386,26 @@ def _open_sink(args: argparse.Namespace, timeout: float | None) -> tuple[_Sink |
             sink, timeout
         )  # a directory, a missing or unwritable one: refused here
     except FileNotFoundError as exc:
-        directory = os.path.dirname(path) or "."
-        raise UsageError(f"cannot write {path}: no such directory {directory}") from exc
+        raise UsageError(_no_directory(path)) from exc
     except OSError as exc:
         raise UsageError(f"cannot write {describe(exc)}") from exc
     return sink, waited
+
+
+def _no_directory(path: str) -> str:
+    """Why ``path`` cannot be written when its directory is missing, naming that directory.
+
+    A symlink (a dangling one, or a chain of them) is followed as the system
+    would: ``dangling -> nowhere/x`` names ``nowhere``, not ``.``.
+    """
+    target = path
+    for _ in range(40):  # as the kernel's own limit on symlinks followed (ELOOP)
+        if not os.path.islink(target):
+            break
+        target = os.path.normpath(os.path.join(os.path.dirname(target), os.readlink(target)))
+    directory = os.path.dirname(target) or "."
+    through = "" if target == path else f" (the symlink {path} points to {target})"
+    return f"cannot write {path}: no such directory {directory}{through}"
 
 
 def _open_waiting(sink: FileConsumer, timeout: float | None) -> float:
