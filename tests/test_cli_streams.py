@@ -255,6 +255,29 @@ async def test_a_bad_url_of_ones_own_is_a_usage_error(url: str, words: str) -> N
     assert result.stdout == b""
 
 
+async def test_a_port_with_leading_zeros_is_that_port() -> None:
+    # Before: "bad port '0<port>'", exit 2; RFC 3986 has port = *DIGIT, and curl agrees.
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http)
+        url = f"http://127.0.0.1:0{server.port}/zero"
+        result = await trio.run_process([*CLI, "get", url], capture_stdout=True,
+                                        capture_stderr=True, check=False)  # fmt: skip
+        nursery.cancel_scope.cancel()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"status => HTTP/1.1 200 OK")
+    assert server.requests[0].target == "/zero"
+
+
+async def test_an_ipv6_zone_id_is_refused_in_words() -> None:
+    # Before: sent to the resolver as "::1%25lo": "Name or service not known", exit 1.
+    command = [*CLI, "get", f"http://[::1%25lo]:{REFUSED}/"]
+    result = await trio.run_process(command, capture_stdout=True, capture_stderr=True,
+                                    check=False)  # fmt: skip
+    err = one_line_error(result)
+    assert result.returncode == 2, err
+    assert "InvalidURL: IPv6 zone IDs are not supported" in err
+
+
 def bad_location(request: ServerRequest) -> tuple[int, list[tuple[str, str]], bytes]:
     return 302, [("location", "htp://elsewhere/")], b""
 
