@@ -18,7 +18,14 @@ from urllib.parse import urljoin
 
 import trio
 
-from trio_timehttp import RedirectingConsumer, Response, TextConsumer, TimeHTTPError, fetch
+from trio_timehttp import (
+    InvalidURL,
+    RedirectingConsumer,
+    Response,
+    TextConsumer,
+    TimeHTTPError,
+    fetch,
+)
 
 
 class LinkPrinter(HTMLParser):
@@ -52,6 +59,9 @@ async def main(url: str) -> int:
     parser = LinkPrinter()
     try:
         await fetch(url, RedirectingConsumer(TextConsumer(parser)))
+    except InvalidURL as exc:  # the URL given (a redirect's bad one is a RedirectError)
+        print(f"usage: {sys.argv[0]} URL: {exc}", file=sys.stderr)
+        return 2
     except TimeHTTPError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ import sys
 
 import trio
 
-from trio_timehttp import Response, TimeHTTPError, fetch
+from trio_timehttp import InvalidURL, Response, TimeHTTPError, fetch
 
 
 class DummyConsumer:
@@ -43,6 +43,9 @@ class DummyConsumer:
 async def main(url: str) -> int:
     try:
         await fetch(url, DummyConsumer())
+    except InvalidURL as exc:  # the URL given (a redirect's bad one is a RedirectError)
+        print(f"usage: {sys.argv[0]} URL: {exc}", file=sys.stderr)
+        return 2
     except TimeHTTPError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

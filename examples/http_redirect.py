@@ -15,7 +15,7 @@ import sys
 import trio
 from http_get import DummyConsumer  # the consumer of examples 7-9/7-10, beside this file
 
-from trio_timehttp import RedirectingConsumer, Request, Response, TimeHTTPError, fetch
+from trio_timehttp import InvalidURL, RedirectingConsumer, Request, Response, TimeHTTPError, fetch
 
 
 class LoudRedirectingConsumer(RedirectingConsumer):
@@ -31,6 +31,9 @@ class LoudRedirectingConsumer(RedirectingConsumer):
 async def main(url: str) -> int:
     try:
         await fetch(url, LoudRedirectingConsumer(DummyConsumer()))
+    except InvalidURL as exc:  # the URL given (a redirect's bad one is a RedirectError)
+        print(f"usage: {sys.argv[0]} URL: {exc}", file=sys.stderr)
+        return 2
     except TimeHTTPError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

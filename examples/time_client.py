@@ -37,8 +37,10 @@ async def main(host: str, port: int) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 3 or (len(sys.argv) == 3 and not sys.argv[2].isdigit()):
-        print(f"usage: {sys.argv[0]} [HOST [PORT]]  (PORT a number, default 37)", file=sys.stderr)
+    if len(sys.argv) > 3 or (
+        len(sys.argv) == 3 and not (sys.argv[2].isdigit() and 0 < int(sys.argv[2]) < 65536)
+    ):
+        print(f"usage: {sys.argv[0]} [HOST [PORT]]  (PORT 1-65535, default 37)", file=sys.stderr)
         sys.exit(2)
     host = sys.argv[1] if len(sys.argv) > 1 else "localhost"
     port = int(sys.argv[2]) if len(sys.argv) > 2 else 37

@@ -24,8 +24,10 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 or (len(sys.argv) == 2 and not sys.argv[1].isdigit()):
-        print(f"usage: {sys.argv[0]} [PORT]", file=sys.stderr)
+    if len(sys.argv) > 2 or (
+        len(sys.argv) == 2 and not (sys.argv[1].isdigit() and int(sys.argv[1]) < 65536)
+    ):
+        print(f"usage: {sys.argv[0]} [PORT]  (PORT 0-65535, 0: any free one)", file=sys.stderr)
         sys.exit(2)
     status = 0
     try:

@@ -528,7 +528,7 @@ async def test_verbose_shows_heads_on_stderr_masked(server: Any) -> None:
     assert result.stdout == plain.stdout  # stdout is the same report with or without -v
     err = result.stderr.decode()
     assert "> GET /echo HTTP/1.1" in err
-    assert f"> Host: 127.0.0.1:{server.port}" in err
+    assert f"> host: 127.0.0.1:{server.port}" in err  # as sent
     assert "> authorization: Basic ***" in err
     assert "> cookie: a=***; b=***" in err
     assert "< HTTP/1.1 200 OK" in err

@@ -36,6 +36,12 @@ def test_the_same_source_written_two_ways_is_one_key(a: str, b: str) -> None:
         check_sources([a, "other", b], 37)
 
 
+def test_leading_zeros_in_a_port_are_the_same_source_in_both_forms() -> None:
+    # A URL source and a host source read "013738" alike: port 13738 (RFC 3986: *DIGIT).
+    assert source_key("127.0.0.1:013738", 37) == source_key("127.0.0.1:13738", 37)
+    assert source_key("http://127.0.0.1:018431/", 37) == "http://127.0.0.1:18431/"
+
+
 @pytest.mark.parametrize(
     ("a", "b"),
     [("a:37", "a:38"), ("http://a/x", "http://a/y"), ("http://a/", "https://a/"), ("a", "b")],
@@ -45,8 +51,11 @@ def test_different_sources_stay_apart(a: str, b: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "source", ["htp://x", "ntp://pool:123", "127.0.0.1:65536", "h:0", "[::1", "h:", "http://[::1"]
-)
+    "source",
+    ["htp://x", "ntp://pool:123", "127.0.0.1:65536", "h:0", "[::1", "h:", "http://[::1",
+     "h:" + "9" * 5000, "http://h:" + "9" * 5000 + "/", "http://[fe80::1%25lo]/",
+     "bad\x1bhost", "bad host:37"],
+)  # fmt: skip
 def test_a_source_that_can_never_be_read_is_named(source: str) -> None:
     with pytest.raises(UsageError, match="can never be read") as caught:
         source_key(source, 37)

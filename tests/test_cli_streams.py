@@ -182,16 +182,35 @@ async def test_a_fifo_whose_reader_goes_away_is_an_error_naming_it(tmp_path: Pat
     assert b"bytes in body" not in result.stdout
 
 
-async def test_stdout_whose_reader_goes_away_stays_quiet() -> None:
+async def piped(reader: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """``CLI args | reader``: the command's stderr, and its own status (not the reader's)."""
+    with trio.fail_after(60):
+        return await trio.run_process(
+            ["bash", "-c", f'"$@" | {reader}; exit "${{PIPESTATUS[0]}}"', "bash", *CLI, *args],
+            capture_stderr=True, check=False,
+        )  # fmt: skip
+
+
+async def test_body_to_stdout_whose_reader_goes_away_is_an_error() -> None:
+    # Before: exit 0 and nothing on stderr, the body lost without a word.
     async with trio.open_nursery() as nursery:
         server = await nursery.start(partial(serve_http, big))
-        with trio.fail_after(60):
-            result = await trio.run_process(
-                ["sh", "-c", '"$@" | head -c 10 >/dev/null; exit "${PIPESTATUS:-0}"', "sh",
-                 *CLI, "get", "-o", "-", server.url("/")],
-                capture_stderr=True, check=False,
-            )  # fmt: skip
+        result = await piped("head -c 10 >/dev/null", "get", "-s", "-o", "-", server.url("/"))
         nursery.cancel_scope.cancel()
+    err = one_line_error(result)
+    assert result.returncode == 1, err
+    assert "-o -: stdout was closed before the whole body was written" in err
+    assert "Broken pipe" not in err
+    assert "Exception ignored" not in err
+
+
+async def test_report_to_stdout_whose_reader_goes_away_stays_quiet() -> None:
+    # Without -o -, stdout has the report only: a reader gone (``| true``) is a quiet 0.
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(partial(serve_http, big))
+        result = await piped("true", "get", server.url("/"))
+        nursery.cancel_scope.cancel()
+    assert result.returncode == 0, result.stderr
     assert result.stderr == b""
 
 
@@ -234,6 +253,29 @@ async def test_a_bad_url_of_ones_own_is_a_usage_error(url: str, words: str) -> N
     assert words in err
     assert "pw" not in err.replace(url, "")  # nothing beyond the URL as typed
     assert result.stdout == b""
+
+
+async def test_a_port_with_leading_zeros_is_that_port() -> None:
+    # Before: "bad port '0<port>'", exit 2; RFC 3986 has port = *DIGIT, and curl agrees.
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_http)
+        url = f"http://127.0.0.1:0{server.port}/zero"
+        result = await trio.run_process([*CLI, "get", url], capture_stdout=True,
+                                        capture_stderr=True, check=False)  # fmt: skip
+        nursery.cancel_scope.cancel()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(b"status => HTTP/1.1 200 OK")
+    assert server.requests[0].target == "/zero"
+
+
+async def test_an_ipv6_zone_id_is_refused_in_words() -> None:
+    # Before: sent to the resolver as "::1%25lo": "Name or service not known", exit 1.
+    command = [*CLI, "get", f"http://[::1%25lo]:{REFUSED}/"]
+    result = await trio.run_process(command, capture_stdout=True, capture_stderr=True,
+                                    check=False)  # fmt: skip
+    err = one_line_error(result)
+    assert result.returncode == 2, err
+    assert "InvalidURL: IPv6 zone IDs are not supported" in err
 
 
 def bad_location(request: ServerRequest) -> tuple[int, list[tuple[str, str]], bytes]:

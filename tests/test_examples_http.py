@@ -138,6 +138,29 @@ async def test_html_links_error_is_one_line(refused_port: int) -> None:
     assert len(result.stderr.decode().splitlines()) == 1
 
 
+@pytest.mark.parametrize("url", ["htp://x/", "http://[::1", "http://127.0.0.1:99999/"])
+@pytest.mark.parametrize("name", ["http_get.py", "http_redirect.py", "html_links.py"])
+async def test_an_unusable_url_is_a_usage_mistake(name: str, url: str) -> None:
+    # Before: exit 1, where the command line (and every example's usage path) says 2.
+    result = await run_example(name, url)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert err.startswith("usage: ")
+    assert len(err.splitlines()) == 1
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["http_redirect.py", "html_links.py"])
+async def test_a_redirect_to_an_unusable_url_is_a_failure(
+    nursery: trio.Nursery, name: str
+) -> None:
+    bad = await nursery.start(serve_http, lambda r: (302, [("location", "htp://x/")], b""))
+    result = await run_example(name, bad.url("/"))
+    err = result.stderr.decode()
+    assert result.returncode == 1, err  # the server's mistake, not the user's
+    assert err.startswith("error: ")
+
+
 @pytest.mark.parametrize("name", ["http_get.py", "http_redirect.py", "html_links.py"])
 async def test_usage(name: str) -> None:
     result = await run_example(name)

@@ -109,7 +109,13 @@ async def test_time_server_ctrl_c_at_a_terminal_is_130_without_a_traceback() -> 
 
 @pytest.mark.parametrize(
     ("script", "args"),
-    [("time_client.py", ["localhost", "abc"]), ("time_server.py", ["http"])],
+    [
+        ("time_client.py", ["localhost", "abc"]),
+        ("time_client.py", ["localhost", "99999"]),  # before: exit 1, "out of range"
+        ("time_client.py", ["localhost", "0"]),
+        ("time_server.py", ["http"]),
+        ("time_server.py", ["99999"]),  # before: a traceback (OverflowError from bind)
+    ],
 )
 async def test_bad_arguments_are_a_usage_line(script: str, args: list[str]) -> None:
     with trio.fail_after(30):

@@ -42,6 +42,11 @@ from helpers import EvilConnection, serve_evil
         ("http://under_score.example/", "http", "under_score.example", 80, "/", None),
         ("http://a/", "http", "a", 80, "/", None),
         ("http://example.com:65535/", "http", "example.com", 65535, "/", None),
+        # RFC 3986: port = *DIGIT; leading zeros are digits too (curl agrees).
+        ("http://127.0.0.1:018431/", "http", "127.0.0.1", 18431, "/", None),
+        ("http://example.com:00080/", "http", "example.com", 80, "/", None),
+        ("http://[::1]:0065535/", "http", "::1", 65535, "/", None),
+        ("http://h:" + "0" * 5000 + "1/", "http", "h", 1, "/", None),
         ("http://bücher.example/", "http", "xn--bcher-kva.example", 80, "/", None),
         ("http://例え.jp/パス?q=値#断片", "http", "xn--r8jz45g.jp", 80,
          "/%E3%83%91%E3%82%B9?q=%E5%80%A4", "%E6%96%AD%E7%89%87"),
@@ -75,7 +80,13 @@ def test_parse(
         ("http://[1.2.3.4]/", "bad IPv6|malformed"),
         ("http://example.com:0/", "out of range"),
         ("http://example.com:65536/", "out of range"),
-        ("http://example.com:123456/", "bad port"),
+        ("http://example.com:123456/", "port 123456 out of range"),
+        ("http://example.com:00/", "port 00 out of range"),
+        ("http://example.com:065536/", "port 065536 out of range"),
+        ("http://example.com:" + "9" * 5000 + "/", "out of range"),  # never int() of 5000 digits
+        ("http://[fe80::1%25lo]:8080/", "IPv6 zone IDs are not supported"),
+        ("http://[::1%25lo]/", "IPv6 zone IDs are not supported"),
+        ("http://[fe80::1%lo]/", "IPv6 zone IDs are not supported"),
         ("http://example.com:-1/", "bad port"),
         ("http://example.com:+1/", "bad port"),
         ("http://example.com:1a/", "bad port"),
@@ -425,3 +436,16 @@ async def _one_request(url_path: str) -> bytes:
 async def test_dot_segments_never_reach_the_wire(path: str, request_line: bytes) -> None:
     head = await _one_request(path)
     assert head.startswith(request_line)
+
+
+@given(st.integers(1, 65535), st.integers(0, 12))
+def test_leading_zeros_never_change_a_port(port: int, zeros: int) -> None:
+    url = parse_url(f"http://h:{'0' * zeros}{port}/x")
+    assert url.port == port
+    assert url.authority == ("h" if port == 80 else f"h:{port}")
+
+
+@given(st.integers(65536, 10**30), st.integers(0, 12))
+def test_a_port_past_65535_is_out_of_range_with_any_zeros(port: int, zeros: int) -> None:
+    with pytest.raises(InvalidURL, match="out of range"):
+        parse_url(f"http://h:{'0' * zeros}{port}/")

@@ -4,7 +4,8 @@ Each subcommand lives in its own module (``_cli_serve``, ``_cli_time``,
 ``_cli_get``) with an ``add_parser(sub)`` and a ``cmd_*(args, out)``; this one
 assembles the parser and owns what is common: logging, and turning every
 failure into one line on stderr and an exit status, never a traceback; a closed
-stdout pipe (``| head``) ends quietly.
+stdout pipe (``| head``) ends quietly, except under ``get -o -``, whose body
+is then lost (exit 1).
 """
 
 from __future__ import annotations
@@ -244,6 +245,8 @@ def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
         return _interrupted(signals)
     except CommandError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        if isinstance(exc, _cli_get.StdoutClosed):
+            _quiet_broken_pipe()  # what is still buffered for the dead pipe goes nowhere
         return 1
     except Exception as exc:  # a bug: still one line, the traceback only with -vv
         log.debug("internal error", exc_info=True)

@@ -13,7 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._errors import TimeHTTPError
+from ._errors import InvalidURL, TimeHTTPError
+from ._proxy import parse_proxy
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -164,11 +165,48 @@ def int_in(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+# RFC 9110 section 5.1: a field name is a token.
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 section 5.5: no control character in a field value but HTAB.
+_VALUE_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def header_arg(text: str) -> tuple[str, str]:
+    """``-H 'Name: value'``: a field that can go on the wire, else ``ArgumentTypeError``.
+
+    The name is a token; the value holds no control character but tab (a
+    CR or LF would start another field) and only Latin-1 characters (what
+    HTTP/1.1 carries).
+    """
     name, sep, value = text.partition(":")
     if not sep or not name.strip() or name != name.strip():
         raise argparse.ArgumentTypeError(f"a header is 'Name: value', got {text!r}")
-    return name, value.strip()
+    if not _FIELD_NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"not a header name (a token): {name!r} in {text!r}")
+    value = value.strip()
+    if _VALUE_CONTROL.search(value):
+        raise argparse.ArgumentTypeError(
+            f"a header value cannot hold CR, LF or other control characters: {text!r}"
+        )
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(
+            f"a header value can only hold Latin-1 characters: {text!r}"
+        ) from None
+    return name, value
+
+
+def proxy_arg(text: str) -> str:
+    """``--proxy URL``: one ``parse_proxy`` accepts (kept as typed), else ``ArgumentTypeError``.
+
+    The message shows the URL with any credentials replaced by ``***``.
+    """
+    try:
+        parse_proxy(text)
+    except InvalidURL as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 # C0 (tab and newline too), DEL, C1, the bidirectional overrides and isolates,
@@ -290,7 +328,7 @@ def _in_words(exc: OSError) -> str:
 def add_proxy_options(parser: argparse.ArgumentParser, proxy_help: str) -> None:
     """``--proxy URL`` and ``--no-proxy`` (they exclude each other), as on get, time, monitor."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--proxy", metavar="URL", help=proxy_help)
+    group.add_argument("--proxy", metavar="URL", type=proxy_arg, help=proxy_help)
     group.add_argument(
         "--no-proxy",
         dest="trust_env",

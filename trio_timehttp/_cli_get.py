@@ -89,6 +89,7 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         "-o",
         "--output",
         metavar="FILE",
+        type=_output,
         help="write the body to FILE, in place only once complete ('-': stdout; a device, "
         "a FIFO or a symlink's target is written through, never replaced)",
     )
@@ -183,6 +184,12 @@ def add_parser(sub: argparse._SubParsersAction[Parser]) -> None:
         get, "send the request through this HTTP proxy (http://[user:pass@]host:port)"
     )
     get.set_defaults(func=cmd_get)
+
+
+def _output(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("FILE is empty: give a file name, or '-' for stdout")
+    return text
 
 
 def _method(text: str) -> str:
@@ -295,19 +302,40 @@ class _Sink(Protocol):
     def close(self) -> None: ...
 
 
+class StdoutClosed(CommandError):
+    """``-o -``: stdout's reader went before the body was written whole (exit 1).
+
+    Unlike any other command's output, the body is the point of ``-o -``:
+    losing it is a failure, not the quiet end a closed pipe (``| head``) is
+    elsewhere. ``main`` points stdout at ``/dev/null`` after reporting it, so
+    nothing more is tried on the dead pipe.
+    """
+
+
 class _Stdout:
-    """``-o -``: the body to stdout as it arrives (flushed per chunk, for a live stream)."""
+    """``-o -``: the body to stdout as it arrives (flushed per chunk, for a live stream).
+
+    A write that fails because stdout's reader went raises ``StdoutClosed``
+    (exit 1: the body is lost); ``close()`` then writes nothing more.
+    """
 
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
         self.bytes_written = 0
+        self.broken = False
 
     def http_header(self, response: Response) -> None:
         self.bytes_written = 0
 
     def feed(self, data: bytes) -> None:
-        self.stream.write(data)
-        self.stream.flush()
+        try:
+            self.stream.write(data)
+            self.stream.flush()
+        except BrokenPipeError as exc:
+            self.broken = True
+            raise StdoutClosed(
+                "-o -: stdout was closed before the whole body was written: the rest is lost"
+            ) from exc
         self.bytes_written += len(data)
 
     def http_error(self, exc: BaseException) -> None:
@@ -317,7 +345,8 @@ class _Stdout:
         pass
 
     def close(self) -> None:
-        self.stream.flush()
+        if not self.broken:
+            self.stream.flush()
 
 
 def remote_name(url: str) -> str:
@@ -357,11 +386,26 @@ def _open_sink(args: argparse.Namespace, timeout: float | None) -> tuple[_Sink |
             sink, timeout
         )  # a directory, a missing or unwritable one: refused here
     except FileNotFoundError as exc:
-        directory = os.path.dirname(path) or "."
-        raise UsageError(f"cannot write {path}: no such directory {directory}") from exc
+        raise UsageError(_no_directory(path)) from exc
     except OSError as exc:
         raise UsageError(f"cannot write {describe(exc)}") from exc
     return sink, waited
+
+
+def _no_directory(path: str) -> str:
+    """Why ``path`` cannot be written when its directory is missing, naming that directory.
+
+    A symlink (a dangling one, or a chain of them) is followed as the system
+    would: ``dangling -> nowhere/x`` names ``nowhere``, not ``.``.
+    """
+    target = path
+    for _ in range(40):  # as the kernel's own limit on symlinks followed (ELOOP)
+        if not os.path.islink(target):
+            break
+        target = os.path.normpath(os.path.join(os.path.dirname(target), os.readlink(target)))
+    directory = os.path.dirname(target) or "."
+    through = "" if target == path else f" (the symlink {path} points to {target})"
+    return f"cannot write {path}: no such directory {directory}{through}"
 
 
 def _open_waiting(sink: FileConsumer, timeout: float | None) -> float:
@@ -482,29 +526,55 @@ def masked(name: str, value: str) -> str:
     return f"{first.partition('=')[0].strip()}=***{sep}{attributes}"
 
 
+def _sent_lines(head: bytes) -> list[str]:
+    """A request head's lines as sent (without CRLFs), credentials masked.
+
+    Bytes that are not UTF-8 are shown as ``\\xNN``.
+    """
+    first, *fields = head.decode("utf-8", "backslashreplace").split("\r\n")
+    lines = [first]
+    for line in fields:
+        if not line:  # the blank line that ends the head
+            break
+        name, _, value = line.partition(":")
+        lines.append(f"{name}: {masked(name, value.strip())}")
+    return lines
+
+
+def _request_lines(request: Request) -> list[str]:
+    """The request being made, for a hop that failed before sending (or before an answer)."""
+    parts = urllib.parse.urlsplit(request.url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    lines = [f"{request.method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
+    lines += [f"{n}: {masked(n, v)}" for n, v in request.headers.items()]
+    if isinstance(request.body, bytes):
+        lines.append(f"Content-Length: {len(request.body)}")
+    return lines
+
+
 class _HeadTrace:
     """``-v``: each hop's request and response heads on ``stream`` (``>``/``<``, as curl).
 
-    The request shown is the one made (method, target, ``Host`` and the
-    fields given; the requester adds ``User-Agent``, ``Accept-Encoding`` and
-    the body's length), as each response head arrives.
+    The request shown is the head exactly as it went on the wire for that
+    hop (request line, ``Host``, every field the requester added, the body's
+    framing; the absolute-form target and ``Proxy-Authorization`` through a
+    forward proxy), printed as its response head arrives, credentials masked
+    and control characters escaped. A hop that failed before any answer has
+    no such bytes: it shows the request it was making (method, target,
+    ``Host`` and the fields given).
     """
 
     def __init__(self, consumer: Any, stream: TextIO) -> None:
         self.consumer = consumer
         self.stream = stream
 
-    def _print_request(self, request: Request) -> None:
-        parts = urllib.parse.urlsplit(request.url)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        lines = [f"> {request.method} {target} HTTP/1.1", f"> Host: {parts.netloc}"]
-        lines += [f"> {n}: {masked(n, v)}" for n, v in request.headers.items()]
-        if isinstance(request.body, bytes):
-            lines.append(f"> Content-Length: {len(request.body)}")
-        print("\n".join(map(printable, lines)) + "\n>", file=self.stream)
+    def _print_request(self, response: Response) -> None:
+        sent = response._sent_head
+        lines = _request_lines(response.request) if sent is None else _sent_lines(sent)
+        print("\n".join(printable(f"> {line}") for line in lines) + "\n>", file=self.stream)
 
     async def http_header(self, response: Response) -> Any:
-        self._print_request(response.request)
+        self._print_request(response)
         if response.status_code is None:
             if response.error is not None:
                 print(f"* {describe(response.error)}", file=self.stream)

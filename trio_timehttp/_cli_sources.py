@@ -1,19 +1,23 @@
 """The sources of ``time`` and ``monitor``, checked before any reading.
 
 A source that can never be read (``htp://x``, ``127.0.0.1:65536``,
-``http://[::1``) or one given twice (``a``, ``A:37``: two votes for one
-clock) is a mistake in the command line, a ``UsageError``, rather than an
-error repeated every round.
+``http://[::1``, a control character in a host name) or one given twice
+(``a``, ``A:37``: two votes for one clock) is a mistake in the command line,
+a ``UsageError``, rather than an error repeated every round.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ._cli_args import UsageError
 from ._errors import TimeHTTPError
 from ._timeclient import _label, _scheme, _split_host
 from ._urls import parse_url
+
+# C0 controls, space, DEL and C1: never part of a host name (as in a URL's host).
+_CONTROL_OR_SPACE = re.compile("[\x00-\x20\x7f-\x9f]")
 
 
 def source_key(source: str, port: int) -> str:
@@ -31,6 +35,9 @@ def source_key(source: str, port: int) -> str:
         if scheme is not None:
             url = parse_url(source)
             return f"{url.scheme}://{_label(url.host, url.port)}{url.target}"
+        if _CONTROL_OR_SPACE.search(source):  # the resolver would only say "not known"
+            raise UsageError(f"source {source!r} can never be read: control characters or "
+                             "spaces in a host name")  # fmt: skip
         name, number = _split_host(source, port)
     except TimeHTTPError as exc:
         raise UsageError(f"source {source!r} can never be read: {exc}") from None

@@ -382,10 +382,12 @@ class Exchange:
             raise self._bad(f"sent a bad response: {exc}") from exc
 
     def response(self, history: list[Response]) -> Response:
+        """The ``Response`` for the head received, keeping the request head sent as bytes."""
         head = self.head
         if head is None:  # pragma: no cover - a phase-order bug, not a peer's doing
             raise RuntimeError("response() before receive_head()")
-        request = self.prepared.request
+        prepared = self.prepared
+        request = prepared.request
         return Response(
             url=request.url,
             request=request,
@@ -394,6 +396,7 @@ class Exchange:
             http_version=head.http_version,
             headers=head.headers,
             history=history,
+            _sent_head=prepared.head,
         )
 
     async def receive_pieces(self) -> Sequence[bytes]:

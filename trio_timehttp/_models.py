@@ -92,6 +92,9 @@ class Response:
     error: BaseException | None = None
     # Set only on a response from ``Client.stream`` (the body still to read).
     _body: _Body | None = field(default=None, repr=False)
+    # The request head bytes sent for this response, exactly as on the wire
+    # (``get -v`` shows them); None for a failure, where none was answered.
+    _sent_head: bytes | None = field(default=None, repr=False)
 
     def aiter_bytes(self) -> AsyncIterator[bytes]:
         """The body, piece by piece: ``async for piece in response.aiter_bytes()``.

@@ -97,7 +97,10 @@ def _split_host(host: str, port: int) -> tuple[str, int]:
     if port_text:
         if not (port_text.isascii() and port_text.isdigit()):
             raise ConnectError(f"malformed port {port_text!r} in {host!r}")
-        port = int(port_text)
+        digits = port_text.lstrip("0") or "0"  # leading zeros allowed, as in a URL
+        if len(digits) > 5:  # out of range, and never int() of 5,000 digits (ValueError)
+            raise ConnectError(f"port {port_text} of {name!r} is out of range (1-65535)")
+        port = int(digits)
     if not 0 < port < 65536:
         raise ConnectError(f"port {port} of {name!r} is out of range (1-65535)")
     return name, port

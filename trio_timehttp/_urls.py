@@ -84,6 +84,8 @@ def _encode_host(raw: str, url: str) -> str:
     if raw.startswith("["):
         if not raw.endswith("]"):
             raise InvalidURL(f"unterminated IPv6 literal in {url!r}")
+        if "%" in raw:  # RFC 6874 ``[fe80::1%25eth0]``: its Host, TLS name, pool key, proxy rules
+            raise InvalidURL(f"IPv6 zone IDs are not supported in {url!r}")
         try:
             return str(ipaddress.IPv6Address(raw[1:-1]))
         except ValueError as exc:
@@ -186,10 +188,12 @@ def parse_url(url: str) -> URL:
     host = _encode_host(raw_host, url)
     if raw_port is None or raw_port == "":
         port = DEFAULT_PORTS[scheme]
-    elif raw_port.isdigit() and raw_port.isascii() and len(raw_port) <= 5:
-        port = int(raw_port)
+    elif raw_port.isdigit() and raw_port.isascii():
+        # RFC 3986 section 3.2.3: ``port = *DIGIT``, so ``:08080`` is port 8080 (as curl).
+        digits = raw_port.lstrip("0") or "0"
+        port = int(digits) if len(digits) <= 5 else 65536
         if not 0 < port < 65536:
-            raise InvalidURL(f"port {port} out of range in {url!r}")
+            raise InvalidURL(f"port {raw_port} out of range in {url!r}")
     else:
         raise InvalidURL(f"bad port {raw_port!r} in {url!r}")
     path = _ascii(parts.path) or "/"
