@@ -78,7 +78,7 @@ async def test_precise_reading_is_within_50_ms(nursery: trio.Nursery, truth: flo
     assert sample.server_time == pytest.approx(sample.local_time + sample.offset)
     # Polite: a bounded number of probes, on a few keep-alive connections (at
     # most 6 at once; a probe abandoned mid-way takes its connection with it).
-    assert len(server.requests) <= StopRule().max_probes + 2  # a HEAD retried or two
+    assert len(server.requests) <= StopRule().jitter_probes + 2  # a HEAD retried or two
     assert sample.probes <= len(server.requests)
     assert server.connections <= 10
 

@@ -256,6 +256,9 @@ def test_rounds_under_jitter_and_late_probes_always_hold_the_truth(
     assert est.restarts == 0
     assert est.interval.lo - EPS <= theta <= est.interval.hi + EPS
     assert rounds <= rule.max_rounds
+    # Polite: never more readings than the larger allowance (the first one
+    # and the first round's sweep at most besides).
+    assert len(est.readings) <= max(rule.jitter_probes, rule.max_probes) + 1
 
 
 def test_round_sizes() -> None:
@@ -309,11 +312,57 @@ def jittery(filler_window: float) -> OffsetEstimator:
     return est
 
 
-def test_stop_when_jitter_leaves_no_probe_fast_enough() -> None:
+def test_under_jitter_rounds_are_full_and_end_by_count() -> None:
     rule = StopRule()
     est = jittery(0.04)  # +-10 ms each way: nearly every window 40 ms
+    assert rule.jittery(est)
     reducible = est.interval.width - est.floor
     assert reducible > rule.accept_gap(est.floor)  # not at the limit
+    # The floor is one lucky probe: rounds take all the budget lets fly at once...
+    assert rule.round_size(est) == rule.jitter_round
+    assert rule.allowance(est) == rule.jitter_probes > rule.max_probes
+    # ...and end after jitter_rounds rounds (or jitter_probes readings), not on the windows.
+    assert not rule.done(est, 2, est.interval.width + 0.001)
+    assert rule.done(est, rule.jitter_rounds, est.interval.width + 0.001)
+    while len(est.readings) < rule.jitter_probes:
+        est.add(Reading(100, 0.5, 0.5, 0.54, 0.04))  # an old second far from the tick
+    assert rule.done(est, 1, None)
+    assert not rule.jittery(jittery(0.02))  # most windows at the floor: the clean-path rules
+
+
+def test_under_jitter_the_limit_is_the_floor_less_the_next_faster() -> None:
+    rule = StopRule()
+
+    def near_limit(next_window: float) -> OffsetEstimator:
+        est = jittery(0.04)  # floor 20 ms (one probe), the rest 40 ms
+        end = 0.9955
+        est.add(Reading(101, end - next_window, end - next_window, end, next_window))  # lo
+        est.add(Reading(100, 0.9735, 0.9735, 1.0145, 0.041))  # old: hi 100.0265
+        assert est.interval.width - est.floor == pytest.approx(0.002)
+        return est
+
+    # The next fastest window 0.5 ms above the floor: 2 ms + 0.5 ms is within the gap.
+    close = near_limit(0.0205)
+    assert close.floor_gap == pytest.approx(0.0005)
+    assert rule.jittery(close)
+    assert rule.done(close, 1, None)
+    # 5 ms above it: faster probes are likely still to come, narrowing further.
+    sparse = near_limit(0.025)
+    assert sparse.floor_gap == pytest.approx(0.005)
+    assert rule.jittery(sparse)
+    assert not rule.done(sparse, 1, None)
+    one = OffsetEstimator()
+    one.add(Reading(100, 0.0, 0.0, 0.02, 0.02))
+    assert one.floor_gap == 0.0
+
+
+def test_stop_when_jitter_leaves_no_probe_fast_enough() -> None:
+    # Windows spread, but not enough for the jitter rules: the clean-path test
+    # (a round's fast probes) ends the reading.
+    rule = StopRule(jitter_factor=10.0)
+    est = jittery(0.04)
+    assert not rule.jittery(est)
+    reducible = est.interval.width - est.floor
     assert est.fast_share(reducible / 2) == pytest.approx(1 / 41)
     assert rule.round_size(est) * est.fast_share(reducible / 2) < rule.min_fast
     assert rule.done(est, 2, est.interval.width + 0.001)  # no probe of a round would pay

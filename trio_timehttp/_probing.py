@@ -98,12 +98,18 @@ class Prober(Protocol):
 
 
 async def refine(prober: Prober, est: OffsetEstimator, rule: StopRule | None = None) -> None:
-    """Run probe rounds until ``rule`` (default ``StopRule()``) says stop; fills ``est``.
+    """Run probe rounds until ``rule`` says stop; fills ``est``.
 
+    ``rule`` defaults to ``StopRule()`` for a prober with a socket per probe
+    (``channels=None``), else to one without the jitter rules
+    (``jitter_factor=inf``): on a few channels a round places only about one
+    probe per channel near the tick, so the larger rounds and allowance the
+    jitter rules ask for could not be flown within their rounds.
     ``est`` must hold at least one reading. Returns early when a whole round
     failed. Cancellation (the caller's deadline) may stop it at any point.
     """
-    rule = rule or StopRule()
+    if rule is None:
+        rule = StopRule() if prober.channels is None else StopRule(jitter_factor=math.inf)
     _note(est, est.readings[-1], 0)
     rounds = 0
     before: float | None = None

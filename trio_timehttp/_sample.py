@@ -216,6 +216,18 @@ class OffsetEstimator:
         return min(r.window for r in self.readings)
 
     @property
+    def floor_gap(self) -> float:
+        """How much slower the second fastest window is than the fastest (0 for one reading).
+
+        Under jitter, about how much faster a probe more readings would find:
+        the floor is the fastest of a sample, not the path's limit.
+        """
+        if len(self.readings) < 2:
+            return 0.0
+        first, second = sorted(r.window for r in self.readings)[:2]
+        return second - first
+
+    @property
     def jitter(self) -> float:
         """How much slower than the fastest a typical reading's window is (median - floor)."""
         windows = sorted(r.window for r in self.readings)
@@ -312,6 +324,18 @@ class StopRule:
     is more than that above the floor cannot land both its edges inside
     it); or when a round at the limit's scale gained less than ``min_gain``
     of the reducible part.
+
+    Under jitter (``jittery``: the median window more than ``jitter_factor``
+    x the accepted gap above the floor) only a probe fast both ways and sent
+    near the right instant narrows the interval, and the floor itself is
+    just the fastest of the probes so far: more probes find faster ones.
+    There every round after the sweep takes ``jitter_round`` cuts (the most
+    ``_probing`` keeps in flight at once), a reading may take up to
+    ``jitter_probes`` readings, and it stops after ``jitter_rounds`` rounds
+    (about as many seconds), or once within the accepted gap of the floor
+    less ``floor_gap`` (what the next faster probe would likely take off);
+    the rules for a clean path (the jitter test, the gain test) do not
+    apply.
     """
 
     gain: float = 0.07
@@ -328,6 +352,10 @@ class StopRule:
     min_fast: float = 1.0
     min_gain: float = 0.1
     margin: float = 1.5
+    jitter_factor: float = 2.0
+    jitter_round: int = 48
+    jitter_probes: int = 128
+    jitter_rounds: int = 3
 
     def gap(self, floor: float) -> float:
         """The gap rounds are planned to leave."""
@@ -337,8 +365,18 @@ class StopRule:
         """The gap at which a reading stops."""
         return min(self.accept_gain * floor + self.accept_slack, self.accept_max_gap)
 
+    def jittery(self, est: OffsetEstimator) -> bool:
+        """True when the readings' windows spread too widely for the clean-path rules."""
+        return est.jitter > self.jitter_factor * self.accept_gap(est.floor)
+
+    def allowance(self, est: OffsetEstimator) -> int:
+        """How many readings this reading may take in all (``max_probes``, under jitter more)."""
+        return self.jitter_probes if self.jittery(est) else self.max_probes
+
     def done(self, est: OffsetEstimator, rounds: int, before: float | None) -> bool:
         """True when no further round is worth running (``before``: the width a round ago)."""
+        if self.jittery(est):
+            return self._done_under_jitter(est, rounds)
         floor = est.floor
         reducible = est.interval.width - floor
         spent = rounds >= self.max_rounds or len(est.readings) >= self.max_probes
@@ -352,12 +390,22 @@ class StopRule:
         fine = earlier <= 2 * self.accept_gap(floor)
         return fine and earlier - reducible < self.min_gain * max(earlier, self.slack)
 
+    def _done_under_jitter(self, est: OffsetEstimator, rounds: int) -> bool:
+        spent = len(est.readings) >= self.jitter_probes
+        if spent or rounds >= min(self.max_rounds, self.jitter_rounds):
+            return True
+        reducible = est.interval.width - est.floor + est.floor_gap
+        return reducible <= self.accept_gap(est.floor)
+
     def round_size(self, est: OffsetEstimator) -> int:
-        """How many probes the next round should take (2 to ``first_round``/``max_per_round``)."""
+        """How many probes the next round should take (2 to ``first_round``/``max_per_round``;
+        under jitter ``jitter_round``)."""
         floor = est.floor
-        left = max(2, self.max_probes - len(est.readings))
+        left = max(2, self.allowance(est) - len(est.readings))
         if est.interval.width >= SHARED_TICK_SPREAD + floor:  # a sweep of the whole second
             return max(2, min(self.first_round, left))
+        if self.jittery(est):
+            return max(2, min(self.jitter_round, left))
         ratio = self.margin * (est.interval.width - floor) / self.gap(floor)
         wanted = max(self.min_round, math.ceil(ratio) - 1)
         return max(2, min(self.max_per_round, left, wanted))
