@@ -658,8 +658,13 @@ async def test_leaving_a_stream_early_drains_the_rest_despite_a_raised_low_water
             served.append(1)
             await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
             if len(served) == 1:
-                await stream.send_all(b"a" * first)
-                await left.wait()
+                await stream.send_all(b"a" * 100_000)
+                await trio.sleep(0.05)  # a bulk burst, then a pause: the mark goes up
+                await stream.send_all(b"a" * (first - 100_000))
+                # The tail once the caller has left (or, should its reads wait
+                # for the tail, a little later: the scenario is the drain's).
+                with trio.move_on_after(0.5):
+                    await left.wait()
                 await stream.send_all(b"b" * (size - first))
             else:
                 await stream.send_all(b"c" * size)
