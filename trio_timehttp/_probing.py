@@ -230,7 +230,6 @@ async def _round(prober: Prober, est: OffsetEstimator, rule: StopRule, round_num
     changes = _Changes()
 
     async def lane(steps: list[tuple[float, float]]) -> None:
-        nonlocal answered
         for at, cut in steps:
 
             def useful(cut: float = cut) -> bool:
@@ -250,22 +249,22 @@ async def _round(prober: Prober, est: OffsetEstimator, rule: StopRule, round_num
                 await _sleep_until(send_at)
                 if time.time() - send_at > late or not useful():
                     continue  # woken too late (it would cut elsewhere), or no longer useful
-                with trio.move_on_after(wait):
-                    reading = await prober.probe()
-                    est.add(reading)
-                    answered += 1
-                    changes.moved()
-                    _note(est, reading, round_number)
-            except TimeHTTPError as exc:
-                log.debug("probe failed: %s", exc)
+                await take("probe")
             finally:
                 budget.release()
 
     async def warm() -> None:
         """One probe at once, to open a connection (a reading like any other)."""
-        nonlocal answered
         if not await _acquire(budget, time.time()):
             return
+        try:
+            await take("warm-up probe")
+        finally:
+            budget.release()
+
+    async def take(what: str) -> None:
+        """One probe, abandoned after ``wait``; its reading goes into the estimate at once."""
+        nonlocal answered
         try:
             with trio.move_on_after(wait):
                 reading = await prober.probe()
@@ -274,9 +273,7 @@ async def _round(prober: Prober, est: OffsetEstimator, rule: StopRule, round_num
                 changes.moved()
                 _note(est, reading, round_number)
         except TimeHTTPError as exc:
-            log.debug("warm-up probe failed: %s", exc)
-        finally:
-            budget.release()
+            log.debug("%s failed: %s", what, exc)
 
     async with trio.open_nursery() as nursery:
         for _ in range(warmups):
