@@ -589,3 +589,24 @@ async def test_tls_failures_are_the_tls_words_only(
     assert "_ssl.c" not in err
     expected = {"untrusted": "certificate verify failed", "wrong-name": "localhost"}
     assert expected.get(case, "") in err
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("SECRETNOEQ", "***"),  # all value: masked whole
+        ("a=1; b=SECRET2;c", "a=***; b=***;***"),  # names kept, separators as sent
+        ("sid=x", "sid=***"),
+    ],
+)
+def test_cookie_values_are_masked_whatever_their_shape(value: str, shown: str) -> None:
+    from trio_timehttp._cli_get import masked
+
+    assert masked("Cookie", value) == shown
+
+
+def test_a_header_typed_on_a_latin1_terminal_is_taken_as_latin1() -> None:
+    from trio_timehttp._cli_args import header_arg
+
+    typed = b"X-T: caf\xe9".decode("utf-8", "surrogateescape")  # argv as Python sees it
+    assert header_arg(typed) == ("X-T", "caf\xe9")

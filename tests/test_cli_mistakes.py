@@ -150,3 +150,33 @@ async def test_a_dangling_symlink_names_the_directory_it_lacks(
     assert server.connections == 0
     for name, target in links:
         assert os.readlink(tmp_path / name) == target  # left as it was
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["get", "-X", "G\x1b]0;pwn\x07"],  # our own check's message quotes it
+        ["get", "--\x1b[2J"],  # argparse's "unrecognized arguments" quotes it
+        ["get", "-X", "GET\r\n"],
+    ],
+)
+async def test_what_was_typed_is_escaped_in_a_usage_error(server: Any, args: list[str]) -> None:
+    result = await run_cli(*args, server.url("/"))
+    err = usage_error(result, "get")
+    assert "\x1b" not in err
+    assert "\x07" not in err
+    assert "\r" not in err
+    assert server.requests == []
+
+
+async def test_an_absurd_value_is_quoted_short(server: Any) -> None:
+    url = "http://127.0.0.1:" + "9" * 5000 + "/"
+    err = usage_error(await run_cli("get", url), "get")
+    assert len(err) < 500
+    assert "more characters" in err
+
+
+@pytest.mark.parametrize("source", ["[fe80::1%lo]:37", "fe80::1%lo", "[fe80::1%25lo]:37"])
+async def test_a_zone_id_in_a_time_source_is_a_usage_error(source: str) -> None:
+    err = usage_error(await run_cli("time", "--timeout", "2", source), "time")
+    assert "IPv6 zone IDs are not supported" in err

@@ -33,6 +33,7 @@ from ._cli_args import (
     describe,
     printable,
     single,
+    usage_text,
 )
 from ._demo import run_demo
 from ._errors import TimeHTTPError
@@ -231,7 +232,7 @@ def _main(argv: Sequence[str] | None, signals: _Signals) -> int:
             raise _leaf(group) from None
     except UsageError as exc:
         where = f"{PROG} {args.command}"
-        print(f"{where}: error: {printable(str(exc))} (see {where} --help)", file=sys.stderr)
+        print(f"{where}: error: {usage_text(str(exc))} (see {where} --help)", file=sys.stderr)
         return usage_status
     except BrokenPipeError as exc:
         if exc.filename is None:  # stdout's reader went (``| head``): end quietly

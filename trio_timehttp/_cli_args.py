@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 PROG = "trio-timehttp"
 
 
+#: A usage message longer than this is cut (a 5,000-digit port is quoted, not printed whole).
+_MAX_MESSAGE = 300
+
+
 class UsageError(Exception):
     """A mistake in the command line that argparse cannot see (one line to stderr)."""
 
@@ -83,7 +87,9 @@ class TopParser(argparse.ArgumentParser):
             _write_stdout(self.format_help())
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        # argparse quotes what was typed (``unrecognized arguments: ...``,
+        # ``invalid choice``): escaped, like every message of ours, and cut.
+        self.exit(2, f"{self.prog}: error: {usage_text(message)} (see {self.prog} --help)\n")
 
 
 class Parser(TopParser):
@@ -167,6 +173,7 @@ def int_in(low: int, high: int) -> Callable[[str], int]:
 
 # RFC 9110 section 5.1: a field name is a token.
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_SURROGATE = re.compile("[\udc80-\udcff]")
 # RFC 9110 section 5.5: no control character in a field value but HTAB.
 _VALUE_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -178,6 +185,10 @@ def header_arg(text: str) -> tuple[str, str]:
     CR or LF would start another field) and only Latin-1 characters (what
     HTTP/1.1 carries).
     """
+    if _SURROGATE.search(text):
+        # Bytes that were not UTF-8 (a Latin-1 terminal's "caf\xe9"): take
+        # them as Latin-1, what HTTP/1.1 field values carry.
+        text = text.encode("utf-8", "surrogateescape").decode("latin-1")
     name, sep, value = text.partition(":")
     if not sep or not name.strip() or name != name.strip():
         raise argparse.ArgumentTypeError(f"a header is 'Name: value', got {text!r}")
@@ -222,6 +233,18 @@ def _escape(char: str) -> str:
     if char in _NAMED:
         return _NAMED[char]
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def usage_text(message: str) -> str:
+    """A usage mistake's words for stderr: escaped (``printable``) and cut at ``_MAX_MESSAGE``.
+
+    The messages quote what was typed, which may be a terminal escape or a
+    port of 5,000 digits.
+    """
+    text = printable(message)
+    if len(text) > _MAX_MESSAGE:
+        text = f"{text[:_MAX_MESSAGE]}... ({len(text) - _MAX_MESSAGE} more characters)"
+    return text
 
 
 def printable(text: str) -> str:

@@ -508,6 +508,13 @@ async def _maybe_await(value: Any) -> Any:
 _MASKED = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
 
+def _mask_pair(pair: str) -> str:
+    name, equals, _ = pair.partition("=")
+    if not equals:
+        return pair[: len(pair) - len(pair.lstrip())] + "***" if pair.strip() else pair
+    return f"{name}=***"
+
+
 def masked(name: str, value: str) -> str:
     """A header value fit for a log: credentials and cookies replaced by ``***``.
 
@@ -521,7 +528,9 @@ def masked(name: str, value: str) -> str:
         scheme, space, _ = value.strip().partition(" ")
         return f"{scheme} ***" if space else "***"
     if lower == "cookie":
-        return "; ".join(f"{pair.partition('=')[0].strip()}=***" for pair in value.split(";"))
+        # Each pair's name kept, its separators as sent; a pair without "="
+        # is all value: masked whole.
+        return ";".join(_mask_pair(pair) for pair in value.split(";"))
     first, sep, attributes = value.partition(";")
     return f"{first.partition('=')[0].strip()}=***{sep}{attributes}"
 

@@ -91,6 +91,8 @@ def _split_host(host: str, port: int) -> tuple[str, int]:
             raise ConnectError(f"malformed host {host!r}: empty port")
     if not name:
         raise ConnectError(f"malformed host {host!r}: empty name")
+    if "%" in name:
+        raise ConnectError(f"IPv6 zone IDs are not supported: {host!r}")
     bad = forbidden_char(name)  # getaddrinfo's numeric parse would drop it silently
     if bad is not None:
         raise ConnectError(f"malformed host {host!r}: {bad} is not allowed in a host name")
