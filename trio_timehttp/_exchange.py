@@ -234,21 +234,30 @@ class Exchange:
         stop listening (its body is read once the request is sent).
         """
         self.received += len(data)
-        reader = self._heads
-        if reader is None:
-            reader = self._heads = HeadReader(self._memo)
+        if not self._feed_early(data):
+            return False
+        if self._early is None:
+            return True  # the close, or a malformed head
+        self.listening = False
+        return self._early.status >= 300
+
+    def _feed_early(self, data: bytes) -> bool:
+        """Feed bytes heard before ``receive_head`` to its head reader (made on first use).
+
+        True once there is something to act on: the close (``_early_eof``), a
+        malformed head (``_early_error``) or a final answer (``_early``).
+        """
+        if self._heads is None:
+            self._heads = HeadReader(self._memo)
         if not data:
             self._early_eof = True
             return True
         try:
-            self._early = reader.feed(data)
+            self._early = self._heads.feed(data)
         except HeadError as exc:
             self._early_error = exc
             return True
-        if self._early is None:
-            return False
-        self.listening = False
-        return self._early.status >= 300
+        return self._early is not None
 
     def _answered_early(self) -> None:
         log.debug("%s answered while the request was sent: sending stopped", self.prepared.url)
@@ -289,15 +298,7 @@ class Exchange:
             while reader.informational == 0:
                 data = await self.conn.transport.recv(HEAD_READ)
                 self.received += len(data)
-                if not data:
-                    self._early_eof = True
-                    return False
-                try:
-                    self._early = reader.feed(data)
-                except HeadError as exc:
-                    self._early_error = exc
-                    return False
-                if self._early is not None:
+                if self._feed_early(data):
                     return False
         return True
 
